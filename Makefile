@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv through `make setup`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Override for a CUDA build, e.g. make setup TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
+TORCH ?= torch==2.13.0
+ESCNN ?= escnn==1.0.11
+# The stamp changes with the torch spec, so a different TORCH re-runs setup.
+STAMP := $(VENV)/.setup-$(shell printf '%s|%s' '$(TORCH)' '$(ESCNN)' | md5sum | cut -c1-10)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet --no-deps $(ESCNN)
+	$(PY) -m pip install --quiet -e '.[escnn,dev]'
+	@rm -f $(VENV)/.setup-*
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/fernn-rl demo
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/fernn-rl bench step
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,13 @@
+"""fernn: flow-equivariant recurrent neural networks (FERNNs) in PyTorch.
+
+The core layer is :class:`FERNN`; flows are :class:`TranslationFlow` (integer velocities) and
+:class:`RotationFlow` (angular velocities, escnn). :func:`check_equivariance` measures the
+equivariance error of any module.
+"""
+
+from fernn.cell import FERNN, GRNNPlus
+from fernn.equivariance import EquivarianceReport, check_equivariance
+from fernn.flows import Flow, TranslationFlow
+
+__all__ = ["FERNN", "GRNNPlus", "Flow", "TranslationFlow", "check_equivariance", "EquivarianceReport"]
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""Argument checks shared by the public constructors and forwards.
+
+Every check raises ``ValueError``/``TypeError`` naming the argument, the value it got and what is
+accepted, so that bad input never surfaces as an error from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` or raise if it is not an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_finite_float(name: str, value: Any) -> float:
+    """Return ``value`` as a finite ``float`` or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_float_tensor(name: str, x: Any, *, ndim: int, layout: str) -> torch.Tensor:
+    """Raise unless ``x`` is a floating-point tensor with ``ndim`` dimensions (``layout`` names them)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (e.g. float32), got dtype {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have shape {layout} ({ndim} dims), got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)} (layout {layout})")
+    return x
+
+
+def check_channels(name: str, x: torch.Tensor, dim: int, expected: int, layout: str) -> None:
+    """Raise unless ``x.shape[dim] == expected``."""
+    if x.shape[dim] != expected:
+        raise ValueError(
+            f"{name} has {x.shape[dim]} channels in dim {dim} of shape {tuple(x.shape)} ({layout}), "
+            f"but the module was built for {expected}"
+        )

@@ -1,0 +1,99 @@
+"""A public, quiet, offline check of flow equivariance for any module on any flow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fernn._validation import check_float_tensor, check_int
+from fernn.flows import Flow
+
+
+@dataclass(frozen=True)
+class EquivarianceReport:
+    """Errors of ``f(x') `` against the flowed ``f(x)``, per output time step.
+
+    Attributes:
+        abs_error: ``(T_out,)`` max absolute error at each output step (over the compared entries).
+        rel_error: ``(T_out,)`` ``abs_error / scale``.
+        scale: ``max |f(x)|`` over the whole output, the yardstick of ``rel_error``.
+        compared_channels: velocity channels compared (those with ``v - nu`` in the grid); ``None`` for
+            outputs without a velocity axis.
+    """
+
+    abs_error: torch.Tensor
+    rel_error: torch.Tensor
+    scale: float
+    compared_channels: int | None
+
+    @property
+    def max_abs(self) -> float:
+        return float(self.abs_error.max())
+
+    @property
+    def max_rel(self) -> float:
+        return float(self.rel_error.max())
+
+
+def check_equivariance(module: Callable[[torch.Tensor], Any], flow: Flow, nu: Any, x: torch.Tensor, *,
+                       time_offset: int = 0) -> EquivarianceReport:
+    """Measure how far ``module`` is from flow equivariance for the flow element ``nu``.
+
+    The input is flowed as ``x'_t = S_{nu t} x_t`` (``t = 0 .. T-1``). The output ``y = module(x)`` is
+    compared according to its rank:
+
+    * ``(B, T_out, V, C, H, W)`` hidden states: ``y'_t[v]`` against ``S_{nu s} y_t[v - nu]`` for the
+      channels ``v`` with ``v - nu`` in the flow's grid;
+    * ``(B, T_out, C, H, W)`` frames (e.g. predictions): ``y'_t`` against ``S_{nu s} y_t``;
+    * ``(B, K)`` invariant outputs (e.g. logits): ``y'`` against ``y``;
+
+    with ``s = t + time_offset`` the flow time of output step ``t`` (``time_offset = T_context`` for
+    frames predicted after a context of ``T_context`` frames). Tuples are reduced to their first element.
+
+    Args:
+        module: any callable on ``(B, T, C, H, W)`` float tensors (an ``nn.Module``, a lambda).
+        flow: the flow whose element ``nu`` is applied.
+        nu: a flow element (``(vx, vy)`` for translation, degrees per step for rotation).
+        x: input ``(B, T, C, H, W)``, float32 or float64.
+        time_offset: flow time of the first output step.
+
+    Returns:
+        An :class:`EquivarianceReport`; nothing is printed.
+    """
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be a fernn Flow, got {type(flow).__name__}")
+    check_float_tensor("x", x, ndim=5, layout="(B, T, C, H, W)")
+    time_offset = check_int("time_offset", time_offset)
+    steps = torch.arange(x.shape[1])
+    with torch.no_grad():
+        y = _first(module(x))
+        y_moved = _first(module(flow.act_on_frames(x, nu, steps)))
+    if y.shape != y_moved.shape:
+        raise ValueError(f"module returned shapes {tuple(y.shape)} and {tuple(y_moved.shape)} for x and x'")
+    scale = float(y.abs().max().clamp_min(torch.finfo(y.dtype).tiny))
+    compared = None
+    if y.dim() == 6:
+        times = torch.arange(y.shape[1]) + time_offset
+        expected, valid = flow.act_on_hidden(y, nu, times)
+        diff = (y_moved - expected)[:, :, valid.to(y.device)]
+        compared = int(valid.sum())
+        if compared == 0:
+            raise ValueError(f"no velocity channel v has v - nu in the grid for nu={nu!r}; pick a smaller nu")
+    elif y.dim() == 5:
+        expected = flow.act_on_frames(y, nu, torch.arange(y.shape[1]) + time_offset)
+        diff = y_moved - expected
+    elif y.dim() == 2:
+        diff = (y_moved - y)[:, None]
+    else:
+        raise ValueError("module output must be (B, T, V, C, H, W) hidden states, (B, T, C, H, W) frames or "
+                         f"(B, K) invariants; got shape {tuple(y.shape)}")
+    abs_error = diff.abs().transpose(0, 1).reshape(diff.shape[1], -1).amax(1).float().cpu()
+    return EquivarianceReport(abs_error=abs_error, rel_error=abs_error / scale, scale=scale,
+                              compared_channels=compared)
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output

@@ -1,0 +1,146 @@
+"""Flows: the sets of velocities a FERNN's hidden channels move with, and how they act on tensors.
+
+A flow with V velocities gives a FERNN V velocity channels. Channel ``v`` of the hidden state is
+moved every step by its own flow ``S_v``. The group element ``nu`` of a flow acts on an input
+sequence by ``x'_t = S_{nu t} x_t`` and on a hidden sequence ``h`` of shape ``(B, T, V, C, H, W)`` by
+
+    h'_t[v] = S_{nu t} h_t[v - nu]     (defined for the channels v with v - nu in the grid)
+
+which is the law :func:`fernn.check_equivariance` tests.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from fernn._validation import check_int
+from fernn.shifts import roll_batched
+
+
+class Flow(abc.ABC):
+    """A finite set of velocities and their action on frames and hidden states."""
+
+    @property
+    @abc.abstractmethod
+    def num_velocities(self) -> int:
+        """V, the number of velocity channels of a FERNN built with this flow."""
+
+    def __len__(self) -> int:
+        return self.num_velocities
+
+    @abc.abstractmethod
+    def element(self, nu: Any) -> Any:
+        """Validate a flow element (one velocity) and return it in canonical form."""
+
+    @abc.abstractmethod
+    def relabel(self, nu: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(source, valid)``, LongTensor and BoolTensor ``(V,)``: channel ``v`` of the
+        transformed state comes from channel ``source[v]`` (the index of ``v - nu``) where ``valid``."""
+
+    @abc.abstractmethod
+    def act_on_frames(self, x: torch.Tensor, nu: Any, times: torch.Tensor) -> torch.Tensor:
+        """Apply ``S_{nu t}`` to each frame of ``x`` ``(B, T, C, H, W)``, ``t = times[i]`` for frame ``i``."""
+
+    @abc.abstractmethod
+    def act_on_fields(self, h: torch.Tensor, nu: Any, times: torch.Tensor) -> torch.Tensor:
+        """Apply ``S_{nu t}`` to hidden fields ``h`` ``(B, T, V, C, H, W)`` without relabelling channels."""
+
+    def act_on_hidden(self, h: torch.Tensor, nu: Any, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform a hidden sequence ``h`` ``(B, T, V, C, H, W)`` by ``nu``.
+
+        Returns ``(h', valid)`` with ``h'_t[v] = S_{nu t} h_t[v - nu]`` for the channels where
+        ``valid`` ``(V,)`` is true (elsewhere ``h'`` holds the clamped neighbour and must be ignored).
+        """
+        source, valid = self.relabel(nu)
+        moved = self.act_on_fields(h.index_select(2, source.to(h.device)), nu, times)
+        return moved, valid
+
+    @abc.abstractmethod
+    def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
+                   activation: str, bias: bool, recurrence: str) -> torch.nn.Module:
+        """Build the recurrent core that :class:`fernn.FERNN` runs for this flow."""
+
+
+class TranslationFlow(Flow):
+    """Integer translation velocities ``(vx, vy)`` in pixels per step.
+
+    ``TranslationFlow(vmax)`` is the grid ``{(vx, vy): |vx| <= vmax, |vy| <= vmax}`` (vmax=0: 1 channel,
+    1: 9, 2: 25), ordered with ``vx`` major as in the reference code; ``TranslationFlow([(1, 0), (0, 0)])``
+    (or ``velocities=[...]``) takes an explicit list, in the order given.
+
+    Moving an image one step by ``(vx, vy)`` is ``torch.roll(img, shifts=(vy, vx), dims=(-2, -1))``.
+
+    Attributes:
+        velocities: LongTensor ``(V, 2)`` of ``(vx, vy)``.
+    """
+
+    def __init__(self, vmax: int | Sequence[Sequence[int]] | None = None, *,
+                 velocities: Sequence[Sequence[int]] | None = None) -> None:
+        if velocities is None and isinstance(vmax, (Sequence, torch.Tensor)) and not isinstance(vmax, str):
+            velocities, vmax = vmax, None
+        if (vmax is None) == (velocities is None):
+            raise TypeError("TranslationFlow takes either vmax (an integer >= 0) or velocities (a list of (vx, vy)), "
+                            f"not both or neither; got vmax={vmax!r}, velocities={velocities!r}")
+        if velocities is None:
+            vmax = check_int("vmax", vmax, minimum=0)
+            grid = range(-vmax, vmax + 1)
+            self.velocities = torch.tensor([(vx, vy) for vx in grid for vy in grid], dtype=torch.long)
+        else:
+            self.velocities = _parse_velocity_list(velocities)
+
+    @property
+    def num_velocities(self) -> int:
+        return int(self.velocities.shape[0])
+
+    @property
+    def vmax(self) -> int:
+        """The largest speed along either axis."""
+        return int(self.velocities.abs().max())
+
+    def __repr__(self) -> str:
+        return f"TranslationFlow(velocities={self.velocities.tolist()})"
+
+    def element(self, nu: Any) -> tuple[int, int]:
+        if isinstance(nu, torch.Tensor):
+            nu = nu.tolist()
+        if not isinstance(nu, Sequence) or len(nu) != 2:
+            raise ValueError(f"a translation flow element must be a pair of integers (vx, vy), got {nu!r}")
+        return check_int("nu[0] (vx)", nu[0]), check_int("nu[1] (vy)", nu[1])
+
+    def relabel(self, nu: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        shifted = self.velocities - torch.tensor(self.element(nu))
+        matches = (shifted[:, None, :] == self.velocities[None, :, :]).all(-1)
+        return matches.float().argmax(1), matches.any(1)
+
+    def act_on_frames(self, x: torch.Tensor, nu: Any, times: torch.Tensor) -> torch.Tensor:
+        steps = torch.as_tensor(self.element(nu))[None, :] * times.long().cpu()[:, None]
+        return roll_batched(x.transpose(0, 1), steps).transpose(0, 1)
+
+    def act_on_fields(self, h: torch.Tensor, nu: Any, times: torch.Tensor) -> torch.Tensor:
+        return self.act_on_frames(h, nu, times)
+
+    def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
+                   activation: str, bias: bool, recurrence: str) -> torch.nn.Module:
+        from fernn.translation import TranslationCore
+
+        return TranslationCore(self, in_channels, hidden_channels, kernel_size, input_kernel_size,
+                               activation, bias, recurrence)
+
+
+def _parse_velocity_list(velocities: Sequence[Sequence[int]]) -> torch.Tensor:
+    if isinstance(velocities, torch.Tensor):
+        velocities = velocities.tolist()
+    if isinstance(velocities, (str, bytes)) or not isinstance(velocities, Sequence) or len(velocities) == 0:
+        raise ValueError(f"velocities must be a non-empty list of (vx, vy) integer pairs, got {velocities!r}")
+    parsed = []
+    for i, v in enumerate(velocities):
+        if not isinstance(v, Sequence) or len(v) != 2:
+            raise ValueError(f"velocities[{i}] must be a pair of integers (vx, vy), got {v!r}")
+        parsed.append((check_int(f"velocities[{i}][0]", v[0]), check_int(f"velocities[{i}][1]", v[1])))
+    if len(set(parsed)) != len(parsed):
+        raise ValueError(f"velocities must not repeat a velocity, got {parsed}")
+    return torch.tensor(parsed, dtype=torch.long)
