@@ -8,6 +8,10 @@ equivariance error of any module.
 from fernn.cell import FERNN, GRNNPlus
 from fernn.equivariance import EquivarianceReport, check_equivariance
 from fernn.flows import Flow, TranslationFlow
+from fernn.models import CNN3DClassifier, NextFramePredictor, SequenceClassifier
 
-__all__ = ["FERNN", "GRNNPlus", "Flow", "TranslationFlow", "check_equivariance", "EquivarianceReport"]
+__all__ = [
+    "FERNN", "GRNNPlus", "Flow", "TranslationFlow", "NextFramePredictor", "SequenceClassifier", "CNN3DClassifier",
+    "check_equivariance", "EquivarianceReport",
+]
 __version__ = "0.1.0"
