@@ -92,11 +92,11 @@ def bench_step_command(
     for column in ("V", "implementation", "batch", "train step s", "forward s", "saved for backward MiB", "loss",
                    "vs fernn (train)"):
         table.add_column(column, justify="right" if column not in ("implementation",) else "left")
-    ours = {r.velocities: r for r in results if r.name == "fernn"}
+    ours = {r.vmax: r for r in results if r.name == "fernn"}
     for r in results:
         table.add_row(str(r.velocities), r.name, str(r.batch), f"{r.train_s:.3f}",
                       "-" if r.forward_s is None else f"{r.forward_s:.3f}", f"{r.saved_mib:.0f}",
-                      f"{r.final_loss:.4f}", _ratio(r.train_s, ours[r.velocities].train_s))
+                      f"{r.final_loss:.4f}", _ratio(r.train_s, ours[r.vmax].train_s))
     console.print(table)
     console.print("[dim]'vs fernn' > 1 means slower than ours. Targets at V = 25: roll-loop >= 2x, "
                   "fernn <= 1.15x of the floor (i.e. floor column >= 0.87x).[/]")

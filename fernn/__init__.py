@@ -7,11 +7,11 @@ equivariance error of any module.
 
 from fernn.cell import FERNN, GRNNPlus
 from fernn.equivariance import EquivarianceReport, check_equivariance
-from fernn.flows import Flow, TranslationFlow
+from fernn.flows import Flow, RotationFlow, TranslationFlow
 from fernn.models import CNN3DClassifier, NextFramePredictor, SequenceClassifier
 
 __all__ = [
-    "FERNN", "GRNNPlus", "Flow", "TranslationFlow", "NextFramePredictor", "SequenceClassifier", "CNN3DClassifier",
+    "FERNN", "GRNNPlus", "Flow", "TranslationFlow", "RotationFlow", "NextFramePredictor", "SequenceClassifier", "CNN3DClassifier",
     "check_equivariance", "EquivarianceReport",
 ]
 __version__ = "0.1.0"

@@ -84,12 +84,13 @@ class FERNN(nn.Module):
         """
         x = self.check_input(x)
         batch, steps = x.shape[:2]
-        drives = self.core.drive(x.flatten(0, 1))
+        weights = self.core.weights()
+        drives = self.core.drive(x.flatten(0, 1), weights)
         drives = drives.view(batch, steps, *drives.shape[1:])
         h = self._internal_state(state, x)
         states = []
         for t in range(steps):
-            h = self.core.recur(self.core.transport(h), drives[:, t])
+            h = self.core.recur(self.core.transport(h), drives[:, t], weights)
             states.append(h)
         hidden = self.core.states_to_public(torch.stack(states, 1))
         return (hidden, hidden[:, -1]) if return_state else hidden

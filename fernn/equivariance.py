@@ -76,6 +76,9 @@ def check_equivariance(module: Callable[[torch.Tensor], Any], flow: Flow, nu: An
     scale = float(y.abs().max().clamp_min(torch.finfo(y.dtype).tiny))
     compared = None
     if y.dim() == 6:
+        if y.shape[2] != flow.num_velocities:
+            raise ValueError(f"the module's output has {y.shape[2]} velocity channels (dim 2 of {tuple(y.shape)}) "
+                             f"but the flow has {flow.num_velocities}; pass the flow the module was built with")
         times = torch.arange(y.shape[1]) + time_offset
         expected, valid = flow.act_on_hidden(y, nu, times)
         diff = (y_moved - expected)[:, :, valid.to(y.device)]

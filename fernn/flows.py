@@ -144,3 +144,78 @@ def _parse_velocity_list(velocities: Sequence[Sequence[int]]) -> torch.Tensor:
     if len(set(parsed)) != len(parsed):
         raise ValueError(f"velocities must not repeat a velocity, got {parsed}")
     return torch.tensor(parsed, dtype=torch.long)
+
+
+class RotationFlow(Flow):
+    """Angular velocities ``w`` in degrees per step, acting on C_N regular fields (escnn).
+
+    ``RotationFlow([-40, -30, ..., 40], group_order=8)`` is the paper's FERNN-V4^R; ``RotationFlow([0])``
+    gives the G-RNN baseline with the same escnn network. Velocity channels keep the order given.
+    A positive angle turns an image the way ``torch.rot90(img, k=1, dims=(-2, -1))`` does for +90 deg.
+
+    Args:
+        angular_velocities: finite numbers, degrees per step, no repeats.
+        group_order: N of the rotation group C_N of the hidden fields (>= 1).
+        orientation_shift: how channel ``w`` cycles its orientation axis by ``w * N / 360`` steps when that
+            is fractional: ``"fourier"`` (band-limited shift, default) or ``"truncate"`` (round towards
+            zero, as the reference code does: with C_8 and ``|w| < 45`` it never cycles).
+
+    Attributes:
+        angular_velocities: float64 tensor ``(V,)``.
+    """
+
+    def __init__(self, angular_velocities: Sequence[float], group_order: int = 8, *,
+                 orientation_shift: str = "fourier") -> None:
+        from fernn._validation import check_choice, check_finite_float
+
+        if isinstance(angular_velocities, torch.Tensor):
+            angular_velocities = angular_velocities.tolist()
+        if isinstance(angular_velocities, (str, bytes)) or not isinstance(angular_velocities, Sequence) \
+                or len(angular_velocities) == 0:
+            raise ValueError("angular_velocities must be a non-empty list of degrees per step, got "
+                             f"{angular_velocities!r}")
+        values = [check_finite_float(f"angular_velocities[{i}]", w) for i, w in enumerate(angular_velocities)]
+        if len(set(values)) != len(values):
+            raise ValueError(f"angular_velocities must not repeat a velocity, got {values}")
+        self.angular_velocities = torch.tensor(values, dtype=torch.float64)
+        self.group_order = check_int("group_order", group_order, minimum=1)
+        self.orientation_shift = check_choice("orientation_shift", orientation_shift, ("fourier", "truncate"))
+
+    @property
+    def num_velocities(self) -> int:
+        return int(self.angular_velocities.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"RotationFlow({self.angular_velocities.tolist()}, group_order={self.group_order}, "
+                f"orientation_shift={self.orientation_shift!r})")
+
+    def element(self, nu: Any) -> float:
+        from fernn._validation import check_finite_float
+
+        if isinstance(nu, torch.Tensor):
+            nu = nu.item()
+        return check_finite_float("nu (degrees per step)", nu)
+
+    def relabel(self, nu: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        shifted = self.angular_velocities - self.element(nu)
+        matches = (shifted[:, None] - self.angular_velocities[None, :]).abs() < 1e-9
+        return matches.float().argmax(1), matches.any(1)
+
+    def act_on_frames(self, x: torch.Tensor, nu: Any, times: torch.Tensor) -> torch.Tensor:
+        from fernn.rotation import rotate_batched
+
+        angles = self.element(nu) * times.double().cpu()
+        return rotate_batched(x.transpose(0, 1), angles).transpose(0, 1)
+
+    def act_on_fields(self, h: torch.Tensor, nu: Any, times: torch.Tensor) -> torch.Tensor:
+        from fernn.rotation import rotate_fields
+
+        angles = self.element(nu) * times.double().cpu()
+        return rotate_fields(h.transpose(0, 1), angles, self.group_order).transpose(0, 1)
+
+    def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
+                   activation: str, bias: bool, recurrence: str) -> torch.nn.Module:
+        from fernn.rotation import RotationCore
+
+        return RotationCore(self, in_channels, hidden_channels, kernel_size, input_kernel_size, activation, bias,
+                            recurrence)

@@ -91,6 +91,7 @@ class NextFramePredictor(nn.Module):
             if tuple(targets.shape) != expected:
                 raise ValueError(f"targets must have shape {expected}, got {tuple(targets.shape)}")
         core, batch = self.rnn.core, context.shape[0]
+        weights = core.weights()
         _, state = self.rnn(context, return_state=True)
         h = core.state_from_public(state)
         predictions = []
@@ -104,7 +105,7 @@ class NextFramePredictor(nn.Module):
                     feedback = targets[:, step]
                 else:
                     feedback = frame.detach() if detach_feedback else frame
-                h = core.recur(transported, core.drive(feedback))
+                h = core.recur(transported, core.drive(feedback, weights), weights)
         return torch.stack(predictions, 1)
 
 

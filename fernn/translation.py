@@ -53,7 +53,11 @@ class TranslationCore(nn.Module):
             self._index_cache[key] = index
         return index
 
-    def drive(self, x: torch.Tensor) -> torch.Tensor:
+    def weights(self) -> None:
+        """Per-sequence weight preparation (none for plain convolutions; escnn cores expand filters)."""
+        return None
+
+    def drive(self, x: torch.Tensor, weights: None = None) -> torch.Tensor:
         """Input term ``conv_in(x)``: ``(N, C_in, H, W)`` -> channels-last ``(N, H, W, C)``."""
         u = self.conv_in(x.contiguous(memory_format=torch.channels_last))
         return u.permute(0, 2, 3, 1).contiguous()
@@ -86,7 +90,7 @@ class TranslationCore(nn.Module):
         moved = F.conv2d(planes, weight, groups=num_v * channels)
         return moved.view(batch, num_v, channels, height, width).permute(0, 1, 3, 4, 2).contiguous()
 
-    def recur(self, transported: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    def recur(self, transported: torch.Tensor, drive: torch.Tensor, weights: None = None) -> torch.Tensor:
         """``act(drive + conv_rec(transported))``: the new internal state ``(B, V, H, W, C)``.
 
         Args:
