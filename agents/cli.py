@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -128,9 +127,5 @@ def demo() -> None:
                        grnn_floor=True, json_out=None)
 
 
-def main() -> None:  # pragma: no cover - console entry
+if __name__ == "__main__":  # pragma: no cover - `python -m fernn.agents.cli`
     app(prog_name="fernn-rl")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
