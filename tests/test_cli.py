@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from fernn.agents.cli import app
@@ -31,3 +32,10 @@ def test_bench_step_bad_flags_are_one_line_errors():
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["bench", "step", "--vmax", "-1"])
     assert result.exit_code == 2 and ">= 0" in result.output
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end():
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "Equivariance" in result.output and "roll-loop" in result.output
