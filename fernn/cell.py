@@ -83,17 +83,29 @@ class FERNN(nn.Module):
             ``h (B, T, V, C, H, W)``, or ``(h, state)`` with ``state (B, V, C, H, W)``.
         """
         x = self.check_input(x)
+        states = self.run_internal(x, self._internal_state(state, x), self.core.weights())
+        hidden = self.core.states_to_public(torch.stack(states, 1))
+        return (hidden, hidden[:, -1]) if return_state else hidden
+
+    def run_internal(self, x: torch.Tensor, h: torch.Tensor, weights: object) -> list[torch.Tensor]:
+        """The recurrence on the core's internal layout, for models that keep stepping afterwards.
+
+        Args:
+            x: validated ``(B, T, C_in, H, W)`` frames.
+            h: internal state (``core.state_from_public`` of a ``(B, V, C, H, W)`` state).
+            weights: ``core.weights()``, computed once per sequence by the caller.
+
+        Returns:
+            The T internal states, in time order.
+        """
         batch, steps = x.shape[:2]
-        weights = self.core.weights()
         drives = self.core.drive(x.flatten(0, 1), weights)
         drives = drives.view(batch, steps, *drives.shape[1:])
-        h = self._internal_state(state, x)
         states = []
         for t in range(steps):
             h = self.core.recur(self.core.transport(h), drives[:, t], weights)
             states.append(h)
-        hidden = self.core.states_to_public(torch.stack(states, 1))
-        return (hidden, hidden[:, -1]) if return_state else hidden
+        return states
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         """Validate ``x (B, T, C_in, H, W)`` and return it."""
