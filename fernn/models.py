@@ -21,8 +21,20 @@ def _circular_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.
                      bias=False)
 
 
-def _pool_velocities(h: torch.Tensor, pool: str) -> torch.Tensor:
+def pool_velocities(h: torch.Tensor, pool: str) -> torch.Tensor:
+    """Pool ``(B, V, ...)`` over the velocity axis: ``"max"`` or ``"mean"`` -> ``(B, ...)``."""
     return h.amax(1) if pool == "max" else h.mean(1)
+
+
+def frame_decoder(width: int, out_channels: int, kernel_size: int, layers: int) -> nn.Sequential:
+    """``layers`` circular conv + ReLU blocks of ``width`` channels, then a conv to ``out_channels``
+    (no bias, as in the papers), in channels-last memory: ``(N, width, H, W) -> (N, out_channels, H, W)``."""
+    check_int("decoder_layers", layers, minimum=0)
+    blocks: list[nn.Module] = []
+    for _ in range(layers):
+        blocks += [_circular_conv(width, width, kernel_size), nn.ReLU()]
+    blocks.append(_circular_conv(width, out_channels, kernel_size))
+    return nn.Sequential(*blocks).to(memory_format=torch.channels_last)
 
 
 class NextFramePredictor(nn.Module):
@@ -53,13 +65,7 @@ class NextFramePredictor(nn.Module):
         super().__init__()
         self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size, recurrence=recurrence)
         self.pool = check_choice("pool", pool, POOLS)
-        check_int("decoder_layers", decoder_layers, minimum=0)
-        width = self.rnn.state_channels
-        layers: list[nn.Module] = []
-        for _ in range(decoder_layers):
-            layers += [_circular_conv(width, width, kernel_size), nn.ReLU()]
-        layers.append(_circular_conv(width, in_channels, kernel_size))
-        self.decoder = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.decoder = frame_decoder(self.rnn.state_channels, in_channels, kernel_size, decoder_layers)
 
     @property
     def flow(self) -> Flow:
@@ -97,7 +103,7 @@ class NextFramePredictor(nn.Module):
         predictions = []
         for step in range(pred_len):
             transported = core.transport(h)
-            pooled = _pool_velocities(core.advected(transported, batch), self.pool)
+            pooled = pool_velocities(core.advected(transported, batch), self.pool)
             frame = self.decoder(pooled.permute(0, 3, 1, 2))
             predictions.append(frame)
             if step + 1 < pred_len:

@@ -62,22 +62,30 @@ class TranslationCore(nn.Module):
         u = self.conv_in(x.contiguous(memory_format=torch.channels_last))
         return u.permute(0, 2, 3, 1).contiguous()
 
-    def transport(self, h: torch.Tensor) -> torch.Tensor:
+    def transport(self, h: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Move every velocity channel one step and pad circularly.
 
         Args:
             h: internal state ``(B, V, H, W, C)``.
+            offsets: optional integer ``(B, 2)`` extra shift ``(sx, sy)`` per batch item, added to every
+                velocity channel's own shift (the world model's ``-action``): still ONE gather.
 
         Returns:
-            ``(B * V, C, H + 2p, W + 2p)`` in channels-last memory: ``S_v h[v]`` padded by ``p = k // 2``.
+            ``(B * V, C, H + 2p, W + 2p)`` in channels-last memory: ``S_{offset} S_v h[v]`` padded by
+            ``p = k // 2``.
         """
         batch, num_v, height, width, channels = h.shape
         if self.learned:
             h = self._learned_shift(h)
-        index = self._transport_index(height, width, h.device, exact=not self.learned)
-        padded_pixels = index.shape[1]
+        if offsets is None:
+            index = self._transport_index(height, width, h.device, exact=not self.learned)[None]
+        else:
+            own = torch.zeros_like(self.velocities) if self.learned else self.velocities
+            shifts = (own[None] + offsets.to(own.device, torch.long)[:, None]).reshape(-1, 2)
+            index = shift_index(shifts, height, width, pad=self.pad).view(batch, num_v, -1)
+        padded_pixels = index.shape[-1]
         moved = torch.gather(h.reshape(batch, num_v, height * width, channels), 2,
-                             index[None, :, :, None].expand(batch, num_v, padded_pixels, channels))
+                             index[..., None].expand(batch, num_v, padded_pixels, channels))
         hp, wp = height + 2 * self.pad, width + 2 * self.pad
         return moved.view(batch * num_v, hp, wp, channels).permute(0, 3, 1, 2)
 

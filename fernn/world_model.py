@@ -1,0 +1,221 @@
+"""Self-motion: the FloWM world model, an action-conditioned FERNN with a world-sized latent map.
+
+The latent map is kept in the agent's frame (egocentric): the observation window always occupies
+rows ``0 .. h-1`` and columns ``0 .. w-1`` of the ``(H, W) = (world_size, world_size)`` torus, and the
+world moves past it. One step, for an observation ``o_t`` taken after the window moved by
+``a_t = (dx, dy)``::
+
+    m     = S_{-a_t} S_v M_{t-1}[v]                     # every velocity channel: its own flow, minus the action
+    pred  = decoder(window(max_v m))                    # the prediction of o_t, before it arrives
+    M_t[v] = act(conv_rec(m) + paste(conv_in(o_t)))     # o_t written at the window's place
+
+``S_(sx, sy)`` is the circular shift of :mod:`fernn.shifts` (``torch.roll(x, (sy, sx), (-2, -1))``), so an
+action ``(dx, dy)`` has the axis convention of :class:`fernn.TranslationFlow`; all shifts of a step
+(velocities x batch items) are one ``gather``.
+
+Equivariance (tested in ``tests/test_world_model.py``):
+
+* self-motion: on a fully observed torus (window = world), an agent that moves by ``a_t`` sees
+  ``o'_t = S_{-p_t} o_t`` (``p_t = a_1 + ... + a_t``) and its map is ``M'_t = S_{-p_t} M_t``: the latent map
+  moves opposite to the agent, exactly;
+* self-motion = external flow: if the agent moves by an extra ``nu`` every step while the world moves
+  with it (so every observation is the same), ``M'_t[v] = M_t[v - nu]``: the motion is re-labelled
+  into the velocity channels, exactly, also when the window is smaller than the world.
+
+Ablations of the FloWM paper under the same API: ``TranslationFlow(0)`` (no velocity channels),
+``self_motion=False`` (actions do not move the map), ``action_concat=True`` (no shift; the action enters
+as extra input channels of the input and recurrent convolutions, as in the reference code).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fernn._validation import check_channels, check_choice, check_float_tensor, check_int
+from fernn.cell import FERNN
+from fernn.flows import TranslationFlow
+from fernn.models import POOLS, frame_decoder, pool_velocities
+
+
+class WorldModel(nn.Module):
+    """The FloWM world model on a partially observed torus (see the module docstring for the update).
+
+    Args:
+        in_channels: observation channels ``C``.
+        hidden_channels: hidden channels per velocity channel (FloWM: 64).
+        flow: a :class:`fernn.TranslationFlow` (FloWM-V2: ``TranslationFlow(2)``; ablation: ``TranslationFlow(0)``).
+        world_size: side ``H = W`` of the latent map (FloWM: 50).
+        window_size: side ``h = w`` of an observation (FloWM: 32), at most ``world_size``.
+        self_motion: shift the map by minus the action every step (the ablation turns it off).
+        action_concat: feed the action ``(dx, dy)`` as two constant extra channels to the input and the
+            recurrent convolution instead of shifting the map (the action-concat baseline).
+        kernel_size: odd size of the recurrent and decoder convolutions.
+        decoder_layers: hidden conv layers of the window decoder (FloWM: 1).
+        pool: ``"max"`` (FloWM) or ``"mean"`` over velocity channels before decoding.
+
+    Shapes:
+        ``forward(obs, actions)``: ``obs (B, T, C, h, w)`` float, ``actions (B, T, 2)`` integer ``(dx, dy)``
+        -> predictions ``(B, T, C, h, w)`` (and the maps ``(B, T, V, hidden, H, W)`` on request).
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, flow: TranslationFlow, *, world_size: int = 50,
+                 window_size: int = 32, self_motion: bool = True, action_concat: bool = False, kernel_size: int = 3,
+                 decoder_layers: int = 1, pool: str = "max") -> None:
+        super().__init__()
+        if not isinstance(flow, TranslationFlow):
+            raise TypeError("WorldModel needs a TranslationFlow (its map lives on a torus that actions translate); "
+                            f"got {type(flow).__name__}")
+        self.world_size = check_int("world_size", world_size, minimum=1)
+        self.window_size = check_int("window_size", window_size, minimum=1)
+        if self.window_size > self.world_size:
+            raise ValueError(f"window_size must be <= world_size (the window looks at part of the world); got "
+                             f"window_size={window_size}, world_size={world_size}")
+        if action_concat and self_motion:
+            raise ValueError("action_concat=True is the baseline that replaces the self-motion shift; pass "
+                             "self_motion=False with it")
+        self.self_motion = bool(self_motion)
+        self.action_concat = bool(action_concat)
+        self.pool = check_choice("pool", pool, POOLS)
+        self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size)
+        self.decoder = frame_decoder(self.rnn.state_channels, in_channels, kernel_size, decoder_layers)
+        if self.action_concat:
+            self.action_in = nn.Linear(2, hidden_channels, bias=False)
+            self.action_rec = nn.Linear(2, hidden_channels, bias=False)
+
+    @property
+    def flow(self) -> TranslationFlow:
+        return self.rnn.flow
+
+    @property
+    def num_velocities(self) -> int:
+        return self.rnn.num_velocities
+
+    def initial_state(self, batch_size: int, *, device: torch.device | str | None = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The empty map ``(B, V, hidden, H, W)``."""
+        return self.rnn.initial_state(batch_size, self.world_size, self.world_size, device=device, dtype=dtype)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor | None = None, *,
+                return_maps: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Predict every observation from the ones before it (teacher forcing).
+
+        Args:
+            obs: ``(B, T, C, h, w)`` float windows ``o_0 .. o_{T-1}``.
+            actions: ``(B, T, 2)`` integer ``(dx, dy)``; ``actions[:, t]`` moved the window just before
+                ``o_t`` was taken (``actions[:, 0]`` acts on ``state``, which is empty by default).
+            state: optional map ``(B, V, hidden, H, W)`` to continue from.
+            return_maps: also return the maps after each observation.
+
+        Returns:
+            ``pred (B, T, C, h, w)``, ``pred[:, t]`` the prediction of ``o_t`` from ``o_{<t}`` and
+            ``a_{<=t}`` (so ``pred[:, 0]`` comes from ``state`` alone); with ``return_maps`` also
+            ``maps (B, T, V, hidden, H, W)`` (``maps[:, -1]`` continues the sequence).
+        """
+        obs, actions = self._check(obs, actions)
+        predictions, maps = self._observe(obs, actions, self._internal_state(state, obs), keep_maps=return_maps)
+        if return_maps:
+            return predictions, self.rnn.core.states_to_public(torch.stack(maps, 1))
+        return predictions
+
+    def rollout(self, obs: torch.Tensor, actions: torch.Tensor, future_actions: torch.Tensor, *,
+                detach_feedback: bool = True) -> torch.Tensor:
+        """Observe a context, then imagine: each prediction is fed back as the next observation.
+
+        Args:
+            obs: ``(B, T, C, h, w)`` context windows, with their ``actions (B, T, 2)``.
+            future_actions: ``(B, K, 2)`` integer actions of the imagined steps.
+            detach_feedback: stop gradients through fed-back predictions.
+
+        Returns:
+            ``(B, K, C, h, w)``: the predicted windows after each future action.
+        """
+        obs, actions = self._check(obs, actions)
+        future_actions = self._check_actions("future_actions", future_actions, obs.shape[0])
+        _, maps = self._observe(obs, actions, self._internal_state(None, obs), keep_maps=False)
+        core, batch, h = self.rnn.core, obs.shape[0], maps[-1]
+        predictions = []
+        for k in range(future_actions.shape[1]):
+            action = future_actions[:, k]
+            transported = self._transport(h, action)
+            frame = self._decode(transported, batch)
+            predictions.append(frame)
+            if k + 1 < future_actions.shape[1]:
+                feedback = frame.detach() if detach_feedback else frame
+                h = core.recur(transported, self._drives(feedback[:, None], action[:, None])[:, 0])
+        return torch.stack(predictions, 1)
+
+    def _observe(self, obs: torch.Tensor, actions: torch.Tensor, h: torch.Tensor, *,
+                 keep_maps: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Teacher-forced pass: predictions ``(B, T, C, h, w)`` and the internal maps (all, or the last)."""
+        core, batch = self.rnn.core, obs.shape[0]
+        drives = self._drives(obs, actions)
+        predictions, maps = [], []
+        for t in range(obs.shape[1]):
+            transported = self._transport(h, actions[:, t])
+            predictions.append(self._decode(transported, batch))
+            h = core.recur(transported, drives[:, t])
+            if keep_maps:
+                maps.append(h)
+        return torch.stack(predictions, 1), maps if keep_maps else [h]
+
+    def _transport(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``S_{-a} S_v h[v]`` padded for the recurrent conv (``(B * V, C, H + 2p, W + 2p)``)."""
+        transported = self.rnn.core.transport(h, offsets=-action if self.self_motion else None)
+        if self.action_concat:
+            embedded = self.action_rec(action.to(transported.dtype))
+            transported = transported + embedded.repeat_interleave(self.num_velocities, 0)[:, :, None, None]
+        return transported
+
+    def _decode(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
+        """Pool the moved map over velocities and decode the window region: ``(B, C, h, w)``."""
+        moved = self.rnn.core.advected(transported, batch)[:, :, :self.window_size, :self.window_size]
+        return self.decoder(pool_velocities(moved, self.pool).permute(0, 3, 1, 2))
+
+    def _drives(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Encoded windows pasted at the window's place of an empty map: ``(B, T, H, W, C)``."""
+        batch, steps = obs.shape[:2]
+        drive = self.rnn.core.drive(obs.flatten(0, 1))
+        if self.action_concat:
+            drive = drive + self.action_in(actions.flatten(0, 1).to(drive.dtype))[:, None, None, :]
+        margin = self.world_size - self.window_size
+        drive = F.pad(drive, (0, 0, 0, margin, 0, margin))
+        return drive.view(batch, steps, *drive.shape[1:])
+
+    def _internal_state(self, state: torch.Tensor | None, obs: torch.Tensor) -> torch.Tensor:
+        if state is None:
+            state = self.initial_state(obs.shape[0], device=obs.device, dtype=obs.dtype)
+        expected = (obs.shape[0], self.num_velocities, self.rnn.state_channels, self.world_size, self.world_size)
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected or state.dtype != obs.dtype:
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"state must be a {obs.dtype} tensor of shape (B, V, hidden, H, W) = {expected}, got {got}")
+        return self.rnn.core.state_from_public(state)
+
+    def _check(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layout = "(B, T, C, h, w)"
+        check_float_tensor("obs", obs, ndim=5, layout=layout)
+        check_channels("obs", obs, 2, self.rnn.in_channels, layout)
+        if obs.shape[-2:] != (self.window_size, self.window_size):
+            raise ValueError(f"obs windows must be {self.window_size}x{self.window_size} (window_size), got "
+                             f"{obs.shape[-2]}x{obs.shape[-1]} in shape {tuple(obs.shape)}")
+        actions = self._check_actions("actions", actions, obs.shape[0])
+        if actions.shape[1] != obs.shape[1]:
+            raise ValueError(f"actions must have one (dx, dy) per observation: shape ({obs.shape[0]}, {obs.shape[1]}, 2), "
+                             f"got {tuple(actions.shape)}")
+        return obs, actions
+
+    def _check_actions(self, name: str, actions: torch.Tensor, batch: int) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"{name} must be an integer torch.Tensor of shape (B, T, 2), got {type(actions).__name__}")
+        if actions.is_floating_point() or actions.is_complex() or actions.dtype == torch.bool:
+            raise TypeError(f"{name} must have an integer dtype (e.g. torch.long): integer window displacements "
+                            f"(dx, dy); got {actions.dtype}")
+        if actions.dim() != 3 or actions.shape[0] != batch or actions.shape[2] != 2 or actions.shape[1] == 0:
+            raise ValueError(f"{name} must have shape (B, T, 2) = ({batch}, T >= 1, 2) of (dx, dy), got "
+                             f"{tuple(actions.shape)}")
+        largest = int(actions.abs().max())
+        if largest > self.world_size:
+            raise ValueError(f"{name} moves the window by up to {largest} px, larger than the world "
+                             f"(world_size={self.world_size}); accepted: |dx|, |dy| <= {self.world_size}")
+        return actions.to(device=self.decoder[0].weight.device, dtype=torch.long)
