@@ -1,38 +1,42 @@
-"""``fernn-rl bench step``: the cost of the FERNN next-frame predictor's training step.
+"""``fernn-rl bench step | rotation | world-model``: training-step cost of our models against the papers'
+way of writing them, measured in one process and one run.
 
-For each velocity grid radius it times, in one process and one run:
-
-* ``fernn``: our predictor (fused shift+pad gather, channels-last state): training step and forward;
-* ``roll-loop``: the same function written the paper's way (:mod:`fernn.agents.naive`);
-* ``no-flow floor``: our predictor with every velocity set to zero -- the same convolutions, padding,
-  pooling and decoder, without any flow;
-* ``G-RNN x V``: a G-RNN (one velocity channel) at batch ``B * V``, the floor the issue names;
-* ``fernn bf16``: our training step under CPU/GPU bf16 autocast, with its effect on the loss.
-
-A training step is: 10 context frames + 10 predicted, MSE, backward, Adam.
+* ``step`` (translation predictor, for each velocity grid radius): ``fernn`` (fused shift+pad gather,
+  channels-last state), ``roll-loop (paper)`` (:class:`fernn.agents.naive.RollLoopPredictor`), the
+  ``no-flow floor`` (every velocity set to zero: same convolutions, padding, pooling and decoder, no
+  flow), ``G-RNN xV batch`` (one velocity channel at batch ``B * V``), ``fernn bf16 autocast``.
+  A step: 10 context + 10 predicted frames, MSE, backward, Adam.
+* ``rotation`` (rotation predictor, C_N regular fields): ``fernn`` (batched bilinear gathers, filters
+  expanded once per sequence) against ``grid_sample loop (paper)``.
+* ``world-model`` (FloWM): ``fernn`` (velocity and action shifts in one gather) against
+  ``per-sample loop (paper)`` and the ``no self-motion floor`` (the same model without the action
+  shift). A step: teacher-forced next-window prediction over the sequence, MSE, backward, Adam.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
-from fernn.flows import TranslationFlow
+from fernn.flows import RotationFlow, TranslationFlow
 from fernn.models import NextFramePredictor
-from fernn.agents.naive import RollLoopPredictor
+from fernn.world_model import WorldModel
+from fernn.agents.naive import PerSampleWorldModel, RollLoopPredictor, RotationLoopPredictor
 
 
 @dataclass
 class StepTiming:
     """One measured configuration: seconds per call (median over repeats), MiB saved for backward,
-    and the loss after the warm-up and timed training steps."""
+    and the loss after the warm-up and timed training steps. ``group`` names the configuration whose
+    first row (ours) the ratios are taken against."""
 
     name: str
-    vmax: int
+    group: str
     velocities: int
     batch: int
     train_s: float
@@ -73,45 +77,50 @@ def _time(fn: Callable[[], float], repeats: int, device: torch.device) -> tuple[
     return statistics.median(times), loss
 
 
-def _measure(name: str, model: NextFramePredictor, run: Callable[[torch.Tensor, int], torch.Tensor], batch: int,
-             vmax: int, num_v: int, frames: torch.Tensor, context: int, repeats: int, device: torch.device,
-             autocast: bool = False, with_forward: bool = True) -> StepTiming:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    inputs, targets = frames[:, :context], frames[:, context:]
-    pred_len = targets.shape[1]
+def measure_step(name: str, group: str, velocities: int, batch: int, parameters: Sequence[torch.nn.Parameter],
+                 loss_fn: Callable[[], torch.Tensor], repeats: int, device: torch.device, *,
+                 autocast: bool = False, with_forward: bool = True) -> StepTiming:
+    """Time an Adam training step on ``loss_fn`` (and, optionally, ``loss_fn`` under ``no_grad``)."""
+    optimizer = torch.optim.Adam(parameters, lr=1e-4)
 
-    def loss_fn() -> torch.Tensor:
+    def loss_under_autocast() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return torch.nn.functional.mse_loss(run(inputs, pred_len).float(), targets)
+            return loss_fn().float()
 
     def train_step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
+        loss = loss_under_autocast()
         loss.backward()
         optimizer.step()
         return float(loss.detach())
 
     def forward_only() -> float:
         with torch.no_grad():
-            return float(torch.nn.functional.mse_loss(run(inputs, pred_len), targets))
+            return float(loss_under_autocast())
 
     train_s, loss = _time(train_step, repeats, device)
-    saved = _saved_activation_mib(loss_fn)
+    saved = _saved_activation_mib(loss_under_autocast)
     forward_s = _time(forward_only, repeats, device)[0] if with_forward else None
-    return StepTiming(name, vmax, num_v, batch, train_s, forward_s, saved, loss)
+    return StepTiming(name, group, velocities, batch, train_s, forward_s, saved, loss)
+
+
+def _predictor_loss(run: Callable[[torch.Tensor, int], torch.Tensor], frames: torch.Tensor,
+                    context: int) -> Callable[[], torch.Tensor]:
+    inputs, targets = frames[:, :context], frames[:, context:]
+    return lambda: F.mse_loss(run(inputs, targets.shape[1]), targets)
 
 
 def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: int = 32,
                vmaxes: tuple[int, ...] = (0, 1, 2), context: int = 10, predicted: int = 10, repeats: int = 3,
                device: str = "cpu", bf16: bool = True, grnn_floor: bool = True, seed: int = 0,
                progress: Callable[[str], None] | None = None) -> list[StepTiming]:
-    """Time the predictor's training step for each grid radius in ``vmaxes``; see the module docstring."""
+    """Time the translation predictor's training step for each grid radius in ``vmaxes``."""
     dev = torch.device(device)
     results: list[StepTiming] = []
     say = progress or (lambda _msg: None)
     for vmax in vmaxes:
         flow = TranslationFlow(vmax)
-        num_v = flow.num_velocities
+        num_v, group = flow.num_velocities, f"V={flow.num_velocities}"
         gen = torch.Generator().manual_seed(seed)
         frames = torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen).to(dev)
 
@@ -121,8 +130,9 @@ def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: i
 
         def measure(name: str, model: NextFramePredictor, run=None, batch=batch_size, data=frames, nv=num_v,
                     **kw) -> None:
-            say(f"V={num_v}: {name}")
-            results.append(_measure(name, model, run or model, batch, vmax, nv, data, context, repeats, dev, **kw))
+            say(f"{group}: {name}")
+            results.append(measure_step(name, group, nv, batch, list(model.parameters()),
+                                        _predictor_loss(run or model, data, context), repeats, dev, **kw))
 
         measure("fernn", fresh())
         naive = fresh()
@@ -137,6 +147,57 @@ def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: i
                         nv=1, with_forward=False)
         if bf16:
             measure("fernn bf16 autocast", fresh(), autocast=True, with_forward=False)
+    return results
+
+
+def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, hidden_channels: int = 32,
+                   group_order: int = 8, angular_velocities: Sequence[float] = (-40, -30, -20, -10, 0, 10, 20, 30, 40),
+                   context: int = 5, predicted: int = 5, repeats: int = 1, device: str = "cpu", seed: int = 0,
+                   progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+    """Time the rotation predictor's training step: ours against the per-velocity ``grid_sample`` loop."""
+    dev = torch.device(device)
+    say = progress or (lambda _msg: None)
+    flow = RotationFlow(list(angular_velocities), group_order)
+    group = f"V={flow.num_velocities}"
+    gen = torch.Generator().manual_seed(seed)
+    frames = F.pad(torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen),
+                   [pad] * 4).to(dev)
+    results = []
+    for name in ("fernn", "grid_sample loop (paper)"):
+        say(f"{group}: {name}")
+        torch.manual_seed(seed)
+        model = NextFramePredictor(1, hidden_channels, flow).to(dev)
+        run = model if name == "fernn" else RotationLoopPredictor(model)
+        results.append(measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()),
+                                    _predictor_loss(run, frames, context), repeats, dev))
+    return results
+
+
+def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size: int = 32,
+                      hidden_channels: int = 64, vmax: int = 2, frames: int = 8, max_action: int = 10,
+                      repeats: int = 2, device: str = "cpu", seed: int = 0,
+                      progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+    """Time the FloWM training step: ours against the per-sample loop and the no-self-motion floor."""
+    dev = torch.device(device)
+    say = progress or (lambda _msg: None)
+    flow = TranslationFlow(vmax)
+    group = f"V={flow.num_velocities}"
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.rand(batch_size, frames, 1, window_size, window_size, generator=gen).to(dev)
+    actions = torch.randint(-max_action, max_action + 1, (batch_size, frames, 2), generator=gen).to(dev)
+    results = []
+    for name in ("fernn", "per-sample loop (paper)", "no self-motion floor"):
+        say(f"{group}: {name}")
+        torch.manual_seed(seed)
+        model = WorldModel(1, hidden_channels, flow, world_size=world_size, window_size=window_size,
+                           self_motion=name != "no self-motion floor").to(dev)
+        run = PerSampleWorldModel(model) if name.startswith("per-sample") else model
+
+        def loss_fn(run=run) -> torch.Tensor:
+            return F.mse_loss(run(obs, actions)[:, 1:], obs[:, 1:])
+
+        results.append(measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()), loss_fn,
+                                    repeats, dev))
     return results
 
 

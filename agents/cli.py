@@ -1,130 +1,289 @@
-"""The ``fernn-rl`` command line (typer + rich)."""
+"""The ``fernn-rl`` command line (typer + rich): train, eval, rollout, bench, envs, play, demo."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from fernn.agents.cli_bench import bench_app
+from fernn.agents.console import console, fail, parse_float_list, parse_pairs
 
 app = typer.Typer(help="Flow-equivariant recurrent networks for world models and RL.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines measured in the same run.",
-                        no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
-console = Console()
-
-
-def fail(message: str) -> None:
-    """Print one clear error line and exit with status 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
-
-
-def parse_int_list(name: str, text: str) -> tuple[int, ...]:
-    """Parse ``"0,1,2"`` into integers, or fail with a clear message."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        fail(f"{name} must be comma-separated integers such as 0,1,2; got {text!r}")
-    if not values:
-        fail(f"{name} must name at least one integer; got {text!r}")
-    return values
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _ratio(numerator: float, denominator: float) -> str:
-    return f"{numerator / denominator:.2f}x" if denominator else "-"
-
-
-@bench_app.command("step")
-def bench_step_command(
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
-    image_size: int = typer.Option(28, "--image-size", min=3, help="Frame height and width (the paper: 28)."),
-    hidden: int = typer.Option(32, "--hidden", min=1, help="Hidden channels per velocity channel (the paper: 128)."),
-    vmax: str = typer.Option("0,1,2", "--vmax", help="Velocity grid radii to time (V = (2 vmax + 1)^2)."),
-    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="Also time the step under bf16 autocast."),
-    grnn_floor: bool = typer.Option(True, "--grnn-floor/--no-grnn-floor",
-                                    help="Also time G-RNN at batch B x V (the literal floor)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
-) -> None:
-    """Time one training step (10 context + 10 predicted frames, MSE, backward, Adam) and forward alone.
-
-    Compares the FERNN predictor with the paper's roll-loop implementation and with two floors, all
-    measured in this run; prints a table of seconds, memory saved for backward and ratios.
-    """
-    import torch
-
-    from fernn.agents.bench import bench_step, timings_as_dicts
-
-    vmaxes = parse_int_list("--vmax", vmax)
-    if any(v < 0 for v in vmaxes):
-        fail(f"--vmax values must be >= 0; got {vmax!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"--device {device} asked for CUDA, but torch sees no CUDA device (torch {torch.__version__})")
-    with console.status("benchmarking") as status:
-        results = bench_step(batch_size=batch_size, image_size=image_size, hidden_channels=hidden, vmaxes=vmaxes,
-                             repeats=repeats, device=device, bf16=bf16, grnn_floor=grnn_floor,
-                             progress=lambda msg: status.update(f"benchmarking {msg}"))
-    device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    table = Table(title=f"Predictor step: batch {batch_size}, {image_size}x{image_size}, hidden {hidden}, "
-                        f"10+10 frames ({device_name}, torch {torch.__version__})")
-    for column in ("V", "implementation", "batch", "train step s", "forward s", "saved for backward MiB", "loss",
-                   "vs fernn (train)"):
-        table.add_column(column, justify="right" if column not in ("implementation",) else "left")
-    ours = {r.vmax: r for r in results if r.name == "fernn"}
-    for r in results:
-        table.add_row(str(r.velocities), r.name, str(r.batch), f"{r.train_s:.3f}",
-                      "-" if r.forward_s is None else f"{r.forward_s:.3f}", f"{r.saved_mib:.0f}",
-                      f"{r.final_loss:.4f}", _ratio(r.train_s, ours[r.vmax].train_s))
-    console.print(table)
-    console.print("[dim]'vs fernn' > 1 means slower than ours. Targets at V = 25: roll-loop >= 2x, "
-                  "fernn <= 1.15x of the floor (i.e. floor column >= 0.87x).[/]")
-    if json_out is not None:
-        write_json_atomic(json_out, {"device": device_name, "torch": torch.__version__, "batch_size": batch_size,
-                                     "image_size": image_size, "hidden": hidden,
-                                     "results": timings_as_dicts(results)})
-        console.print(f"wrote {json_out}")
 
 
 @app.command()
-def demo() -> None:
-    """The main job on the embedded defaults (for now: the equivariance check and the step benchmark)."""
-    import torch
+def envs() -> None:
+    """List every environment: id, CLI name, spaces, reward and gym.make defaults."""
+    from fernn.agents.catalog import catalog
 
-    from fernn import NextFramePredictor, TranslationFlow, check_equivariance
-
-    torch.manual_seed(0)
-    table = Table(title="Equivariance of the hidden states, 28x28, nu = (1, -1), float32")
-    for column in ("model", "max |h' - S h| / max |h|"):
-        table.add_column(column)
-    x = torch.rand(2, 8, 1, 28, 28)
-    for name, recurrence in (("FERNN-V2", "exact"), ("G-RNN+ (learned kernels)", "learned")):
-        model = NextFramePredictor(1, 16, TranslationFlow(2), recurrence=recurrence)
-        report = check_equivariance(model.rnn, TranslationFlow(2), (1, -1), x)
-        table.add_row(name, f"{report.max_rel:.2e}")
+    table = Table(title="fernn.envs (import fernn.envs, then gym.make(id, **kwargs))", show_lines=True)
+    for column in ("id / CLI name", "observation", "action", "reward", "defaults (gym.make kwargs)"):
+        table.add_column(column, overflow="fold")
+    for entry in catalog():
+        defaults = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
+        if entry.max_episode_steps:
+            defaults += f"; max_episode_steps={entry.max_episode_steps}"
+        table.add_row(f"{entry.env_id}\n[dim]{entry.cli_name}[/]", entry.observation_space, entry.action_space,
+                      entry.reward, defaults)
     console.print(table)
-    bench_step_command(batch_size=16, image_size=28, hidden=32, vmax="0,1,2", repeats=2, device="cpu", bf16=True,
-                       grnn_floor=True, json_out=None)
+
+
+@app.command()
+def play(
+    env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id of a playable env."),
+    fps: int = typer.Option(8, "--fps", min=1, help="Steps per second."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the first episode."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps."),
+) -> None:
+    """Play an env with the keyboard: arrow keys move the window (two arrows: diagonals), Esc quits."""
+    from fernn.agents.play import play as play_env
+
+    env_id = resolve_env(env)
+    console.print(f"playing {env_id}: arrow keys move, Esc quits")
+    try:
+        play_env(env_id, fps=fps, seed=seed, max_steps=max_steps,
+                 report=lambda episode, total: console.print(f"episode {episode}: return {total:.2f}"))
+    except ValueError as error:
+        fail(str(error))
+
+
+def resolve_env(name: str) -> str:
+    """A CLI name (``kth-camera``) or a registered id (``KTHCamera-v0``) -> the id, or a one-line error."""
+    import gymnasium as gym
+
+    from fernn.envs import ENV_IDS
+
+    if name in ENV_IDS:
+        return ENV_IDS[name]
+    if name in gym.registry:
+        return name
+    fail(f"unknown env {name!r}; accepted: {', '.join(ENV_IDS)} or any registered Gymnasium id")
+    raise AssertionError  # fail() exits
+
+
+def _presets_epilog() -> str:
+    from fernn.agents.presets import PRESETS, describe
+
+    return "Presets (--preset NAME; what each reproduces, and its hyperparameters):\n\n" + \
+        "\n\n".join(describe(name) for name in PRESETS)
+
+
+@app.command(epilog=_presets_epilog())
+def train(
+    env: Optional[str] = typer.Option(None, "--env", help="Task: flowing-mnist (default) | rotating-mnist | "
+                                                           "kth-camera | mnist-world."),
+    model: Optional[str] = typer.Option(None, "--model", help="fernn | grnn | grnn-plus | cnn3d | action-concat | "
+                                                               "fernn-no-self-motion (which apply depends on --env)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A paper run by name (listed below); flags override "
+                                                                "its settings."),
+    vmax: Optional[int] = typer.Option(None, "--vmax", min=0, help="Model velocity grid radius (FERNN-V1: 1, V2: 2)."),
+    velocities: Optional[str] = typer.Option(None, "--velocities", help="Explicit model velocities 'vx,vy;vx,vy'."),
+    angular_velocities: Optional[str] = typer.Option(None, "--angular-velocities",
+                                                     help="Model angular velocities in deg/frame, e.g. -40,-20,0,20,40."),
+    data_vmax: Optional[int] = typer.Option(None, "--data-vmax", min=0,
+                                            help="Training data velocity grid radius (digits, or KTH camera)."),
+    data_angular_velocities: Optional[str] = typer.Option(None, "--data-angular-velocities",
+                                                          help="Training data angular velocities (rotation)."),
+    eval_vmax: Optional[int] = typer.Option(None, "--eval-vmax", min=0, help="Velocity-generalisation grid radius."),
+    hidden: Optional[int] = typer.Option(None, "--hidden", min=1, help="Hidden channels per velocity channel."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="Optimiser steps per epoch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Global batch size."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Adam learning rate."),
+    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", min=0.0, help="Gradient-norm clip (0: off)."),
+    teacher_forcing: Optional[float] = typer.Option(None, "--teacher-forcing", min=0.0, max=1.0,
+                                                    help="Teacher forcing probability at the start."),
+    teacher_forcing_end: Optional[float] = typer.Option(None, "--teacher-forcing-end", min=0.0, max=1.0,
+                                                        help="Teacher forcing at the end (linear curriculum)."),
+    context: Optional[int] = typer.Option(None, "--context", min=1, help="Observed frames before prediction."),
+    predict: Optional[int] = typer.Option(None, "--predict", min=1, help="Predicted frames."),
+    source: Optional[str] = typer.Option(None, "--source", help="MNIST: auto | embedded | full."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data directory (default $FERNN_DATA or "
+                                                                     "~/.cache/fernn)."),
+    download: bool = typer.Option(False, "--download", help="Download missing data (MNIST, KTH)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default on)."),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    decoder_layers: Optional[int] = typer.Option(None, "--decoder-layers", min=0, help="Decoder hidden conv layers."),
+    num_digits: Optional[int] = typer.Option(None, "--num-digits", min=1, help="Digits per scene."),
+    eval_sequences: Optional[int] = typer.Option(None, "--eval-sequences", min=1,
+                                                 help="Sequences per evaluation cell."),
+    val_batches: Optional[int] = typer.Option(None, "--val-batches", min=1, help="Validation batches per epoch."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Steps per metrics row."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps per checkpoint."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of everything in the run."),
+    out: Optional[str] = typer.Option(None, "--out", help="Parent directory of runs (default: runs)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: <env>-<model>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in <out>/<name> from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Launch this many DDP processes with torchrun."),
+) -> None:
+    """Train a model on a supervised task and evaluate it; everything lands in <out>/<name>.
+
+    Examples: fernn-rl train --env kth-camera --download; fernn-rl train --preset table1-translation-fernn-v2;
+    fernn-rl train --env flowing-mnist --model grnn --epochs 2 --steps-per-epoch 20.
+    """
+    from fernn.agents.config import TrainConfig
+    from fernn.agents.presets import PRESETS
+    from fernn.envs import ENV_IDS
+
+    if nproc > 1:
+        _launch_torchrun(nproc)
+        return
+    settings = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            fail(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
+        settings.update(PRESETS[preset].settings, preset=preset)
+    flags = {"model": model, "vmax": vmax, "data_vmax": data_vmax, "eval_vmax": eval_vmax, "hidden": hidden,
+             "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "lr": lr,
+             "teacher_forcing": teacher_forcing, "teacher_forcing_end": teacher_forcing_end, "context": context,
+             "predict": predict, "source": source, "data_dir": data_dir, "device": device, "amp": amp,
+             "compile": compile_model, "seed": seed, "out": out, "name": name, "decoder_layers": decoder_layers,
+             "num_digits": num_digits, "eval_sequences": eval_sequences, "val_batches": val_batches,
+             "log_every": log_every, "checkpoint_every": checkpoint_every}
+    if env is not None:
+        flags["env"] = {v: k for k, v in ENV_IDS.items()}.get(env, env)
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if download:
+        settings["download"] = True
+    if grad_clip is not None:
+        settings["grad_clip"] = grad_clip or None
+    if velocities is not None:
+        settings["velocities"] = parse_pairs("--velocities", velocities)
+    if angular_velocities is not None:
+        settings["angular_velocities"] = list(parse_float_list("--angular-velocities", angular_velocities))
+    if data_angular_velocities is not None:
+        settings["data_angular_velocities"] = list(parse_float_list("--data-angular-velocities",
+                                                                    data_angular_velocities))
+    try:
+        config = TrainConfig.from_dict(settings)
+    except (TypeError, ValueError) as error:
+        fail(str(error))
+    _run_training(config, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+def _run_training(config, *, resume: bool, overwrite: bool, quiet: bool) -> None:
+    from fernn.agents.progress import progress_display
+    from fernn.agents.runs import RunExistsError
+    from fernn.agents.trainer import train as run_training
+    from fernn.envs import DataMissingError
+
+    try:
+        with progress_display(console, quiet=quiet) as reporter_for:
+            result = run_training(config, resume=resume, overwrite=overwrite, reporter=reporter_for(config.name))
+    except (RunExistsError, DataMissingError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    if result.interrupted:
+        console.print(f"interrupted at step {result.step}: checkpoint saved in {result.run_dir.checkpoints}; "
+                      f"continue with --resume --name {config.name}")
+        raise typer.Exit(130)
+    _print_results(result.results, str(result.run_dir.path))
+
+
+def _print_results(results: dict, where: str) -> None:
+    table = Table(title=f"Results ({where})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for section in ("test", "velocity_generalization"):
+        for key, value in results.get(section, {}).items():
+            if isinstance(value, float):
+                table.add_row(f"{section}.{key}", f"{value:.5f}")
+    for length, values in results.get("length_generalization", {}).items():
+        table.add_row(f"length {length} frames: mse", f"{values['mse']:.5f}")
+    console.print(table)
+    console.print(f"files in {where}: results.json, " + ", ".join(results.get("files", [])))
+
+
+def _launch_torchrun(nproc: int) -> None:
+    import subprocess
+    import sys
+
+    args = list(sys.argv[2:])
+    index = args.index("--nproc")
+    del args[index:index + 2]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m",
+               "fernn.agents.train", *args]
+    console.print("launching: " + " ".join(command))
+    raise typer.Exit(subprocess.call(command))
+
+
+@app.command("eval")
+def evaluate_command(
+    run_dir: str = typer.Argument(..., help="A run directory (runs/<name>)."),
+    what: str = typer.Option("test,length,velocity,rollout", "--what",
+                             help="Comma-separated: test, length, velocity, rollout."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+) -> None:
+    """Rerun evaluations of a trained run on its checkpoint; merges them into results.json."""
+    import json
+
+    from fernn.agents.evaluation import evaluate
+    from fernn.agents.runs import RunDir, write_json
+    from fernn.agents.tasks import TEST_SEED, make_task
+    from fernn.agents.trainer import resolve_device
+    from fernn.envs import DataMissingError
+
+    if checkpoint not in ("best", "last"):
+        fail(f"--checkpoint must be best or last; got {checkpoint!r}")
+    run = RunDir(run_dir)
+    try:
+        config = run.config()
+        target = resolve_device(device)
+        task = make_task(config, target)
+        model = task.build_model().to(target)
+        model.load_state_dict(run.load_checkpoint(f"{checkpoint}.pt", target)["model"])
+        results = evaluate(task, model, run, seed=TEST_SEED, what=tuple(w.strip() for w in what.split(",") if w))
+    except (FileNotFoundError, ValueError, DataMissingError) as error:
+        fail(str(error))
+    path = run.path / "results.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged.update(results)
+    write_json(path, merged)
+    _print_results(results, run_dir)
+
+
+@app.command()
+def rollout(
+    run_dir: str = typer.Argument(..., help="A run directory (runs/<name>)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+) -> None:
+    """Write rollout strips (PNG) and GIFs of a trained run: ground truth against prediction."""
+    evaluate_command(run_dir, what="rollout", checkpoint="best", device=device)
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("runs", "--out", help="Parent directory; the demo writes <out>/demo/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """The main job: G-RNN vs FERNN-V2 on Flowing MNIST (embedded digits), trained on |v| <= 1 and tested on
+    |v| <= 2 and on longer rollouts; prints a table and writes <out>/demo/ (results.json, heat maps, strips)."""
+    from fernn.agents.demo import DEMO_MODELS, run_demo
+    from fernn.agents.progress import progress_display
+
+    with progress_display(console, quiet=quiet) as reporter_for:
+        summary = run_demo(out, reporter_for=reporter_for)
+    table = Table(title="Flowing MNIST: trained on |v| <= 1, tested on |v| <= 2 (embedded digits, CPU)")
+    for column in ("model", "rollout MSE seen", "rollout MSE unseen", "one-step MSE seen", "one-step MSE unseen",
+                   "rollout MSE 2x length", "train s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in DEMO_MODELS:
+        m = summary["models"][model]
+        longest = list(m["length_generalization_mse"].values())[0]
+        table.add_row(m["label"], f"{m['rollout_mse_seen']:.4f}", f"{m['rollout_mse_unseen']:.4f}",
+                      f"{m['one_step_mse_seen']:.4f}", f"{m['one_step_mse_unseen']:.4f}", f"{longest:.4f}",
+                      f"{m['train_seconds']:.0f}")
+    console.print(table)
+    console.print(f"FERNN / G-RNN on unseen velocities: rollout {summary['unseen_rollout_mse_ratio_fernn_over_grnn']:.2f}x, "
+                  f"one-step {summary['unseen_one_step_mse_ratio_fernn_over_grnn']:.2f}x (target <= 0.5x)")
+    console.print(f"wrote {out}/demo/: results.json, " + ", ".join(summary["files"]))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m fernn.agents.cli`

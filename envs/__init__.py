@@ -1,0 +1,69 @@
+"""fernn.envs: flowing-object and self-motion scenes as Gymnasium environments and datasets.
+
+Importing this package registers the environments (Gymnasium 1.x loads no entry-point plugins)::
+
+    import gymnasium as gym
+    import fernn.envs  # noqa: F401  (or: gym.make("fernn.envs:FlowingMNIST-v0") without the import)
+    env = gym.make("FlowingMNIST-v0")
+
+=======================  ===============================================================
+id                       task
+=======================  ===============================================================
+``FlowingMNIST-v0``      next-frame prediction, translation flows (supervised mode)
+``RotatingMNIST-v0``     next-frame prediction, rotation flows (supervised mode)
+``KTHCamera-v0``         KTH action classification with camera motion (supervised mode)
+``MNISTWorld-v0``        FloWM's partially observed world of moving digits (self-motion)
+``MNISTWorldStatic-v0``  the same with static digits
+``MNISTWorldTrack-v0``   RL: keep a moving target digit in view
+=======================  ===============================================================
+"""
+
+import os
+
+import torch
+from gymnasium.envs.registration import register, registry
+
+from fernn.envs.datasets import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset,
+                                 SceneDataset)
+from fernn.envs.kth import ACTIONS as KTH_ACTIONS
+from fernn.envs.kth import download_kth, load_kth
+from fernn.envs.mnist import DigitSet, download_mnist, load_mnist
+from fernn.envs.scenes import DigitBank, RotationScenes, SceneBatch, TranslationScenes, make_generator
+from fernn.envs.storage import DataMissingError, default_data_dir
+from fernn.envs.velocities import unseen_velocities, velocity_grid
+from fernn.envs.world_scenes import WorldBatch, WorldScenes
+
+#: CLI names -> Gymnasium ids.
+ENV_IDS = {
+    "flowing-mnist": "FlowingMNIST-v0",
+    "rotating-mnist": "RotatingMNIST-v0",
+    "kth-camera": "KTHCamera-v0",
+    "mnist-world": "MNISTWorld-v0",
+    "mnist-world-static": "MNISTWorldStatic-v0",
+    "mnist-world-track": "MNISTWorldTrack-v0",
+}
+
+_ENVS = {
+    "FlowingMNIST-v0": ("flowing_mnist:FlowingMNISTEnv", "flowing_mnist:FlowingMNISTVectorEnv", {}, None),
+    "RotatingMNIST-v0": ("flowing_mnist:RotatingMNISTEnv", "flowing_mnist:RotatingMNISTVectorEnv", {}, None),
+    "KTHCamera-v0": ("kth_camera:KTHCameraEnv", "kth_camera:KTHCameraVectorEnv", {}, None),
+    "MNISTWorld-v0": ("mnist_world:MNISTWorldEnv", "mnist_world:MNISTWorldVectorEnv", {}, 100),
+    "MNISTWorldStatic-v0": ("mnist_world:MNISTWorldEnv", "mnist_world:MNISTWorldVectorEnv", {"velocities": 0}, 100),
+    "MNISTWorldTrack-v0": ("mnist_world:MNISTWorldTrackEnv", "mnist_world:MNISTWorldTrackVectorEnv", {}, 100),
+}
+
+# Env workers forked by AsyncVectorEnv / SubprocVecEnv render with torch: like DataLoader workers they
+# must not reuse the parent's OpenMP pool (a fork of it deadlocks), so forked children use one thread.
+os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
+
+for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():
+    if _id not in registry:
+        register(id=_id, entry_point=f"fernn.envs.{_entry}", vector_entry_point=f"fernn.envs.{_vector}",
+                 kwargs=_kwargs, max_episode_steps=_steps)
+
+__all__ = [
+    "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
+    "MNISTWorldDataset", "RotatingMNISTDataset", "RotationScenes", "SceneBatch", "SceneDataset", "TranslationScenes",
+    "WorldBatch", "WorldScenes", "default_data_dir", "download_kth", "download_mnist", "load_kth", "load_mnist",
+    "make_generator", "unseen_velocities", "velocity_grid",
+]

@@ -11,13 +11,13 @@ from torch import nn
 
 from fernn._validation import check_channels, check_choice, check_float_tensor, check_int
 from fernn.cell import FERNN
-from fernn.flows import Flow
+from fernn.flows import Flow, RotationFlow
 
 POOLS = ("max", "mean")
 
 
-def _circular_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode="circular",
+def _circular_conv(in_channels: int, out_channels: int, kernel_size: int, padding_mode: str = "circular") -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode=padding_mode,
                      bias=False)
 
 
@@ -26,14 +26,16 @@ def pool_velocities(h: torch.Tensor, pool: str) -> torch.Tensor:
     return h.amax(1) if pool == "max" else h.mean(1)
 
 
-def frame_decoder(width: int, out_channels: int, kernel_size: int, layers: int) -> nn.Sequential:
-    """``layers`` circular conv + ReLU blocks of ``width`` channels, then a conv to ``out_channels``
-    (no bias, as in the papers), in channels-last memory: ``(N, width, H, W) -> (N, out_channels, H, W)``."""
+def frame_decoder(width: int, out_channels: int, kernel_size: int, layers: int,
+                  padding_mode: str = "circular") -> nn.Sequential:
+    """``layers`` conv + ReLU blocks of ``width`` channels, then a conv to ``out_channels`` (no bias, as in
+    the papers), in channels-last memory: ``(N, width, H, W) -> (N, out_channels, H, W)``. Circular
+    padding for translation flows (they live on a torus), zeros for rotation flows (zero-padded frames)."""
     check_int("decoder_layers", layers, minimum=0)
     blocks: list[nn.Module] = []
     for _ in range(layers):
-        blocks += [_circular_conv(width, width, kernel_size), nn.ReLU()]
-    blocks.append(_circular_conv(width, out_channels, kernel_size))
+        blocks += [_circular_conv(width, width, kernel_size, padding_mode), nn.ReLU()]
+    blocks.append(_circular_conv(width, out_channels, kernel_size, padding_mode))
     return nn.Sequential(*blocks).to(memory_format=torch.channels_last)
 
 
@@ -43,7 +45,8 @@ class NextFramePredictor(nn.Module):
     ``x_0 .. x_{T-1}`` (context) -> FERNN -> at each step the flowed state ``S_v h_t[v]`` is pooled
     over velocities and decoded into the prediction of ``x_{t+1}``, which is fed back to generate any
     number of future frames. The FERNN's input convolution is the encoder (as in the reference); the
-    decoder is ``decoder_layers`` circular 3x3 conv + ReLU layers and an output conv.
+    decoder is ``decoder_layers`` 3x3 conv + ReLU layers and an output conv (circular padding for
+    translation flows, zeros for rotation flows, whose frames are zero-padded).
 
     Decoding the *flowed* state (the state one step ahead, before the next input arrives) makes the
     prediction of frame ``t+1`` move exactly like frame ``t+1`` (``S_{nu (t+1)}``), up to the finite
@@ -65,7 +68,8 @@ class NextFramePredictor(nn.Module):
         super().__init__()
         self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size, recurrence=recurrence)
         self.pool = check_choice("pool", pool, POOLS)
-        self.decoder = frame_decoder(self.rnn.state_channels, in_channels, kernel_size, decoder_layers)
+        padding = "zeros" if isinstance(flow, RotationFlow) else "circular"
+        self.decoder = frame_decoder(self.rnn.state_channels, in_channels, kernel_size, decoder_layers, padding)
 
     @property
     def flow(self) -> Flow:

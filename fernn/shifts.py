@@ -47,3 +47,68 @@ def roll_batched(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     flat = x.reshape(n, -1, height * width)
     index = shift_index(shifts.to(x.device), height, width)[:, None, :].expand(n, flat.shape[1], height * width)
     return torch.gather(flat, 2, index).view(x.shape)
+
+
+def shifted_rows(shifts: torch.Tensor, height: int, width: int, pad: int = 0) -> torch.Tensor:
+    """Row indices into a ``(N * H * W, C)`` table of ``N`` channels-last maps that move map ``n`` by
+    ``shifts[n]`` and pad it circularly: ``(N * (H + 2 pad) * (W + 2 pad),)``."""
+    pixels = height * width
+    local = shift_index(shifts, height, width, pad)
+    return (local + pixels * torch.arange(len(shifts), device=local.device)[:, None]).flatten()
+
+
+def fold_circular_pad(grad: torch.Tensor, pad: int) -> torch.Tensor:
+    """The adjoint of circular padding on channels-last maps: ``(N, H + 2p, W + 2p, C) -> (N, H, W, C)``,
+    each halo pixel added onto the pixel it copied. Needs ``p <= H, W``."""
+    height, width = grad.shape[1] - 2 * pad, grad.shape[2] - 2 * pad
+    rows = grad[:, pad:pad + height].clone()
+    rows[:, :pad] += grad[:, pad + height:]
+    rows[:, height - pad:] += grad[:, :pad]
+    body = rows[:, :, pad:pad + width].clone()
+    body[:, :, :pad] += rows[:, :, pad + width:]
+    body[:, :, width - pad:] += rows[:, :, :pad]
+    return body
+
+
+class _ShiftPadRows(torch.autograd.Function):
+    """``table.index_select(0, rows)`` whose backward is the fold of the halo and the inverse shift
+    (two row copies) instead of a scatter-add."""
+
+    @staticmethod
+    def forward(ctx, table, rows, inverse, maps, height, width, pad):  # noqa: D102 - autograd API
+        ctx.save_for_backward(rows, inverse)
+        ctx.dims = (maps, height, width, pad)
+        return table.index_select(0, rows)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102 - autograd API
+        rows, inverse = ctx.saved_tensors
+        maps, height, width, pad = ctx.dims
+        channels = grad.shape[-1]
+        if pad > height or pad > width:  # halo wraps more than once: accumulate generically
+            out = grad.new_zeros(maps * height * width, channels)
+            return out.index_add_(0, rows, grad), None, None, None, None, None, None
+        padded = grad.view(maps, height + 2 * pad, width + 2 * pad, channels)
+        unpadded = fold_circular_pad(padded, pad) if pad else padded
+        return unpadded.reshape(-1, channels).index_select(0, inverse), None, None, None, None, None, None
+
+
+def shift_pad_maps(maps: torch.Tensor, shifts: torch.Tensor | None, pad: int,
+                   rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Move every channels-last map by its own shift and pad it circularly, as row copies.
+
+    Args:
+        maps: ``(N, H, W, C)`` contiguous.
+        shifts: integer ``(N, 2)`` of ``(sx, sy)`` (unused when ``rows`` is given).
+        pad: circular padding on every side.
+        rows: precomputed ``(shifted_rows(shifts, H, W, pad), shifted_rows(-shifts, H, W))`` to reuse.
+
+    Returns:
+        ``(N, H + 2 pad, W + 2 pad, C)``.
+    """
+    count, height, width, channels = maps.shape
+    if rows is None:
+        rows = (shifted_rows(shifts, height, width, pad), shifted_rows(-shifts, height, width))
+    moved = _ShiftPadRows.apply(maps.reshape(-1, channels), rows[0], rows[1], count, height, width, pad)
+    return moved.view(count, height + 2 * pad, width + 2 * pad, channels)

@@ -4,10 +4,13 @@ Internal state layout: ``(B, V, H, W, C)`` contiguous -- every velocity channel'
 channels-last, which the CPU convolution kernels prefer (about 1.25x here).
 
 One step is
-    hp = transport(h)            # S_v h[v] for every v, circularly padded: ONE gather
-    h  = act(u + conv_rec(hp))   # conv_rec has padding=0: the gather did the circular padding
+    hp = transport(h)            # S_v h[v] for every v, circularly padded: ONE row copy
+    h  = act(u + conv_rec(hp))   # conv_rec has padding=0: the row copy did the circular padding
 
-so the per-velocity shift costs what the circular padding alone would cost. ``recurrence="learned"``
+The row copy is an ``index_select`` of whole C-channel pixel rows of the channels-last state (one
+index per output pixel, not per value), and its backward folds the halo and applies the inverse shift
+(:func:`fernn.shifts.shift_pad_maps`), so the per-velocity shift costs what the circular padding alone
+would cost, forward and backward. ``recurrence="learned"``
 replaces the exact shift by a learned depthwise kernel per velocity channel (the G-RNN+ baseline).
 """
 
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fernn.flows import TranslationFlow
-from fernn.shifts import shift_index
+from fernn.shifts import shift_pad_maps, shifted_rows
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
@@ -42,16 +45,26 @@ class TranslationCore(nn.Module):
             size = 2 * flow.vmax + 1
             self.shift_kernels = nn.Parameter(torch.empty(flow.num_velocities, 1, size, size))
             nn.init.kaiming_normal_(self.shift_kernels, mode="fan_out", nonlinearity="linear")
-        self._index_cache: dict[tuple, torch.Tensor] = {}
+        self._index_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _transport_index(self, height: int, width: int, device: torch.device, exact: bool) -> torch.Tensor:
-        key = (height, width, str(device), exact)
-        index = self._index_cache.get(key)
-        if index is None:
-            shifts = self.velocities if exact else torch.zeros_like(self.velocities)
-            index = shift_index(shifts.to(device), height, width, pad=self.pad)
-            self._index_cache[key] = index
-        return index
+    def _transport_rows(self, batch: int, height: int, width: int, device: torch.device,
+                        offsets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and inverse row indices of :func:`fernn.shifts.shift_pad_maps` for all ``(b, v)`` maps
+        (cached when there are no per-item offsets)."""
+        key = (batch, height, width, str(device))
+        if offsets is None and key in self._index_cache:
+            return self._index_cache[key]
+        own = torch.zeros_like(self.velocities) if self.learned else self.velocities
+        shifts = own.to(device)[None].expand(batch, -1, -1)
+        if offsets is not None:
+            shifts = shifts + offsets.to(device, torch.long)[:, None]
+        shifts = shifts.reshape(-1, 2)
+        rows = (shifted_rows(shifts, height, width, self.pad), shifted_rows(-shifts, height, width))
+        if offsets is None:
+            if len(self._index_cache) >= 8:
+                self._index_cache.clear()
+            self._index_cache[key] = rows
+        return rows
 
     def weights(self) -> None:
         """Per-sequence weight preparation (none for plain convolutions; escnn cores expand filters)."""
@@ -68,7 +81,7 @@ class TranslationCore(nn.Module):
         Args:
             h: internal state ``(B, V, H, W, C)``.
             offsets: optional integer ``(B, 2)`` extra shift ``(sx, sy)`` per batch item, added to every
-                velocity channel's own shift (the world model's ``-action``): still ONE gather.
+                velocity channel's own shift (the world model's ``-action``): still ONE row copy.
 
         Returns:
             ``(B * V, C, H + 2p, W + 2p)`` in channels-last memory: ``S_{offset} S_v h[v]`` padded by
@@ -77,17 +90,9 @@ class TranslationCore(nn.Module):
         batch, num_v, height, width, channels = h.shape
         if self.learned:
             h = self._learned_shift(h)
-        if offsets is None:
-            index = self._transport_index(height, width, h.device, exact=not self.learned)[None]
-        else:
-            own = torch.zeros_like(self.velocities) if self.learned else self.velocities
-            shifts = (own[None] + offsets.to(own.device, torch.long)[:, None]).reshape(-1, 2)
-            index = shift_index(shifts, height, width, pad=self.pad).view(batch, num_v, -1)
-        padded_pixels = index.shape[-1]
-        moved = torch.gather(h.reshape(batch, num_v, height * width, channels), 2,
-                             index[..., None].expand(batch, num_v, padded_pixels, channels))
-        hp, wp = height + 2 * self.pad, width + 2 * self.pad
-        return moved.view(batch * num_v, hp, wp, channels).permute(0, 3, 1, 2)
+        rows = self._transport_rows(batch, height, width, h.device, offsets)
+        moved = shift_pad_maps(h.reshape(batch * num_v, height, width, channels), None, self.pad, rows)
+        return moved.permute(0, 3, 1, 2)
 
     def _learned_shift(self, h: torch.Tensor) -> torch.Tensor:
         batch, num_v, height, width, channels = h.shape

@@ -120,12 +120,15 @@ class WorldModel(nn.Module):
         return predictions
 
     def rollout(self, obs: torch.Tensor, actions: torch.Tensor, future_actions: torch.Tensor, *,
+                targets: torch.Tensor | None = None, teacher_forcing: float = 0.0,
                 detach_feedback: bool = True) -> torch.Tensor:
         """Observe a context, then imagine: each prediction is fed back as the next observation.
 
         Args:
             obs: ``(B, T, C, h, w)`` context windows, with their ``actions (B, T, 2)``.
             future_actions: ``(B, K, 2)`` integer actions of the imagined steps.
+            targets: ``(B, K, C, h, w)`` true future windows, needed when ``teacher_forcing > 0``.
+            teacher_forcing: probability (per step, torch's RNG) of feeding the true window instead.
             detach_feedback: stop gradients through fed-back predictions.
 
         Returns:
@@ -133,6 +136,12 @@ class WorldModel(nn.Module):
         """
         obs, actions = self._check(obs, actions)
         future_actions = self._check_actions("future_actions", future_actions, obs.shape[0])
+        if not 0.0 <= float(teacher_forcing) <= 1.0:
+            raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {teacher_forcing}")
+        expected = (obs.shape[0], future_actions.shape[1], *obs.shape[2:])
+        if teacher_forcing > 0 and (targets is None or tuple(targets.shape) != expected):
+            raise ValueError(f"teacher_forcing > 0 needs targets of shape {expected}, got "
+                             f"{None if targets is None else tuple(targets.shape)}")
         _, maps = self._observe(obs, actions, self._internal_state(None, obs), keep_maps=False)
         core, batch, h = self.rnn.core, obs.shape[0], maps[-1]
         predictions = []
@@ -142,7 +151,10 @@ class WorldModel(nn.Module):
             frame = self._decode(transported, batch)
             predictions.append(frame)
             if k + 1 < future_actions.shape[1]:
-                feedback = frame.detach() if detach_feedback else frame
+                if teacher_forcing > 0 and float(torch.rand(())) < teacher_forcing:
+                    feedback = targets[:, k]
+                else:
+                    feedback = frame.detach() if detach_feedback else frame
                 h = core.recur(transported, self._drives(feedback[:, None], action[:, None])[:, 0])
         return torch.stack(predictions, 1)
 

@@ -13,3 +13,15 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+
+KTH_PERSONS = (1, 2, 17, 21)  # two train persons, one val, one test
+
+
+@pytest.fixture(scope="session")
+def kth_root(tmp_path_factory):
+    """A session-wide miniature synthetic KTH in the official layout (72 frames per video: two 36-frame segments)."""
+    from fernn.envs.kth_synthetic import make_synthetic_kth
+
+    return make_synthetic_kth(tmp_path_factory.mktemp("kth_data"), persons=KTH_PERSONS, frames=72)

@@ -1,0 +1,199 @@
+"""``fernn-rl bench``: benchmarks, each a ratio against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from fernn.agents.console import console, fail, parse_int_list
+from fernn.agents.runs import write_json
+
+bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines measured in the same run.",
+                        no_args_is_help=True)
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}x" if denominator else "-"
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            fail(f"--device {device} asked for CUDA, but torch sees no CUDA device (torch {torch.__version__})")
+        return torch.cuda.get_device_name(device)
+    if device != "cpu":
+        fail(f"--device must be cpu, cuda or cuda:N; got {device!r}")
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def _report_timings(title: str, results: list, note: str, json_out: Optional[Path], meta: dict) -> None:
+    """Print a table of step timings with ratios against the first row of each group; optionally JSON."""
+    import torch
+
+    from fernn.agents.bench import timings_as_dicts
+
+    table = Table(title=f"{title} ({meta['device']}, torch {torch.__version__})")
+    for column in ("V", "implementation", "batch", "train step s", "forward s", "saved for backward MiB", "loss",
+                   "train step vs ours"):
+        table.add_column(column, justify="left" if column == "implementation" else "right")
+    ours: dict[str, float] = {}
+    for r in results:
+        ours.setdefault(r.group, r.train_s)
+        table.add_row(str(r.velocities), r.name, str(r.batch), f"{r.train_s:.3f}",
+                      "-" if r.forward_s is None else f"{r.forward_s:.3f}", f"{r.saved_mib:.0f}",
+                      f"{r.final_loss:.4f}", _ratio(r.train_s, ours[r.group]))
+    console.print(table)
+    console.print(f"[dim]{note}[/]")
+    if json_out is not None:
+        write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
+        console.print(f"wrote {json_out}")
+
+
+DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
+JSON_OPTION = typer.Option(None, "--json", help="Also write the figures to this JSON file (atomically).")
+
+
+@bench_app.command("step")
+def bench_step_command(
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
+    image_size: int = typer.Option(28, "--image-size", min=3, help="Frame height and width (the paper: 28)."),
+    hidden: int = typer.Option(32, "--hidden", min=1, help="Hidden channels per velocity channel (the paper: 128)."),
+    vmax: str = typer.Option("0,1,2", "--vmax", help="Velocity grid radii to time (V = (2 vmax + 1)^2)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    device: str = DEVICE_OPTION,
+    bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="Also time the step under bf16 autocast."),
+    grnn_floor: bool = typer.Option(True, "--grnn-floor/--no-grnn-floor",
+                                    help="Also time G-RNN at batch B x V (the literal floor)."),
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """Translation predictor: one training step (10 context + 10 predicted frames, MSE, backward, Adam).
+
+    Compares the FERNN predictor with the paper's roll-loop implementation and with two floors, all
+    measured in this run; prints seconds, memory saved for backward and ratios.
+    """
+    from fernn.agents.bench import bench_step
+
+    vmaxes = parse_int_list("--vmax", vmax)
+    if any(v < 0 for v in vmaxes):
+        fail(f"--vmax values must be >= 0; got {vmax!r}")
+    name = _device_name(device)
+    with console.status("benchmarking") as status:
+        results = bench_step(batch_size=batch_size, image_size=image_size, hidden_channels=hidden, vmaxes=vmaxes,
+                             repeats=repeats, device=device, bf16=bf16, grnn_floor=grnn_floor,
+                             progress=lambda msg: status.update(f"benchmarking {msg}"))
+    _report_timings(f"Predictor step: batch {batch_size}, {image_size}x{image_size}, hidden {hidden}, 10+10 frames",
+                    results, "'vs ours' > 1 means slower than ours. Targets at V = 25: roll-loop >= 2x, "
+                    "fernn <= 1.15x of the floor (i.e. floor column >= 0.87x).", json_out,
+                    {"benchmark": "step", "device": name, "batch_size": batch_size, "image_size": image_size,
+                     "hidden": hidden})
+
+
+@bench_app.command("rotation")
+def bench_rotation_command(
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
+    image_size: int = typer.Option(28, "--image-size", min=3, help="Digit frame size before padding (paper: 28)."),
+    pad: int = typer.Option(6, "--pad", min=0, help="Zero padding on each side (paper: 6, 28 -> 40 px)."),
+    hidden: int = typer.Option(32, "--hidden", min=1, help="Regular C_N fields per velocity channel (paper: 32)."),
+    group_order: int = typer.Option(8, "--group-order", min=1, help="N of the rotation group C_N (paper: 8)."),
+    angular_velocities: str = typer.Option("-40,-30,-20,-10,0,10,20,30,40", "--angular-velocities",
+                                           help="Degrees per step, one velocity channel each (paper: FERNN-V4^R)."),
+    context: int = typer.Option(5, "--context", min=1, help="Context frames (paper: 10; 5 keeps a step in RAM)."),
+    predicted: int = typer.Option(5, "--predicted", min=1, help="Predicted frames (paper: 10)."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    device: str = DEVICE_OPTION,
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop."""
+    from fernn.agents.bench import bench_rotation
+
+    velocities = parse_int_list("--angular-velocities", angular_velocities)
+    name = _device_name(device)
+    with console.status("benchmarking") as status:
+        results = bench_rotation(batch_size=batch_size, image_size=image_size, pad=pad, hidden_channels=hidden,
+                                 group_order=group_order, angular_velocities=velocities, context=context,
+                                 predicted=predicted, repeats=repeats, device=device,
+                                 progress=lambda msg: status.update(f"benchmarking {msg}"))
+    size = image_size + 2 * pad
+    _report_timings(f"Rotation predictor step: batch {batch_size}, {size}x{size}, {hidden} C_{group_order} fields, "
+                    f"{context}+{predicted} frames", results,
+                    "Target at 9 velocities: the grid_sample loop >= 1.5x our training step.", json_out,
+                    {"benchmark": "rotation", "device": name, "batch_size": batch_size, "image_size": size,
+                     "hidden_fields": hidden, "group_order": group_order, "frames": [context, predicted]})
+
+
+@bench_app.command("world-model")
+def bench_world_model_command(
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
+    world_size: int = typer.Option(50, "--world-size", min=1, help="Side of the latent map (FloWM: 50)."),
+    window_size: int = typer.Option(32, "--window-size", min=1, help="Side of an observation (FloWM: 32)."),
+    hidden: int = typer.Option(64, "--hidden", min=1, help="Hidden channels per velocity channel (FloWM: 64)."),
+    vmax: int = typer.Option(2, "--vmax", min=0, help="Velocity grid radius (FloWM-V2: 2, 25 channels)."),
+    frames: int = typer.Option(8, "--frames", min=2, help="Frames per sequence (FloWM trains on 50; 8 keeps a "
+                                                          "step of the reference loop in RAM)."),
+    max_action: int = typer.Option(10, "--max-action", min=0, help="Largest |dx|, |dy| per step (FloWM: 10)."),
+    repeats: int = typer.Option(2, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    device: str = DEVICE_OPTION,
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """FloWM world model: our fused velocity+action gather against the per-sample roll loop."""
+    from fernn.agents.bench import bench_world_model
+
+    if window_size > world_size:
+        fail(f"--window-size must be <= --world-size; got {window_size} > {world_size}")
+    name = _device_name(device)
+    with console.status("benchmarking") as status:
+        results = bench_world_model(batch_size=batch_size, world_size=world_size, window_size=window_size,
+                                    hidden_channels=hidden, vmax=vmax, frames=frames, max_action=max_action,
+                                    repeats=repeats, device=device,
+                                    progress=lambda msg: status.update(f"benchmarking {msg}"))
+    _report_timings(f"World-model step: batch {batch_size}, world {world_size}, window {window_size}, hidden {hidden}, "
+                    f"{frames} frames", results, "Target: the per-sample loop >= 3x our training step.", json_out,
+                    {"benchmark": "world-model", "device": name, "batch_size": batch_size, "world_size": world_size,
+                     "window_size": window_size, "hidden": hidden, "frames": frames})
+
+
+@bench_app.command("scenes")
+def bench_scenes_command(
+    batch_size: int = typer.Option(128, "--batch-size", "-b", min=1, help="Sequences per generated batch."),
+    seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Minimum timing window per measurement."),
+    num_envs: int = typer.Option(8, "--num-envs", min=1, help="Envs in the vector-env measurements."),
+    env_steps: bool = typer.Option(True, "--env-steps/--no-env-steps", help="Also time env steps."),
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """Scene generation: the dataset adapters against the reference's frame-by-frame generators, and env
+    steps per second (single env, SyncVectorEnv, native vector env), measured in one run on the CPU."""
+    import torch
+
+    from fernn.agents.bench_scenes import bench_env_steps, bench_generators, throughputs_as_dicts
+
+    with console.status("benchmarking") as status:
+        generators = bench_generators(batch_size, seconds, progress=lambda msg: status.update(f"generating {msg}"))
+        steps = bench_env_steps(num_envs=num_envs, min_seconds=seconds,
+                                progress=lambda msg: status.update(f"stepping {msg}")) if env_steps else []
+    device = f"CPU, {torch.get_num_threads()} threads"
+    table = Table(title=f"Scene generation, batch {batch_size} ({device}, torch {torch.__version__})")
+    for column in ("scenes", "ours (sequences/s)", "frame-by-frame reference (sequences/s)", "ours / reference"):
+        table.add_column(column, justify="left" if column == "scenes" else "right")
+    for r in generators:
+        table.add_row(r.task, f"{r.ours:,.0f}", f"{r.baseline:,.0f}", f"{r.ratio:.1f}x")
+    console.print(table)
+    console.print("[dim]Target: translation >= 20x the frame-by-frame generator.[/]")
+    if steps:
+        envs = Table(title=f"Env steps per second ({device})")
+        for column in ("env", "single env", f"SyncVectorEnv x{num_envs}", f"native vector x{num_envs}",
+                       "native / sync"):
+            envs.add_column(column, justify="left" if column == "env" else "right")
+        for row in steps:
+            envs.add_row(row["env"], f"{row['single']:,.0f}", f"{row['sync_vector']:,.0f}",
+                         f"{row['native_vector']:,.0f}", f"{row['native_vector'] / row['sync_vector']:.1f}x")
+        console.print(envs)
+    if json_out is not None:
+        write_json(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
+                                     "batch_size": batch_size, "generators": throughputs_as_dicts(generators),
+                                     "env_steps": steps})
+        console.print(f"wrote {json_out}")

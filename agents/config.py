@@ -1,0 +1,159 @@
+"""The configuration of a supervised run: one typed dataclass, a docstring per field, saved as
+``runs/<name>/config.json`` (everything needed to rerun), with validation that names the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+TASKS = ("flowing-mnist", "rotating-mnist", "kth-camera", "mnist-world")
+MODELS = ("fernn", "grnn", "grnn-plus", "cnn3d", "action-concat", "fernn-no-self-motion")
+#: which models each task can train
+TASK_MODELS = {
+    "flowing-mnist": ("fernn", "grnn", "grnn-plus"),
+    "rotating-mnist": ("fernn", "grnn"),
+    "kth-camera": ("fernn", "grnn", "grnn-plus", "cnn3d"),
+    "mnist-world": ("fernn", "grnn", "fernn-no-self-motion", "action-concat"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """A supervised training run (next-frame prediction, KTH classification or MNIST World)."""
+
+    env: str = "flowing-mnist"
+    """Task: flowing-mnist | rotating-mnist | kth-camera | mnist-world."""
+    model: str = "fernn"
+    """fernn | grnn (one velocity channel) | grnn-plus (learned shifts) | cnn3d (KTH) |
+    action-concat / fernn-no-self-motion (MNIST World ablations)."""
+    name: str = ""
+    """Run name: the directory ``<out>/<name>`` (default: ``<env>-<model>``)."""
+    out: str = "runs"
+    """Parent directory of runs."""
+    vmax: int = 2
+    """Model velocity grid radius for translation flows (FERNN-V1: 1, V2: 2; G-RNN ignores it)."""
+    velocities: list[list[int]] | None = None
+    """Explicit model velocities ``[[vx, vy], ...]`` instead of the ``vmax`` grid."""
+    angular_velocities: list[float] = field(default_factory=lambda: [-40, -30, -20, -10, 0, 10, 20, 30, 40])
+    """Model angular velocities for rotation flows, degrees per frame (FERNN-V4^R)."""
+    group_order: int = 8
+    """N of the rotation group C_N."""
+    data_vmax: int = 2
+    """Training data velocity set, as a grid radius (Flowing MNIST digit velocities, KTH camera motion,
+    MNIST World digit velocities)."""
+    data_angular_velocities: list[float] = field(default_factory=lambda: [-40, -30, -20, -10, 0, 10, 20, 30, 40])
+    """Training data angular velocities (Rotating MNIST)."""
+    eval_vmax: int = 2
+    """Velocity-generalisation grid radius (translation heat map, KTH camera velocities)."""
+    eval_angular_velocities: list[float] = field(default_factory=lambda: [-50, -40, -30, -20, -10, 0, 10, 20, 30, 40, 50])
+    """Velocity-generalisation angular velocities (rotation)."""
+    hidden: int = 32
+    """Hidden channels per velocity channel (C_N fields for rotation)."""
+    decoder_layers: int = 4
+    """Hidden conv layers of the frame decoder (FERNN paper: 4; FloWM: 1)."""
+    context: int = 10
+    """Observed frames before prediction (Flowing MNIST: 10; MNIST World: 50)."""
+    predict: int = 10
+    """Predicted frames (10; MNIST World: 20)."""
+    clip_len: int = 16
+    """KTH frames per clip."""
+    frame_size: int = 32
+    """KTH frame side (Table 2: 32)."""
+    world_size: int = 50
+    """MNIST World torus side."""
+    window_size: int = 32
+    """MNIST World window side."""
+    num_digits: int = 2
+    """Digits per scene (MNIST World: 5)."""
+    source: str = "auto"
+    """MNIST source: auto | embedded | full."""
+    data_dir: str | None = None
+    """Data directory (default: $FERNN_DATA or ~/.cache/fernn)."""
+    download: bool = False
+    """Download missing data (MNIST, KTH)."""
+    epochs: int = 10
+    """Epochs of ``steps_per_epoch`` optimiser steps."""
+    steps_per_epoch: int = 100
+    """Optimiser steps per epoch (data is generated, so an epoch is a number of batches)."""
+    batch_size: int = 16
+    """Global batch size (split over DDP ranks)."""
+    lr: float = 1e-3
+    """Adam learning rate (papers: 1e-4 for long GPU runs; 1e-3 for short CPU runs)."""
+    grad_clip: float | None = 1.0
+    """Gradient-norm clipping (None: off; the rotation paper runs use none)."""
+    teacher_forcing: float = 0.0
+    """Probability of feeding the true frame instead of the prediction, at the start of training."""
+    teacher_forcing_end: float | None = None
+    """Teacher forcing at the end of training, reached linearly (a curriculum; None: constant)."""
+    val_batches: int = 4
+    """Validation batches (fixed seed) per epoch."""
+    eval_sequences: int = 64
+    """Sequences per cell of the velocity-generalisation evaluation."""
+    seed: int = 0
+    """Seed of the model, the data and every RNG of the run."""
+    device: str = "auto"
+    """auto (CUDA when present) | cpu | cuda | cuda:N."""
+    amp: bool = True
+    """bf16 autocast on CUDA (ignored on the CPU)."""
+    compile: bool = False
+    """torch.compile the model (optional)."""
+    checkpoint_every: int = 50
+    """Save checkpoints/last.pt every this many steps (and at every epoch end)."""
+    log_every: int = 10
+    """Write a metrics row every this many steps."""
+    preset: str | None = None
+    """The preset this config started from (informational)."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = f"{self.env}-{self.model}"
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what is accepted."""
+        if self.env not in TASKS:
+            raise ValueError(f"env must be one of {', '.join(TASKS)}; got {self.env!r}")
+        if self.model not in TASK_MODELS[self.env]:
+            raise ValueError(f"model {self.model!r} is not available for {self.env}; accepted: "
+                             f"{', '.join(TASK_MODELS[self.env])}")
+        positive = ("hidden", "context", "predict", "clip_len", "frame_size", "world_size", "window_size",
+                    "num_digits", "epochs", "steps_per_epoch", "batch_size", "val_batches", "eval_sequences",
+                    "group_order", "checkpoint_every", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        for name in ("vmax", "data_vmax", "eval_vmax", "decoder_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"grad_clip must be a positive number or None; got {self.grad_clip!r}")
+        for name in ("teacher_forcing", "teacher_forcing_end"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1]; got {value!r}")
+        if self.window_size > self.world_size:
+            raise ValueError(f"window_size must be <= world_size; got {self.window_size} > {self.world_size}")
+        if self.source not in ("auto", "embedded", "full"):
+            raise ValueError(f"source must be auto, embedded or full; got {self.source!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})

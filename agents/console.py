@@ -1,0 +1,47 @@
+"""Shared pieces of the command line: the console, one-line errors, list parsing."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def fail(message: str) -> None:
+    """Print one clear error line and exit with status 2."""
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def parse_int_list(name: str, text: str) -> tuple[int, ...]:
+    """Parse ``"0,1,2"`` into integers, or fail with a clear message."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        fail(f"{name} must be comma-separated integers such as 0,1,2; got {text!r}")
+    if not values:
+        fail(f"{name} must name at least one integer; got {text!r}")
+    return values
+
+
+def parse_float_list(name: str, text: str) -> tuple[float, ...]:
+    """Parse ``"-40,0,40"`` into floats, or fail with a clear message."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        fail(f"{name} must be comma-separated numbers such as -40,0,40; got {text!r}")
+    if not values:
+        fail(f"{name} must name at least one number; got {text!r}")
+    return values
+
+
+def parse_pairs(name: str, text: str) -> list[list[int]]:
+    """Parse ``"1,0;0,1"`` into ``[[1, 0], [0, 1]]``, or fail with a clear message."""
+    pairs = []
+    for part in text.split(";"):
+        values = parse_int_list(name, part) if part.strip() else ()
+        if len(values) != 2:
+            fail(f"{name} must be (vx,vy) integer pairs separated by ';', such as 1,0;0,-1; got {text!r}")
+        pairs.append(list(values))
+    return pairs

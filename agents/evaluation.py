@@ -1,0 +1,229 @@
+"""The evaluations the papers report, written as JSON-ready dicts and PNG/GIF files in the run dir.
+
+* prediction (Flowing / Rotating MNIST): test MSE per predicted step; length generalisation (rollouts
+  of 2x and 4x the trained sequence length, e.g. 40 and 80 frames for 10 + 10); velocity
+  generalisation (MSE for every velocity of a grid, or every angular velocity, all digits of a sequence
+  moving with it; cells outside the training set are "unseen"); rollout strips (PNG) and GIFs.
+* classification (KTH): accuracy, per-class accuracy, confusion matrix, accuracy per camera velocity.
+* world model (MNIST World): rollout MSE per step, split into window pixels that were inside the last
+  observed window (in view) and outside it (they must be remembered or inferred); length generalisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fernn.envs import KTH_ACTIONS
+from fernn.envs.velocities import velocity_grid
+from fernn.agents import plots
+from fernn.agents.runs import RunDir
+from fernn.agents.tasks import Task
+
+EVALUATIONS = ("test", "length", "velocity", "rollout")
+
+
+def evaluate(task: Task, model: torch.nn.Module, run: RunDir, *, seed: int,
+             what: tuple[str, ...] = EVALUATIONS) -> dict[str, Any]:
+    """Run the evaluations named in ``what`` for ``task``; files go to ``run.path``."""
+    unknown = sorted(set(what) - set(EVALUATIONS))
+    if unknown:
+        raise ValueError(f"unknown evaluation(s) {', '.join(unknown)}; accepted: {', '.join(EVALUATIONS)}")
+    model.eval()
+    with torch.no_grad():
+        if task.kind == "prediction":
+            return _prediction(task, model, run, seed, what)
+        if task.kind == "classification":
+            return _classification(task, model, run, seed, what)
+        return _world_model(task, model, run, seed, what)
+
+
+def _per_step(predictions: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    return (predictions.float() - targets).pow(2).mean((0, 2, 3, 4)).tolist()
+
+
+def _name(task: Task) -> str:
+    return f"{task.config.model} on {task.config.env}"
+
+
+def _prediction(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    c, results, files = task.config, {}, []
+    count = c.eval_sequences
+    if "test" in what:
+        frames = task.dataset("test", seed).sample_batch(count)["frames"]
+        per_step = _per_step(task.predict(model, frames, c.predict), frames[:, c.context:])
+        one_step = _per_step(task.predict(model, frames, c.predict, teacher_forcing=1.0), frames[:, c.context:])
+        results["test"] = {"mse": float(np.mean(per_step)), "mse_per_step": per_step,
+                           "one_step_mse": float(np.mean(one_step)), "one_step_mse_per_step": one_step,
+                           "sequences": count}
+        files.append(plots.curves(run.path / "test_mse_per_step.png", {"rollout (free-running)": per_step,
+                                                                       "one step (teacher-forced)": one_step},
+                                  xlabel="predicted frame", ylabel="MSE", title=f"Test MSE per step: {_name(task)}"))
+    if "length" in what or "rollout" in what:
+        trained = c.context + c.predict
+        lengths = {}
+        for total in (2 * trained, 4 * trained):
+            frames = task.dataset("test", seed, seq_len=total).sample_batch(count)["frames"]
+            predictions = task.predict(model, frames, total - c.context)
+            per_step = _per_step(predictions, frames[:, c.context:])
+            lengths[str(total)] = {"mse": float(np.mean(per_step)), "mse_per_step": per_step,
+                                   "mse_within_trained_horizon": float(np.mean(per_step[:c.predict])),
+                                   "mse_beyond_trained_horizon": float(np.mean(per_step[c.predict:]))}
+            if total == 2 * trained and "rollout" in what:
+                files += _rollout_files(run, frames[:2], predictions[:2], c.context, _name(task))
+        if "length" in what:
+            results["length_generalization"] = lengths
+            files.append(plots.curves(run.path / "length_generalization.png",
+                                      {f"{k} frames": v["mse_per_step"] for k, v in lengths.items()},
+                                      xlabel="predicted frame", ylabel="MSE", marks={"trained": c.predict},
+                                      title=f"Length generalisation: {_name(task)}"))
+    if "velocity" in what:
+        results["velocity_generalization"], new_files = _velocity_prediction(task, model, run, seed, count)
+        files += new_files
+    results["files"] = [str(f.relative_to(run.path)) for f in files]
+    return results
+
+
+def _velocity_prediction(task: Task, model, run: RunDir, seed: int, count: int) -> tuple[dict, list]:
+    c = task.config
+
+    def mse(**velocity_set) -> tuple[float, float]:
+        """Rollout and one-step MSE of sequences whose digits all move with ``velocity_set``."""
+        frames = task.dataset("test", seed, **velocity_set).sample_batch(count)["frames"]
+        targets = frames[:, c.context:]
+        rollout = float(np.mean(_per_step(task.predict(model, frames, c.predict), targets)))
+        return rollout, float(np.mean(_per_step(task.predict(model, frames, c.predict, 1.0), targets)))
+
+    if c.env == "rotating-mnist":
+        omegas = list(c.eval_angular_velocities)
+        values, one_step = zip(*[mse(angular_velocities=[w]) for w in omegas])
+        seen = [w in c.data_angular_velocities for w in omegas]
+        path = plots.curves(run.path / "velocity_generalization.png", {"rollout": values, "one step": one_step}, x=omegas,
+                            xlabel="angular velocity (deg/frame)", ylabel="MSE",
+                            title=f"Velocity generalisation: {_name(task)}")
+        summary = {"angular_velocities": omegas, "seen": seen}
+    else:
+        grid = velocity_grid(c.eval_vmax)
+        values, one_step = zip(*[mse(velocities=[v]) for v in grid])
+        seen = [max(abs(vx), abs(vy)) <= c.data_vmax for vx, vy in grid]
+        side = 2 * c.eval_vmax + 1
+        table = np.zeros((side, side))
+        mask = np.zeros((side, side), bool)
+        for (vx, vy), value, ok in zip(grid, values, seen):
+            table[vy + c.eval_vmax, vx + c.eval_vmax], mask[vy + c.eval_vmax, vx + c.eval_vmax] = value, ok
+        path = plots.velocity_heatmap(run.path / "velocity_generalization.png", table, c.eval_vmax, mask,
+                                      title=f"Rollout MSE per velocity: {_name(task)}\n(red: unseen in training)",
+                                      label="MSE")
+        summary = {"velocities": grid, "seen": seen}
+    summary["one_step_mse"] = list(one_step)
+    for label, series in (("mse", values), ("one_step_mse", one_step)):
+        seen_values = [v for v, ok in zip(series, seen) if ok]
+        unseen_values = [v for v, ok in zip(series, seen) if not ok]
+        summary[f"{label}_seen"] = float(np.mean(seen_values)) if seen_values else None
+        summary[f"{label}_unseen"] = float(np.mean(unseen_values)) if unseen_values else None
+    summary["mse"] = list(values)
+    return summary, [path]
+
+
+def _rollout_files(run: RunDir, truth: torch.Tensor, predictions: torch.Tensor, context: int, name: str) -> list:
+    files = []
+    for i in range(len(truth)):
+        rows = {"ground truth": truth[i, context:, 0].cpu().numpy(), "prediction": predictions[i, :, 0].float().cpu().numpy()}
+        files.append(plots.strip(run.path / f"rollout_{i}.png", rows, title=f"{name}: rollout after {context} frames"))
+        files.append(plots.gif(run.path / f"rollout_{i}.gif", rows))
+    return files
+
+
+def _classification(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    c, results, files = task.config, {}, []
+    count = c.eval_sequences
+
+    def predict(dataset) -> tuple[np.ndarray, np.ndarray]:
+        batch = dataset.sample_batch(count)
+        return model(batch["frames"]).argmax(1).cpu().numpy(), batch["labels"].cpu().numpy()
+
+    if "test" in what:
+        predicted, labels = predict(task.dataset("test", seed))
+        matrix = np.zeros((6, 6), np.int64)
+        np.add.at(matrix, (labels, predicted), 1)
+        per_class = {name: float(matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None
+                     for i, name in enumerate(KTH_ACTIONS)}
+        results["test"] = {"accuracy": float((predicted == labels).mean()), "per_class_accuracy": per_class,
+                           "confusion_matrix": matrix.tolist(), "clips": count}
+        files.append(plots.confusion(run.path / "confusion_matrix.png", matrix, KTH_ACTIONS,
+                                     title=f"KTH test confusion: {c.model}"))
+    if "velocity" in what:
+        grid = velocity_grid(c.eval_vmax)
+        accuracy = []
+        for velocity in grid:
+            predicted, labels = predict(task.dataset("test", seed, velocities=[velocity]))
+            accuracy.append(float((predicted == labels).mean()))
+        seen = [max(abs(vx), abs(vy)) <= c.data_vmax for vx, vy in grid]
+        side = 2 * c.eval_vmax + 1
+        table, mask = np.zeros((side, side)), np.zeros((side, side), bool)
+        for (vx, vy), value, ok in zip(grid, accuracy, seen):
+            table[vy + c.eval_vmax, vx + c.eval_vmax], mask[vy + c.eval_vmax, vx + c.eval_vmax] = value, ok
+        files.append(plots.velocity_heatmap(run.path / "velocity_generalization.png", table, c.eval_vmax, mask,
+                                            title=f"Accuracy per camera velocity: {c.model}", label="accuracy",
+                                            fmt=".2f"))
+        results["velocity_generalization"] = {"velocities": grid, "accuracy": accuracy, "seen": seen}
+    results["files"] = [str(f.relative_to(run.path)) for f in files]
+    return results
+
+
+def fov_masks(positions: torch.Tensor, context: int, window: int, world: int) -> torch.Tensor:
+    """For each predicted window ``k``, which pixels lie inside the last observed window (on the torus).
+
+    Args:
+        positions: ``(B, T, 2)`` window top-lefts ``(x, y)``.
+
+    Returns:
+        Bool ``(B, T - context, window, window)``.
+    """
+    last = positions[:, context - 1, None, :]
+    future = positions[:, context:]
+    offsets = torch.arange(window, device=positions.device)
+    cols = (future[..., 0, None] + offsets - last[..., 0, None]) % world < window  # (B, K, w)
+    rows = (future[..., 1, None] + offsets - last[..., 1, None]) % world < window  # (B, K, h)
+    return rows[..., :, None] & cols[..., None, :]
+
+
+def _world_model(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    c, results, files = task.config, {}, []
+    count = c.eval_sequences
+    if "test" in what:
+        batch = task.dataset("test", seed).sample_batch(count)
+        predictions = task.predict(model, batch).float()
+        targets = batch["frames"][:, c.context:]
+        error = (predictions - targets).pow(2)[:, :, 0]
+        inside = fov_masks(batch["positions"], c.context, c.window_size, c.world_size)
+        per_step = error.mean((0, 2, 3)).tolist()
+        in_view = ((error * inside).sum((0, 2, 3)) / inside.sum((0, 2, 3)).clamp_min(1)).tolist()
+        out_view = ((error * ~inside).sum((0, 2, 3)) / (~inside).sum((0, 2, 3)).clamp_min(1)).tolist()
+        results["test"] = {"mse": float(np.mean(per_step)), "mse_per_step": per_step,
+                           "mse_in_view_per_step": in_view, "mse_out_of_view_per_step": out_view,
+                           "mse_in_view": float((error * inside).sum() / inside.sum().clamp_min(1)),
+                           "mse_out_of_view": float((error * ~inside).sum() / (~inside).sum().clamp_min(1)),
+                           "sequences": count}
+        files.append(plots.curves(run.path / "rollout_mse.png", {"all pixels": per_step, "in view": in_view,
+                                                                  "out of view": out_view},
+                                  xlabel="predicted frame", ylabel="MSE", title=f"Rollout MSE: {_name(task)}"))
+    if "length" in what or "rollout" in what:
+        total = c.context + 2 * c.predict
+        batch = task.dataset("test", seed, seq_len=total).sample_batch(count)
+        predictions = task.predict(model, batch).float()
+        per_step = _per_step(predictions, batch["frames"][:, c.context:])
+        if "length" in what:
+            results["length_generalization"] = {str(total): {
+                "mse": float(np.mean(per_step)), "mse_per_step": per_step,
+                "mse_within_trained_horizon": float(np.mean(per_step[:c.predict])),
+                "mse_beyond_trained_horizon": float(np.mean(per_step[c.predict:]))}}
+            files.append(plots.curves(run.path / "length_generalization.png", {f"{total} frames": per_step},
+                                      xlabel="predicted frame", ylabel="MSE", marks={"trained": c.predict},
+                                      title=f"Length generalisation: {_name(task)}"))
+        if "rollout" in what:
+            files += _rollout_files(run, batch["frames"][:2], predictions[:2], c.context, _name(task))
+    results["files"] = [str(f.relative_to(run.path)) for f in files]
+    return results

@@ -1,0 +1,100 @@
+"""Figures of the evaluations (matplotlib, Agg) and rollout GIFs (Pillow), written atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fernn.envs.storage import atomic_write  # noqa: E402
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
+    plt.close(figure)
+    return path
+
+
+def curves(path: Path, series: dict[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str,
+           x: Sequence[float] | None = None, marks: dict[str, float] | None = None) -> Path:
+    """Line plot of named series (``marks``: vertical dashed lines, e.g. the training length)."""
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for name, values in series.items():
+        axis.plot(x if x is not None else np.arange(1, len(values) + 1), values, label=name)
+    for name, position in (marks or {}).items():
+        axis.axvline(position, color="grey", linestyle="--", linewidth=1)
+        axis.text(position, axis.get_ylim()[1], f" {name}", va="top", fontsize=8, color="grey")
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axis.grid(alpha=0.3)
+    if len(series) > 1:
+        axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def velocity_heatmap(path: Path, values: np.ndarray, vmax: int, seen: np.ndarray, *, title: str,
+                     label: str, fmt: str = ".3f") -> Path:
+    """``values (2 vmax + 1, 2 vmax + 1)`` indexed ``[vy + vmax, vx + vmax]``; unseen cells outlined."""
+    figure, axis = plt.subplots(figsize=(4.6, 4))
+    extent = (-vmax - 0.5, vmax + 0.5, vmax + 0.5, -vmax - 0.5)
+    image = axis.imshow(values, cmap="viridis", extent=extent)
+    for iy in range(values.shape[0]):
+        for ix in range(values.shape[1]):
+            vx, vy = ix - vmax, iy - vmax
+            axis.text(vx, vy, format(values[iy, ix], fmt), ha="center", va="center", fontsize=7, color="white")
+            if not seen[iy, ix]:
+                axis.add_patch(plt.Rectangle((vx - 0.5, vy - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+    axis.set(xlabel="vx (px/frame)", ylabel="vy (px/frame)", title=title)
+    figure.colorbar(image, ax=axis, label=label)
+    return save_figure(figure, path)
+
+
+def confusion(path: Path, matrix: np.ndarray, names: Sequence[str], *, title: str) -> Path:
+    figure, axis = plt.subplots(figsize=(5, 4.4))
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            axis.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7)
+    axis.set(xlabel="predicted", ylabel="true", title=title)
+    figure.colorbar(image, ax=axis)
+    return save_figure(figure, path)
+
+
+def strip(path: Path, rows: dict[str, np.ndarray], *, title: str) -> Path:
+    """Frames ``(T, H, W)`` in [0, 1] per named row (e.g. ground truth, prediction), side by side."""
+    count = max(len(frames) for frames in rows.values())
+    figure, axes = plt.subplots(len(rows), count, figsize=(count * 0.8, len(rows) * 0.9), squeeze=False)
+    for r, (name, frames) in enumerate(rows.items()):
+        for t in range(count):
+            axis = axes[r, t]
+            axis.axis("off")
+            if t < len(frames):
+                axis.imshow(frames[t], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(name, fontsize=7, loc="left")
+    figure.suptitle(title, fontsize=9)
+    return save_figure(figure, path)
+
+
+def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6) -> Path:
+    """An animated GIF of the named rows of frames side by side (ground truth | prediction)."""
+    from PIL import Image
+
+    count = max(len(frames) for frames in rows.values())
+    images = []
+    for t in range(count):
+        tiles = [np.clip(frames[min(t, len(frames) - 1)], 0, 1) for frames in rows.values()]
+        gap = np.ones((tiles[0].shape[0], 2))
+        canvas = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
+        image = Image.fromarray((canvas * 255).astype(np.uint8)).resize(
+            (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+        images.append(image)
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=int(1000 / fps), loop=0))
+    return path

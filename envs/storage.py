@@ -1,0 +1,104 @@
+"""Data directories, resumable checksummed downloads and atomic writes, shared by the data sources.
+
+Downloads follow torchvision's convention: they happen only when asked (``download=True``, the CLI's
+``--download``). A download goes to ``<name>.part`` (resumed with an HTTP ``Range`` request when a
+previous attempt left one), is checked against its MD5 when one is known, and is renamed into place
+only when complete, so an interrupted download never leaves a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+class DataMissingError(FileNotFoundError):
+    """A data set is not on disk (and was not, or could not be, downloaded). The message says where it
+    was looked for, which files are expected and how to get them."""
+
+
+def default_data_dir() -> Path:
+    """``$FERNN_DATA`` if set, else ``$XDG_CACHE_HOME/fernn`` (``~/.cache/fernn``)."""
+    if os.environ.get("FERNN_DATA"):
+        return Path(os.environ["FERNN_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "fernn"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """The directory a data source uses: ``data_dir`` when given, else :func:`default_data_dir`."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a path (str or os.PathLike) or None, got {type(data_dir).__name__}")
+    return default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, destination: Path, *, md5: str | None = None, timeout: float = 30.0,
+             progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Download ``url`` to ``destination`` (resumable, checksummed, atomic).
+
+    Args:
+        url: http(s) URL.
+        destination: final path; ``destination.part`` holds the partial download.
+        md5: expected MD5 hex digest; a mismatch deletes the file and raises ``OSError``.
+        timeout: seconds to wait for the server on connect and on each read.
+        progress: called with ``(bytes so far, total or None)`` after each chunk.
+
+    Returns:
+        ``destination``. Network failures raise ``OSError`` naming the URL and the cause.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    offset = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = offset > 0 and response.status == 206
+            if not resumed:
+                offset = 0
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else None
+            with open(partial, "ab" if resumed else "wb") as fh:
+                done = offset
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    fh.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        raise OSError(f"could not download {url}: {getattr(error, 'reason', error)} (a partial download is kept "
+                      f"in {partial} and resumed next time)") from error
+    if md5 is not None and md5sum(partial) != md5:
+        partial.unlink()
+        raise OSError(f"checksum mismatch for {url}: expected MD5 {md5}; the download was deleted, try again")
+    os.replace(partial, destination)
+    return destination
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    The temporary file keeps ``path``'s suffix (so ``np.save`` does not append one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
