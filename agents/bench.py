@@ -6,8 +6,9 @@ way of writing them, measured in one process and one run.
   ``no-flow floor`` (every velocity set to zero: same convolutions, padding, pooling and decoder, no
   flow), ``G-RNN xV batch`` (one velocity channel at batch ``B * V``), ``fernn bf16 autocast``.
   A step: 10 context + 10 predicted frames, MSE, backward, Adam.
-* ``rotation`` (rotation predictor, C_N regular fields): ``fernn`` (batched bilinear gathers, filters
-  expanded once per sequence) against ``grid_sample loop (paper)``.
+* ``rotation`` (rotation predictor, C_N regular fields): ``fernn`` (one sparse CSR product for every
+  velocity channel's rotation, filters expanded once per sequence) against ``grid_sample loop (paper)``
+  and the ``no-flow floor`` (the same model with an identity transport: what the convolutions cost).
 * ``world-model`` (FloWM): ``fernn`` (velocity and action shifts in one gather) against
   ``per-sample loop (paper)`` and the ``no self-motion floor`` (the same model without the action
   shift). A step: teacher-forced next-window prediction over the sequence, MSE, backward, Adam.
@@ -163,11 +164,13 @@ def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, 
     frames = F.pad(torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen),
                    [pad] * 4).to(dev)
     results = []
-    for name in ("fernn", "grid_sample loop (paper)"):
+    for name in ("fernn", "grid_sample loop (paper)", "no-flow floor"):
         say(f"{group}: {name}")
         torch.manual_seed(seed)
         model = NextFramePredictor(1, hidden_channels, flow).to(dev)
-        run = model if name == "fernn" else RotationLoopPredictor(model)
+        run = RotationLoopPredictor(model) if name.startswith("grid_sample") else model
+        if name == "no-flow floor":  # the same convolutions, pooling and decoder; the transport only relayouts
+            model.rnn.core.transport = lambda h: h.flatten(0, 1).permute(0, 3, 1, 2)
         results.append(measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()),
                                     _predictor_loss(run, frames, context), repeats, dev))
     return results

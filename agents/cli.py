@@ -122,6 +122,16 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run directory first."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Launch this many DDP processes with torchrun."),
+    algo: Optional[str] = typer.Option(None, "--algo", help="RL instead of supervised training: recurrent-ppo | ppo "
+                                                            "(with --env mnist-world-track or any Gymnasium id)."),
+    policy: str = typer.Option("fernn", "--policy", help="RL policy: fernn | cnn-lstm | frame-stack-cnn | "
+                                                         "frame-stack-fernn."),
+    timesteps: int = typer.Option(100_000, "--timesteps", min=1, help="RL: environment steps."),
+    n_envs: int = typer.Option(8, "--n-envs", min=1, help="RL: parallel envs."),
+    vec_env: str = typer.Option("dummy", "--vec-env", help="RL: dummy | subproc."),
+    n_steps: int = typer.Option(128, "--n-steps", min=1, help="RL: rollout length per env."),
+    eval_every: int = typer.Option(10_000, "--eval-every", min=1, help="RL: evaluate every this many steps."),
+    eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="RL: seeded episodes per evaluation."),
 ) -> None:
     """Train a model on a supervised task and evaluate it; everything lands in <out>/<name>.
 
@@ -134,6 +144,12 @@ def train(
 
     if nproc > 1:
         _launch_torchrun(nproc)
+        return
+    if algo is not None:
+        _train_rl(env or "mnist-world-track", algo, policy, timesteps=timesteps, n_envs=n_envs, vec_env=vec_env,
+                  n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed, lr=lr,
+                  hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
+                  overwrite=overwrite, quiet=quiet)
         return
     settings = {}
     if preset is not None:
@@ -166,6 +182,37 @@ def train(
     except (TypeError, ValueError) as error:
         fail(str(error))
     _run_training(config, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+def _train_rl(env: str, algo: str, policy: str, *, resume: bool, overwrite: bool, quiet: bool, seed, lr, hidden,
+              vmax, batch_size, device, out, name, **settings) -> None:
+    from fernn.agents.rl import RLConfig, train_rl
+    from fernn.agents.runs import RunExistsError
+
+    optional = {"seed": seed, "lr": lr, "fernn_hidden": hidden, "vmax": vmax, "batch_size": batch_size,
+                "device": device, "out": out, "name": name}
+    try:
+        config = RLConfig(env=resolve_env(env), algo=algo, policy=policy, **settings,
+                          **{k: v for k, v in optional.items() if v is not None})
+    except (ValueError, TypeError, gym_error()) as error:
+        fail(str(error))
+    report = None if quiet else (lambda row: console.print(
+        f"[{config.name}] steps {row['timesteps']:.0f}: return {row['mean_return']:.2f} ± {row['std_return']:.2f} "
+        f"({row['seconds']:.0f} s)", highlight=False))
+    try:
+        results = train_rl(config, resume=resume, overwrite=overwrite, reporter=report)
+    except (RunExistsError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    final = results["final"]
+    bounds = ", ".join(f"{k} {v['mean']:.2f}" for k, v in results["bounds"].items())
+    console.print(f"final return {final['mean_return']:.2f} ± {final['std_return']:.2f} after "
+                  f"{final['timesteps']:.0f} steps ({bounds}); files in {config.out}/{config.name}")
+
+
+def gym_error() -> type:
+    import gymnasium as gym
+
+    return gym.error.Error
 
 
 def _run_training(config, *, resume: bool, overwrite: bool, quiet: bool) -> None:
@@ -254,7 +301,20 @@ def rollout(
     run_dir: str = typer.Argument(..., help="A run directory (runs/<name>)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
-    """Write rollout strips (PNG) and GIFs of a trained run: ground truth against prediction."""
+    """Write rollout strips (PNG) and GIFs of a trained run: ground truth against prediction, or for an RL
+    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it)."""
+    import json
+    from pathlib import Path
+
+    config_path = Path(run_dir) / "config.json"
+    if config_path.is_file() and "algo" in json.loads(config_path.read_text()):
+        from fernn.agents.rl import episode_gif
+
+        if not (Path(run_dir) / "model.zip").is_file():
+            fail(f"{run_dir} has no model.zip yet; finish (or --resume) the run first")
+        path = episode_gif(Path(run_dir), Path(run_dir) / "episode.gif")
+        console.print(f"wrote {path}")
+        return
     evaluate_command(run_dir, what="rollout", checkpoint="best", device=device)
 
 

@@ -15,6 +15,14 @@ bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines me
                         no_args_is_help=True)
 
 
+@bench_app.callback()
+def _warm_allocations() -> None:
+    """Every benchmark runs with large CPU allocations kept warm (see fernn.envs.allocator), as training does."""
+    from fernn.envs.allocator import keep_allocations_warm
+
+    keep_allocations_warm()
+
+
 def _ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "-"
 
@@ -121,7 +129,8 @@ def bench_rotation_command(
     size = image_size + 2 * pad
     _report_timings(f"Rotation predictor step: batch {batch_size}, {size}x{size}, {hidden} C_{group_order} fields, "
                     f"{context}+{predicted} frames", results,
-                    "Target at 9 velocities: the grid_sample loop >= 1.5x our training step.", json_out,
+                    "Target at 9 velocities: the grid_sample loop >= 1.5x our training step; the no-flow floor "
+                    "is what the convolutions alone cost.", json_out,
                     {"benchmark": "rotation", "device": name, "batch_size": batch_size, "image_size": size,
                      "hidden_fields": hidden, "group_order": group_order, "frames": [context, predicted]})
 

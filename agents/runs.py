@@ -31,6 +31,15 @@ def write_json(path: Path, payload: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=_jsonable)))
 
 
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Write ``rows`` as CSV with ``columns`` (blank where a row has no value), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.tolist()
@@ -91,11 +100,7 @@ class RunDir:
 
     def write_metrics(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
         """Rewrite ``metrics.csv`` with ``rows`` (atomically: a crash never leaves half a file)."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(self.metrics_path, lambda tmp: tmp.write_text(buffer.getvalue()))
+        write_csv(self.metrics_path, rows, columns)
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> Path:
         path = self.checkpoints / name

@@ -145,10 +145,14 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *,
                  fernn_hidden: int = 16, vmax: int = 2, flow: Flow | None = None, features_dim: int = 256,
-                 shared_core: bool = True, net_arch: list[int] | dict[str, list[int]] | None = None,
+                 shared_core: bool = True, use_sde: bool = False,
+                 net_arch: list[int] | dict[str, list[int]] | None = None,
                  activation_fn: type[nn.Module] = nn.Tanh, ortho_init: bool = True, normalize_images: bool = True,
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None) -> None:
+        if use_sde:
+            raise ValueError("use_sde=True (gSDE) is not supported by FERNNRecurrentPolicy; use the default "
+                             "Gaussian / categorical action distributions")
         shape = image_shape(observation_space)
         self.fernn_hidden, self.vmax, self.flow, self.shared_core = fernn_hidden, vmax, flow, shared_core
         self.lstm_output_dim = features_dim
@@ -167,7 +171,7 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = ActorCriticPolicy._get_constructor_parameters(self)
-        for key in ("use_sde", "log_std_init", "squash_output", "full_std", "use_expln", "features_extractor_class",
+        for key in ("log_std_init", "squash_output", "full_std", "use_expln", "features_extractor_class",
                     "features_extractor_kwargs"):
             data.pop(key, None)
         data.update(fernn_hidden=self.fernn_hidden, vmax=self.vmax, flow=self.flow, features_dim=self.lstm_output_dim,
@@ -240,8 +244,9 @@ class LeanRecurrentRolloutBuffer(RecurrentRolloutBuffer):
 
     def add(self, *args, lstm_states: RNNStates, **kwargs) -> None:
         if self.pos == 0:
-            self.start_states = RNNStates(tuple(s.detach().clone() for s in lstm_states.pi),
-                                          tuple(s.detach().clone() for s in lstm_states.vf))
+            pi = tuple(s.detach().clone() for s in lstm_states.pi)
+            shared = lstm_states.vf[0] is lstm_states.pi[0]
+            self.start_states = RNNStates(pi, pi if shared else tuple(s.detach().clone() for s in lstm_states.vf))
         super(RecurrentRolloutBuffer, self).add(*args, **kwargs)
 
     def nbytes(self) -> int:
@@ -286,9 +291,7 @@ class FERNNRecurrentPPO(RecurrentPPO):
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
-                                        use_sde=self.use_sde, **self.policy_kwargs) \
-            if self.use_sde else self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
-                                                   **self.policy_kwargs)
+                                        use_sde=self.use_sde, **self.policy_kwargs)
         self.policy = self.policy.to(self.device)
         if not isinstance(self.policy, RecurrentActorCriticPolicy):
             raise ValueError("FERNNRecurrentPPO needs a recurrent policy (FERNNPolicy, MlpLstmPolicy, CnnLstmPolicy)")

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fernn.envs.allocator import keep_allocations_warm
 from fernn.agents.config import TrainConfig
 from fernn.agents.runs import RunDir, write_json
 from fernn.agents.tasks import TEST_SEED, VAL_SEED, Task, make_task
@@ -101,6 +102,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """
     group = Distributed.from_environment(config.device)
     device = resolve_device(config.device, group.local_rank)
+    if device.type == "cpu":
+        keep_allocations_warm()
     run = RunDir(os.path.join(config.out, config.name))
     if group.main:
         config = run.prepare(config, resume=resume, overwrite=overwrite)

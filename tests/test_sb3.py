@@ -1,0 +1,146 @@
+"""FERNN in Stable-Baselines3: the recurrent policy, the lean buffer, recomputed states, predict,
+save/load, vec envs, the frame-stack extractor, the CLI, and the buffer's memory bound."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
+from typer.testing import CliRunner
+
+import fernn.envs  # noqa: F401
+from fernn.agents.cli import app
+from fernn.agents.sb3_fernn import (FERNNFrameStackExtractor, FERNNRecurrentPolicy, FERNNRecurrentPPO,
+                                    LeanRecurrentRolloutBuffer, SmallCNN)
+
+SMALL_WORLD = dict(world_size=32, window_size=12, num_digits=2, velocities=1, step_size=1)
+POLICY = dict(fernn_hidden=2, vmax=1, features_dim=16)
+
+
+def envs(n=2, cls=DummyVecEnv, steps=6):
+    """Small MNISTWorldTrack envs; ``steps``: episode length (short, so episodes end inside rollouts)."""
+    kwargs = {**SMALL_WORLD, "max_episode_steps": steps} if steps else SMALL_WORLD
+    return make_vec_env("fernn.envs:MNISTWorldTrack-v0", n_envs=n, seed=0, vec_env_cls=cls, env_kwargs=kwargs)
+
+
+def model(env, **kwargs):
+    return FERNNRecurrentPPO("FERNNPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0,
+                             policy_kwargs=POLICY | kwargs, device="cpu")
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_recomputed_states_give_ratio_one_in_the_first_epoch(shared):
+    """Episodes end inside the rollout (TimeLimit 6 < n_steps 8): the core must reset on episode_start,
+    and the states recomputed from each env's start state must equal those seen while collecting."""
+    ppo = model(envs(), shared_core=shared)
+    ppo.learn(16)  # two rollouts: the second starts from a non-zero state
+    callback = CallbackList([])
+    callback.init_callback(ppo)
+    ppo.collect_rollouts(ppo.env, callback, ppo.rollout_buffer, ppo.n_steps)
+    for batch in ppo.rollout_buffer.get(8):
+        with torch.no_grad():
+            values, log_prob, _ = ppo.policy.evaluate_actions(batch.observations, batch.actions.long().flatten(),
+                                                               batch.lstm_states, batch.episode_starts)
+        torch.testing.assert_close(torch.exp(log_prob - batch.old_log_prob), torch.ones_like(log_prob),
+                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(values.flatten(), batch.old_values, rtol=0, atol=1e-5)
+
+
+def test_predict_step_by_step_matches_one_batched_pass():
+    ppo = model(envs(n=1, steps=None))
+    env = gym.make("MNISTWorldTrack-v0", **SMALL_WORLD)
+    obs, _ = env.reset(seed=3)
+    frames, state, start = [], None, np.ones(1, bool)
+    for _ in range(5):
+        frames.append(obs.transpose(2, 0, 1))
+        action, state = ppo.predict(obs, state=state, episode_start=start, deterministic=True)
+        obs, *_ = env.step(int(action))
+        start = np.zeros(1, bool)
+    batch = torch.as_tensor(np.stack(frames)).float()
+    core = ppo.policy.lstm_actor
+    features = ppo.policy.extract_features(batch)
+    _, (h, _) = core.process(features, core.initial_state(1), torch.tensor([1.0, 0, 0, 0, 0]))
+    torch.testing.assert_close(torch.as_tensor(state[0]), h, rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    ppo = model(envs())
+    ppo.learn(16)
+    ppo.save(tmp_path / "fernn")
+    loaded = FERNNRecurrentPPO.load(tmp_path / "fernn", device="cpu")
+    obs = np.stack([ppo.env.observation_space.sample() for _ in range(2)])
+    starts = np.ones(2, bool)
+    a, state_a = ppo.predict(obs, episode_start=starts, deterministic=True)
+    b, state_b = loaded.predict(obs, episode_start=starts, deterministic=True)
+    assert np.array_equal(a, b) and np.allclose(state_a[0], state_b[0])
+
+
+def test_policy_also_plugs_into_plain_recurrent_ppo():
+    ppo = RecurrentPPO(FERNNRecurrentPolicy, envs(), n_steps=8, batch_size=8, n_epochs=1, policy_kwargs=POLICY,
+                       device="cpu")
+    ppo.learn(16)
+    assert ppo.num_timesteps == 16
+
+
+def test_subproc_vec_env():
+    ppo = model(envs(cls=SubprocVecEnv, steps=None))
+    ppo.learn(16)
+    ppo.env.close()
+
+
+def test_lean_buffer_memory_bound_at_the_issue_settings():
+    """n_steps 128, 8 envs, V = 25, 16 hidden channels, 32x32: <= 64 MiB (the default would be ~6 GiB)."""
+    env = make_vec_env("fernn.envs:MNISTWorldTrack-v0", n_envs=8, seed=0)
+    ppo = FERNNRecurrentPPO("FERNNPolicy", env, n_steps=128, batch_size=256, policy_kwargs=dict(fernn_hidden=16,
+                                                                                               vmax=2), device="cpu")
+    buffer = ppo.rollout_buffer
+    assert isinstance(buffer, LeanRecurrentRolloutBuffer)
+    core = ppo.policy.lstm_actor
+    assert core.hidden_size == 25 * 16 * 32 * 32
+    buffer.add(np.zeros((8, 2, 32, 32)), np.zeros((8, 1)), np.zeros(8), np.ones(8), torch.zeros(8, 1),
+               torch.zeros(8), lstm_states=ppo._last_lstm_states)
+    assert buffer.nbytes() <= 64 * 2**20
+    default = 4 * 128 * 8 * core.hidden_size * 4
+    assert default > 6 * 2**30
+
+
+def test_frame_stack_policies_and_small_cnn():
+    stacked = VecFrameStack(envs(steps=None), 3)
+    for extractor, kwargs in ((SmallCNN, {}), (FERNNFrameStackExtractor, dict(frames=3, fernn_hidden=2, vmax=1))):
+        ppo = PPO("CnnPolicy", stacked, n_steps=8, batch_size=8, n_epochs=1, device="cpu",
+                  policy_kwargs=dict(features_extractor_class=extractor, features_extractor_kwargs=kwargs))
+        ppo.learn(16)
+    channels_first = gym.spaces.Box(0, 255, (6, 12, 12), np.uint8)  # 3 stacked frames of 2 channels
+    with pytest.raises(ValueError, match="not a multiple of frames=4"):
+        FERNNFrameStackExtractor(channels_first, frames=4)
+
+
+def test_rl_cli_run_outputs_and_rollout(tmp_path):
+    runner = CliRunner()
+    args = ["train", "--env", "mnist-world-track", "--algo", "recurrent-ppo", "--policy", "fernn", "--n-envs", "2",
+            "--n-steps", "8", "--batch-size", "8", "--hidden", "2", "--vmax", "1", "--eval-every", "16",
+            "--eval-episodes", "1", "--out", str(tmp_path), "--name", "rl", "--device", "cpu", "--quiet"]
+    result = runner.invoke(app, args + ["--timesteps", "32"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "rl"
+    for name in ("config.json", "model.zip", "checkpoints/last.zip", "eval.csv", "eval.json", "learning_curve.png",
+                 "results.json"):
+        assert (run / name).is_file(), name
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["bounds"]) == {"random", "oracle"} and results["final"]["timesteps"] == 32
+    result = runner.invoke(app, ["rollout", str(run)])
+    assert result.exit_code == 0 and (run / "episode.gif").is_file(), result.output
+    result = runner.invoke(app, args + ["--timesteps", "48", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "results.json").read_text())["final"]["timesteps"] == 48
+    for bad, message in ((["--policy", "lstm"], "policy must be one of"),
+                         (["--algo", "ppo"], "runs with --algo recurrent-ppo"),
+                         (["--env", "NoSuchEnv-v0"], "NoSuchEnv")):
+        result = runner.invoke(app, ["train", "--algo", "recurrent-ppo", "--out", str(tmp_path), *bad])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
