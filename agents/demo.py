@@ -5,10 +5,12 @@ budget and seed on Flowing MNIST from the embedded digits, with training velocit
 ``|vx|, |vy| <= 1``; both are then tested on every velocity with ``|vx|, |vy| <= 2`` -- the 16 with a
 component of 2 were never seen in training -- and on rollouts 2x and 4x longer than trained.
 
-Objective: next-frame prediction with a teacher-forcing curriculum (every step fed the true frame at
-first, then linearly fewer, down to ``teacher_forcing_end``), so the short CPU budget is spent on
-learning the dynamics while the end of training already rolls out freely; both one-step and
-free-running rollout errors are reported.
+Objective: next-frame prediction (5 context + 5 predicted frames) with a teacher-forcing curriculum:
+every predicted step is fed the true frame at first, then linearly fewer, down to free-running at the
+end. Teacher forcing spends the short CPU budget on learning the dynamics (a feasibility run with
+free-running training from the start collapsed to blank frames in the same time); ending free-running
+trains the rollouts that are evaluated. Both one-step (teacher-forced) and free-running rollout errors
+are reported. Both models: 600 Adam steps (lr 2e-3) of 16 sequences, hidden 16, decoder 2 layers.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from fernn.agents.trainer import train
 
 DEMO_MODELS = {"grnn": "G-RNN", "fernn": "FERNN-V2"}
 DEMO_SETTINGS = dict(env="flowing-mnist", source="embedded", vmax=2, data_vmax=1, eval_vmax=2, hidden=16,
-                     decoder_layers=2, context=5, predict=5, epochs=4, steps_per_epoch=40, batch_size=16, lr=2e-3,
-                     teacher_forcing=1.0, teacher_forcing_end=0.25, eval_sequences=32, val_batches=2, seed=0,
-                     device="cpu", log_every=10, checkpoint_every=40)
+                     decoder_layers=2, context=5, predict=5, epochs=10, steps_per_epoch=60, batch_size=16, lr=2e-3,
+                     teacher_forcing=1.0, teacher_forcing_end=0.0, eval_sequences=32, val_batches=2, seed=0,
+                     device="cpu", log_every=10, checkpoint_every=60)
 
 
 def demo_config(model: str, out: str, **overrides: Any) -> TrainConfig:

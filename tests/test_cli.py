@@ -34,8 +34,22 @@ def test_bench_step_bad_flags_are_one_line_errors():
     assert result.exit_code == 2 and ">= 0" in result.output
 
 
+def test_demo_pipeline_on_a_tiny_budget(tmp_path):
+    from fernn.agents.demo import run_demo
+
+    summary = run_demo(str(tmp_path), epochs=1, steps_per_epoch=2, hidden=2, eval_sequences=2, eval_vmax=2)
+    folder = tmp_path / "demo"
+    assert json.loads((folder / "results.json").read_text())["models"].keys() == {"grnn", "fernn"}
+    assert summary["unseen_rollout_mse_ratio_fernn_over_grnn"] > 0
+    for name in summary["files"]:
+        assert (folder / name).is_file()
+
+
 @pytest.mark.slow
-def test_demo_runs_end_to_end():
-    result = runner.invoke(app, ["demo"])
+def test_demo_runs_end_to_end(tmp_path):
+    """The main job as `make demo` runs it: it must show FERNN <= 0.5x G-RNN on unseen velocities."""
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "Equivariance" in result.output and "roll-loop" in result.output
+    summary = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert summary["unseen_rollout_mse_ratio_fernn_over_grnn"] <= 0.5
+    assert "FERNN / G-RNN on unseen velocities" in result.output
