@@ -110,6 +110,11 @@ def train(
     compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     decoder_layers: Optional[int] = typer.Option(None, "--decoder-layers", min=0, help="Decoder hidden conv layers."),
     num_digits: Optional[int] = typer.Option(None, "--num-digits", min=1, help="Digits per scene."),
+    world_size: Optional[int] = typer.Option(None, "--world-size", min=1, help="MNIST World torus side (50)."),
+    window_size: Optional[int] = typer.Option(None, "--window-size", min=1, help="MNIST World window side (32)."),
+    clip_len: Optional[int] = typer.Option(None, "--clip-len", min=1, help="KTH frames per clip (16)."),
+    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=1, help="KTH frame side (32)."),
+    group_order: Optional[int] = typer.Option(None, "--group-order", min=1, help="N of C_N for rotation flows (8)."),
     eval_sequences: Optional[int] = typer.Option(None, "--eval-sequences", min=1,
                                                  help="Sequences per evaluation cell."),
     val_batches: Optional[int] = typer.Option(None, "--val-batches", min=1, help="Validation batches per epoch."),
@@ -162,7 +167,8 @@ def train(
              "predict": predict, "source": source, "data_dir": data_dir, "device": device, "amp": amp,
              "compile": compile_model, "seed": seed, "out": out, "name": name, "decoder_layers": decoder_layers,
              "num_digits": num_digits, "eval_sequences": eval_sequences, "val_batches": val_batches,
-             "log_every": log_every, "checkpoint_every": checkpoint_every}
+             "log_every": log_every, "checkpoint_every": checkpoint_every, "world_size": world_size,
+             "window_size": window_size, "clip_len": clip_len, "frame_size": frame_size, "group_order": group_order}
     if env is not None:
         flags["env"] = {v: k for k, v in ENV_IDS.items()}.get(env, env)
     settings.update({k: v for k, v in flags.items() if v is not None})
@@ -316,6 +322,32 @@ def rollout(
         console.print(f"wrote {path}")
         return
     evaluate_command(run_dir, what="rollout", checkpoint="best", device=device)
+
+
+@app.command()
+def bounds(
+    env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id (an env with oracle_action())."),
+    episodes: int = typer.Option(100, "--episodes", min=1, help="Seeded episodes per policy (seeds 50000+)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
+    """Mean return of a uniformly random policy and of the env's scripted oracle: the RL reference lines."""
+    from pathlib import Path
+
+    from fernn.agents.rl import RLConfig, policy_bounds
+    from fernn.agents.runs import write_json
+
+    try:
+        figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo"), episodes)
+    except ValueError as error:
+        fail(str(error))
+    table = Table(title=f"{resolve_env(env)}: returns over {episodes} seeded episodes")
+    for column in ("policy", "mean return", "std"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for name, value in figures.items():
+        table.add_row(name, f"{value['mean']:.2f}", f"{value['std']:.2f}")
+    console.print(table)
+    if json_out:
+        write_json(Path(json_out), figures)
 
 
 @app.command()

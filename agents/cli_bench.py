@@ -206,3 +206,34 @@ def bench_scenes_command(
                                      "batch_size": batch_size, "generators": throughputs_as_dicts(generators),
                                      "env_steps": steps})
         console.print(f"wrote {json_out}")
+
+
+@bench_app.command("rl")
+def bench_rl_command(
+    n_envs: int = typer.Option(8, "--n-envs", min=1, help="Parallel envs."),
+    n_steps: int = typer.Option(128, "--n-steps", min=1, help="Rollout length per env."),
+    hidden: int = typer.Option(16, "--hidden", min=1, help="FERNN hidden channels per velocity channel."),
+    vmax: int = typer.Option(2, "--vmax", min=0, help="FERNN velocity grid radius (2: 25 channels)."),
+    repeats: int = typer.Option(2, "--repeats", min=1, help="Timed rollout + update rounds after a warm-up."),
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """RL on MNISTWorldTrack-v0: environment steps/s while collecting rollouts and PPO updates/s, per policy."""
+    import torch
+
+    from fernn.agents.bench_rl import bench_rl
+
+    with console.status("benchmarking") as status:
+        rows = bench_rl(n_envs=n_envs, n_steps=n_steps, fernn_hidden=hidden, vmax=vmax, repeats=repeats,
+                        progress=lambda msg: status.update(f"benchmarking {msg}"))
+    device = f"CPU, {torch.get_num_threads()} threads"
+    table = Table(title=f"RL on MNISTWorldTrack-v0: {n_envs} envs x {n_steps} steps ({device})")
+    for column in ("policy", "collection env steps/s", "PPO updates/s", "parameters"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for row in rows:
+        table.add_row(row["policy"], f"{row['collect_steps_per_s']:,.0f}", f"{row['updates_per_s']:.3f}",
+                      f"{row['parameters']:,}")
+    console.print(table)
+    if json_out is not None:
+        write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
+                              "rows": rows})
+        console.print(f"wrote {json_out}")

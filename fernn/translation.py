@@ -95,13 +95,15 @@ class TranslationCore(nn.Module):
         return moved.permute(0, 3, 1, 2)
 
     def _learned_shift(self, h: torch.Tensor) -> torch.Tensor:
+        """Velocity channel ``v`` convolved (circularly) with its own learned kernel, the same for its C
+        channels: C goes to the batch axis, so it is one channels-last depthwise convolution with V groups
+        (V * C groups in NCHW took 6x longer, mostly in the CPU backward)."""
         batch, num_v, height, width, channels = h.shape
-        planes = h.permute(0, 1, 4, 2, 3).reshape(batch, num_v * channels, height, width)
+        planes = h.permute(0, 4, 1, 2, 3).reshape(batch * channels, num_v, height, width)
         size = self.shift_kernels.shape[-1]
-        planes = F.pad(planes, [size // 2] * 4, mode="circular")
-        weight = self.shift_kernels.to(h.dtype).repeat_interleave(channels, dim=0)
-        moved = F.conv2d(planes, weight, groups=num_v * channels)
-        return moved.view(batch, num_v, channels, height, width).permute(0, 1, 3, 4, 2).contiguous()
+        planes = F.pad(planes, [size // 2] * 4, mode="circular").contiguous(memory_format=torch.channels_last)
+        moved = F.conv2d(planes, self.shift_kernels.to(h.dtype), groups=num_v)
+        return moved.view(batch, channels, num_v, height, width).permute(0, 2, 3, 4, 1).contiguous()
 
     def recur(self, transported: torch.Tensor, drive: torch.Tensor, weights: None = None) -> torch.Tensor:
         """``act(drive + conv_rec(transported))``: the new internal state ``(B, V, H, W, C)``.
