@@ -14,26 +14,25 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def parse_int_list(name: str, text: str) -> tuple[int, ...]:
-    """Parse ``"0,1,2"`` into integers, or fail with a clear message."""
+def parse_list(name: str, text: str, kind: type = int) -> tuple:
+    """Parse comma-separated ``kind`` values (``"0,1,2"``), or fail with a clear message."""
+    example = "0,1,2" if kind is int else "-40,0,40"
     try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError:
-        fail(f"{name} must be comma-separated integers such as 0,1,2; got {text!r}")
+        fail(f"{name} must be comma-separated {'integers' if kind is int else 'numbers'} such as {example}; "
+             f"got {text!r}")
     if not values:
-        fail(f"{name} must name at least one integer; got {text!r}")
+        fail(f"{name} must name at least one value such as {example}; got {text!r}")
     return values
+
+
+def parse_int_list(name: str, text: str) -> tuple[int, ...]:
+    return parse_list(name, text, int)
 
 
 def parse_float_list(name: str, text: str) -> tuple[float, ...]:
-    """Parse ``"-40,0,40"`` into floats, or fail with a clear message."""
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        fail(f"{name} must be comma-separated numbers such as -40,0,40; got {text!r}")
-    if not values:
-        fail(f"{name} must name at least one number; got {text!r}")
-    return values
+    return parse_list(name, text, float)
 
 
 def parse_pairs(name: str, text: str) -> list[list[int]]:

@@ -39,6 +39,19 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_digit_room(name: str, value: Any) -> int:
+    """A frame or world side: an integer large enough for a 28x28 MNIST digit, or a named error."""
+    value = check_count(name, value)
+    if value < DIGIT_SIZE:
+        raise ValueError(f"{name} must be >= {DIGIT_SIZE} so that a {DIGIT_SIZE}x{DIGIT_SIZE} MNIST digit fits, got {value}")
+    return value
+
+
+def as_bank(digits: DigitBank | DigitSet, device: torch.device | str | None) -> DigitBank:
+    """``digits`` as a :class:`DigitBank` (a :class:`DigitSet` is moved to ``device``)."""
+    return digits if isinstance(digits, DigitBank) else DigitBank(digits, device or "cpu")
+
+
 class DigitBank:
     """The digits of one split as tensors on a device, sampled with a ``torch.Generator``.
 
@@ -110,11 +123,8 @@ class TranslationScenes:
 
     def __init__(self, digits: DigitBank | DigitSet, *, image_size: int = 28, num_digits: int = 2, seq_len: int = 20,
                  velocities: Any = 2, device: torch.device | str | None = None) -> None:
-        self.bank = digits if isinstance(digits, DigitBank) else DigitBank(digits, device or "cpu")
-        self.image_size = check_count("image_size", image_size)
-        if self.image_size < DIGIT_SIZE:
-            raise ValueError(f"image_size must be >= {DIGIT_SIZE} so that a {DIGIT_SIZE}x{DIGIT_SIZE} MNIST digit fits, "
-                             f"got {image_size}")
+        self.bank = as_bank(digits, device)
+        self.image_size = check_digit_room("image_size", image_size)
         self.num_digits = check_count("num_digits", num_digits)
         self.seq_len = check_count("seq_len", seq_len)
         self.velocities = parse_velocities("velocities", velocities).to(self.bank.device)
@@ -158,11 +168,8 @@ class RotationScenes:
     def __init__(self, digits: DigitBank | DigitSet, *, image_size: int = 28, pad: int = 6, num_digits: int = 2,
                  seq_len: int = 20, angular_velocities: Any = (-40, -30, -20, -10, 0, 10, 20, 30, 40),
                  device: torch.device | str | None = None) -> None:
-        self.bank = digits if isinstance(digits, DigitBank) else DigitBank(digits, device or "cpu")
-        self.image_size = check_count("image_size", image_size)
-        if self.image_size < DIGIT_SIZE:
-            raise ValueError(f"image_size must be >= {DIGIT_SIZE} so that a {DIGIT_SIZE}x{DIGIT_SIZE} MNIST digit fits, "
-                             f"got {image_size}")
+        self.bank = as_bank(digits, device)
+        self.image_size = check_digit_room("image_size", image_size)
         self.pad = check_count("pad", pad, minimum=0)
         self.num_digits = check_count("num_digits", num_digits)
         self.seq_len = check_count("seq_len", seq_len)

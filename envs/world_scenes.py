@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fernn.envs.mnist import DigitSet
-from fernn.envs.scenes import DIGIT_SIZE, DigitBank, check_count
+from fernn.envs.scenes import DIGIT_SIZE, DigitBank, as_bank, check_count, check_digit_room
 from fernn.envs.sprites import composite, render_layers, sprite_canvases
 from fernn.envs.velocities import parse_velocities
 
@@ -72,11 +72,8 @@ class WorldScenes:
     def __init__(self, digits: DigitBank | DigitSet, *, world_size: int = 50, window_size: int = 32, num_digits: int = 5,
                  seq_len: int = 50, velocities: Any = 1, step_size: int = 10, target_velocities: Any = None,
                  device: torch.device | str | None = None) -> None:
-        self.bank = digits if isinstance(digits, DigitBank) else DigitBank(digits, device or "cpu")
-        self.world_size = check_count("world_size", world_size)
-        if self.world_size < DIGIT_SIZE:
-            raise ValueError(f"world_size must be >= {DIGIT_SIZE} so that a {DIGIT_SIZE}x{DIGIT_SIZE} MNIST digit fits, "
-                             f"got {world_size}")
+        self.bank = as_bank(digits, device)
+        self.world_size = check_digit_room("world_size", world_size)
         self.window_size = check_count("window_size", window_size)
         if self.window_size > self.world_size:
             raise ValueError(f"window_size must be <= world_size (the window sees part of the world), got "

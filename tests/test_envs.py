@@ -91,27 +91,24 @@ def test_same_seed_same_rollout_and_fresh_arrays(env_spec):
     assert np.array_equal(env.unwrapped.core.observe()[0], kept)
 
 
-def test_random_steps_ci(env_spec):
+def random_steps(env_spec, steps):
     env_id, kwargs = env_spec
     env = gym.make(env_id, **kwargs)
     env.reset(seed=0)
-    for _ in range(300):
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        assert env.observation_space.contains(obs) and np.isfinite(reward)
-        if terminated or truncated:
-            env.reset()
-
-
-@pytest.mark.slow
-def test_ten_thousand_random_steps(env_spec):
-    env_id, kwargs = env_spec
-    env = gym.make(env_id, **kwargs)
-    env.reset(seed=0)
-    for _ in range(10_000):
+    for _ in range(steps):
         obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         assert env.observation_space.contains(obs) and np.isfinite(reward)
         if terminated or truncated:
             env.reset()
+
+
+def test_random_steps_ci(env_spec):
+    random_steps(env_spec, 300)
+
+
+@pytest.mark.slow
+def test_ten_thousand_random_steps(env_spec):
+    random_steps(env_spec, 10_000)
 
 
 @pytest.mark.parametrize("env_id", MNIST_IDS)
