@@ -20,7 +20,8 @@ def bench_rl(*, n_envs: int = 8, n_steps: int = 128, fernn_hidden: int = 16, vma
     for policy in RL_POLICIES:
         say(policy)
         config = RLConfig(policy=policy, algo="recurrent-ppo" if policy in ("fernn", "cnn-lstm") else "ppo",
-                          n_envs=n_envs, n_steps=n_steps, fernn_hidden=fernn_hidden, vmax=vmax, device="cpu")
+                          n_envs=n_envs, n_steps=n_steps, batch_size=min(256, n_envs * n_steps), fernn_hidden=fernn_hidden,
+                          vmax=vmax, device="cpu")
         envs = make_vec_env(config)
         model = make_model(config, envs)
         model._setup_learn(n_envs * n_steps * (repeats + 1))

@@ -53,3 +53,32 @@ def test_demo_runs_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert summary["unseen_rollout_mse_ratio_fernn_over_grnn"] <= 0.5
     assert "FERNN / G-RNN on unseen velocities" in result.output
+
+
+def test_envs_play_and_bounds_commands(tmp_path):
+    result = runner.invoke(app, ["envs"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and "MNISTWorldTrack-v0" in result.output and "kth-camera" in result.output
+    result = runner.invoke(app, ["play", "--env", "mnist-world-track", "--max-steps", "3", "--fps", "100"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["play", "--env", "flowing-mnist", "--max-steps", "1"])
+    assert result.exit_code == 2 and "no keyboard mapping" in result.output
+    out = tmp_path / "bounds.json"
+    result = runner.invoke(app, ["bounds", "--episodes", "2", "--json", str(out)])
+    assert result.exit_code == 0 and set(json.loads(out.read_text())) == {"random", "oracle"}
+    result = runner.invoke(app, ["train", "--env", "pong-v9", "--algo", "ppo", "--policy", "frame-stack-cnn"])
+    assert result.exit_code == 2 and "pong-v9" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["rotation", "--image-size", "4", "--pad", "1", "--hidden", "1", "--group-order", "4", "--angular-velocities",
+     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2"],
+    ["world-model", "--world-size", "8", "--window-size", "4", "--hidden", "1", "--vmax", "1", "--frames", "2",
+     "--max-action", "2", "--repeats", "1", "--batch-size", "2"],
+    ["scenes", "--batch-size", "2", "--seconds", "0.1", "--num-envs", "2"],
+    ["rl", "--n-envs", "1", "--n-steps", "8", "--hidden", "1", "--vmax", "1", "--repeats", "1"],
+])
+def test_every_benchmark_runs_tiny(tmp_path, args):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", *args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())
