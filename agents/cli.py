@@ -137,6 +137,8 @@ def train(
     n_steps: int = typer.Option(128, "--n-steps", min=1, help="RL: rollout length per env."),
     eval_every: int = typer.Option(10_000, "--eval-every", min=1, help="RL: evaluate every this many steps."),
     eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="RL: seeded episodes per evaluation."),
+    self_motion: bool = typer.Option(False, "--self-motion", help="RL, --policy fernn: shift the memory by the "
+                                                                  "agent's own move (env info['action'])."),
 ) -> None:
     """Train a model on a supervised task and evaluate it; everything lands in <out>/<name>.
 
@@ -152,7 +154,8 @@ def train(
         return
     if algo is not None:
         _train_rl(env or "mnist-world-track", algo, policy, timesteps=timesteps, n_envs=n_envs, vec_env=vec_env,
-                  n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed, lr=lr,
+                  n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, self_motion=self_motion,
+                  seed=seed, lr=lr,
                   hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
                   overwrite=overwrite, quiet=quiet)
         return

@@ -71,6 +71,8 @@ class RLConfig:
     """FERNN hidden channels per velocity channel."""
     vmax: int = 2
     """FERNN velocity grid radius."""
+    self_motion: bool = False
+    """FERNN policy: append the applied move to the observations (ActionChannels) and shift the memory by it."""
     lstm_hidden: int = 256
     """LSTM size of the CNN-LSTM baseline."""
     eval_every: int = 10_000
@@ -97,6 +99,8 @@ class RLConfig:
         if recurrent != (self.algo == "recurrent-ppo"):
             raise ValueError(f"policy {self.policy!r} runs with --algo {'recurrent-ppo' if recurrent else 'ppo'}, "
                              f"not {self.algo!r}")
+        if self.self_motion and self.policy != "fernn":
+            raise ValueError("self_motion applies to --policy fernn only")
         if self.vec_env not in ("dummy", "subproc"):
             raise ValueError(f"vec_env must be dummy or subproc; got {self.vec_env!r}")
         for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "frames", "fernn_hidden",
@@ -118,9 +122,11 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
 
     env_id = config.env if ":" in config.env or not config.env.endswith("-v0") else f"fernn.envs:{config.env}"
     env_id = env_id if env_id.split(":")[-1] in _fernn_ids() else config.env
+    from fernn.envs.wrappers import ActionChannels
+
     envs = sb3_make_vec_env(env_id, n_envs=config.n_envs, seed=config.seed if seed is None else seed,
                             vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv,
-                            env_kwargs=env_kwargs)
+                            env_kwargs=env_kwargs, wrapper_class=ActionChannels if config.self_motion else None)
     if config.policy.startswith("frame-stack"):
         envs = VecFrameStack(envs, config.frames)
     return envs
@@ -144,7 +150,8 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
                   tensorboard_log=tensorboard, verbose=0)
     if config.policy == "fernn":
         return FERNNRecurrentPPO("FERNNPolicy", envs, policy_kwargs=dict(fernn_hidden=config.fernn_hidden,
-                                                                          vmax=config.vmax), **common)
+                                                                          vmax=config.vmax,
+                                                                          self_motion=config.self_motion), **common)
     if config.policy == "cnn-lstm":
         kwargs = dict(features_extractor_class=SmallCNN, lstm_hidden_size=config.lstm_hidden,
                       enable_critic_lstm=False, shared_lstm=True, net_arch=dict(pi=[64], vf=[64]))

@@ -70,6 +70,11 @@ class FERNNCore(nn.Module):
         flow: the velocities (default ``TranslationFlow(2)``, 25 channels).
         out_dim: features handed to the actor / critic networks.
 
+        self_motion: the observations end with the two action channels of
+            :class:`fernn.envs.wrappers.ActionChannels`; every step the state is shifted by minus the
+            agent's move before its velocity flow (in the same row copy), as in :class:`fernn.WorldModel`
+            (here on a window-sized, wrapping state).
+
     The state is ``h (1, n, V * C_h * H * W)`` and a dummy ``c (1, n, 1)`` (the LSTM-shaped pair
     sb3-contrib passes around); ``episode_starts`` zero the state of the envs that start a new episode.
     """
@@ -77,10 +82,16 @@ class FERNNCore(nn.Module):
     num_layers = 1
 
     def __init__(self, observation_shape: tuple[int, int, int], hidden_channels: int = 16, flow: Flow | None = None,
-                 out_dim: int = 256) -> None:
+                 out_dim: int = 256, self_motion: bool = False) -> None:
         super().__init__()
         self.observation_shape = observation_shape
+        self.self_motion = bool(self_motion)
         channels, height, width = observation_shape
+        if self.self_motion:
+            if channels < 3 or not isinstance(flow or TranslationFlow(2), TranslationFlow):
+                raise ValueError("self_motion=True needs observations with the two action channels of "
+                                 "fernn.envs.wrappers.ActionChannels and a TranslationFlow")
+            channels -= 2
         self.rnn = FERNN(channels, hidden_channels, flow or TranslationFlow(2))
         self.state_shape = (self.rnn.num_velocities, self.rnn.state_channels, height, width)
         self.input_size = channels * height * width
@@ -107,6 +118,10 @@ class FERNNCore(nn.Module):
         core = self.rnn.core
         frames = features.reshape(n, -1, *self.observation_shape)
         steps = frames.shape[1]
+        moves = None
+        if self.self_motion:  # the last two channels hold (dx + 128, dy + 128) / 255 of the applied move
+            moves = (frames[:, :, -2:, 0, 0] * 255).round().long() - 128
+            frames = frames[:, :, :-2]
         keep = (1.0 - episode_starts.reshape(n, steps).to(features.dtype))
         h = core.state_from_public(state[0][0].reshape(n, *self.state_shape))
         weights, pooled = core.weights(), []
@@ -114,7 +129,8 @@ class FERNNCore(nn.Module):
         drives = drives.reshape(n, steps, *drives.shape[1:])
         for t in range(steps):
             h = h * keep[:, t].view(n, *([1] * (h.dim() - 1)))
-            h = core.recur(core.transport(h), drives[:, t], weights)
+            transported = core.transport(h, offsets=None if moves is None else -moves[:, t])
+            h = core.recur(transported, drives[:, t], weights)
             pooled.append(h.amax(1))
         pooled = torch.stack(pooled, 1).flatten(0, 1)  # (n T, H, W, C) channels-last
         latent = self.readout(pooled.permute(0, 3, 1, 2))
@@ -141,11 +157,13 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
         flow: any :class:`fernn.Flow`.
         features_dim: output of the core's readout.
         shared_core: one core for actor and critic (both heads train it); ``False``: separate cores.
+        self_motion: shift the memory by the agent's own move (observations from
+            :class:`fernn.envs.wrappers.ActionChannels`), see :class:`FERNNCore`.
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *,
                  fernn_hidden: int = 16, vmax: int = 2, flow: Flow | None = None, features_dim: int = 256,
-                 shared_core: bool = True, use_sde: bool = False,
+                 shared_core: bool = True, self_motion: bool = False, use_sde: bool = False,
                  net_arch: list[int] | dict[str, list[int]] | None = None,
                  activation_fn: type[nn.Module] = nn.Tanh, ortho_init: bool = True, normalize_images: bool = True,
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
@@ -155,13 +173,15 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                              "Gaussian / categorical action distributions")
         shape = image_shape(observation_space)
         self.fernn_hidden, self.vmax, self.flow, self.shared_core = fernn_hidden, vmax, flow, shared_core
+        self.self_motion = self_motion
         self.lstm_output_dim = features_dim
         ActorCriticPolicy.__init__(self, observation_space, action_space, lr_schedule,
                                    net_arch=net_arch if net_arch is not None else dict(pi=[64], vf=[64]),
                                    activation_fn=activation_fn, ortho_init=ortho_init,
                                    features_extractor_class=ImagePassThrough, normalize_images=normalize_images,
                                    optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
-        make = lambda: FERNNCore(shape, fernn_hidden, flow or TranslationFlow(vmax), features_dim)  # noqa: E731
+        make = lambda: FERNNCore(shape, fernn_hidden, flow or TranslationFlow(vmax), features_dim,  # noqa: E731
+                                 self_motion)
         self.lstm_actor = make()
         self.lstm_critic = None if shared_core else make()
         self.shared_lstm, self.enable_critic_lstm, self.critic = shared_core, not shared_core, None
@@ -175,7 +195,8 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                     "features_extractor_kwargs"):
             data.pop(key, None)
         data.update(fernn_hidden=self.fernn_hidden, vmax=self.vmax, flow=self.flow, features_dim=self.lstm_output_dim,
-                    shared_core=self.shared_core, normalize_images=self.normalize_images)
+                    shared_core=self.shared_core, self_motion=self.self_motion,
+                    normalize_images=self.normalize_images)
         return data
 
     @staticmethod

@@ -32,6 +32,7 @@ from fernn.envs.scenes import DigitBank, RotationScenes, SceneBatch, Translation
 from fernn.envs.storage import DataMissingError, default_data_dir
 from fernn.envs.velocities import unseen_velocities, velocity_grid
 from fernn.envs.world_scenes import WorldBatch, WorldScenes
+from fernn.envs.wrappers import ActionChannels
 
 #: CLI names -> Gymnasium ids.
 ENV_IDS = {
@@ -62,7 +63,7 @@ for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():
                  kwargs=_kwargs, max_episode_steps=_steps)
 
 __all__ = [
-    "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
+    "ActionChannels", "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
     "MNISTWorldDataset", "RotatingMNISTDataset", "RotationScenes", "SceneBatch", "SceneDataset", "TranslationScenes",
     "WorldBatch", "WorldScenes", "default_data_dir", "download_kth", "download_mnist", "load_kth", "load_mnist",
     "make_generator", "unseen_velocities", "velocity_grid",

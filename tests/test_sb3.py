@@ -15,6 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFram
 from typer.testing import CliRunner
 
 import fernn.envs  # noqa: F401
+from fernn import TranslationFlow
 from fernn.agents.cli import app
 from fernn.agents.sb3_fernn import (FERNNFrameStackExtractor, FERNNRecurrentPolicy, FERNNRecurrentPPO,
                                     LeanRecurrentRolloutBuffer, SmallCNN)
@@ -144,3 +145,39 @@ def test_rl_cli_run_outputs_and_rollout(tmp_path):
                          (["--env", "NoSuchEnv-v0"], "NoSuchEnv")):
         result = runner.invoke(app, ["train", "--algo", "recurrent-ppo", "--out", str(tmp_path), *bad])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_self_motion_core_shifts_its_memory_by_minus_the_move():
+    """Zero images with the action channels of ActionChannels and an identity recurrence: one step moves
+    every velocity channel by v - (dx, dy)."""
+    from fernn.agents.sb3_fernn import FERNNCore
+
+    core = FERNNCore((3, 8, 8), hidden_channels=2, flow=TranslationFlow(1), out_dim=4, self_motion=True)
+    with torch.no_grad():
+        core.rnn.core.conv_rec.weight.zero_()
+        core.rnn.core.conv_rec.weight[:, :, 1, 1] = torch.eye(2)
+    state = torch.rand(1, 2, core.hidden_size)
+    frames = torch.zeros(2, 3, 8, 8)
+    moves = torch.tensor([[2, -1], [-3, 0]])
+    frames[:, 1:] = ((moves + 128).float() / 255)[:, :, None, None]
+    _, (h, _) = core.process(frames.flatten(1), (state, torch.zeros(1, 2, 1)), torch.zeros(2))
+    before = state[0].view(2, 9, 2, 8, 8)
+    after = h[0].view(2, 9, 2, 8, 8)
+    for b in range(2):
+        for v, (vx, vy) in enumerate(TranslationFlow(1).velocities.tolist()):
+            expected = torch.roll(before[b, v], (vy - int(moves[b, 1]), vx - int(moves[b, 0])), (-2, -1))
+            torch.testing.assert_close(after[b, v], expected)
+
+
+def test_action_channels_wrapper_and_self_motion_policy_learn():
+    from fernn.envs.wrappers import ActionChannels
+
+    env = make_vec_env("fernn.envs:MNISTWorldTrack-v0", n_envs=2, seed=0, env_kwargs=SMALL_WORLD,
+                       wrapper_class=ActionChannels)
+    assert env.observation_space.shape == (12, 12, 4)
+    obs = env.reset()
+    assert (obs[..., 2:] == 128).all()
+    ppo = model(env, self_motion=True)
+    ppo.learn(16)
+    with pytest.raises(ValueError, match="ActionChannels wraps uint8"):
+        ActionChannels(gym.make("CartPole-v1"))
