@@ -53,7 +53,7 @@ class _LoopPredictor(nn.Module):
             frame = self.model.decoder(shifted.amax(1))
             outputs.append(frame)
             if step + 1 < pred_len:
-                h = self._step(h, frame.detach(), shifted)
+                h = self._step(h, frame.detach().clamp(0.0, 1.0), shifted)
         return torch.stack(outputs, 1)
 
 

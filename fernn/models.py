@@ -76,7 +76,8 @@ class NextFramePredictor(nn.Module):
         return self.rnn.flow
 
     def forward(self, context: torch.Tensor, pred_len: int, *, targets: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0, detach_feedback: bool = True) -> torch.Tensor:
+                teacher_forcing: float = 0.0, detach_feedback: bool = True,
+                feedback_range: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
         """Predict ``pred_len`` frames after the context.
 
         Args:
@@ -86,6 +87,10 @@ class NextFramePredictor(nn.Module):
             teacher_forcing: probability, drawn per step from torch's RNG, of feeding the true frame
                 instead of the model's own prediction.
             detach_feedback: stop gradients through fed-back predictions (the reference does).
+            feedback_range: clip fed-back predictions to the frames' range (``None``: don't). Pointwise, so it
+                commutes with every flow; without it, out-of-range predictions fed back can blow a
+                free-running rollout up far beyond the trained horizon (the returned predictions are not
+                clipped).
 
         Returns:
             ``(B, pred_len, C, H, W)`` predictions.
@@ -115,6 +120,8 @@ class NextFramePredictor(nn.Module):
                     feedback = targets[:, step]
                 else:
                     feedback = frame.detach() if detach_feedback else frame
+                    if feedback_range is not None:
+                        feedback = feedback.clamp(*feedback_range)
                 h = core.recur(transported, core.drive(feedback, weights), weights)
         return torch.stack(predictions, 1)
 

@@ -121,7 +121,8 @@ class WorldModel(nn.Module):
 
     def rollout(self, obs: torch.Tensor, actions: torch.Tensor, future_actions: torch.Tensor, *,
                 targets: torch.Tensor | None = None, teacher_forcing: float = 0.0,
-                detach_feedback: bool = True) -> torch.Tensor:
+                detach_feedback: bool = True,
+                feedback_range: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
         """Observe a context, then imagine: each prediction is fed back as the next observation.
 
         Args:
@@ -130,6 +131,8 @@ class WorldModel(nn.Module):
             targets: ``(B, K, C, h, w)`` true future windows, needed when ``teacher_forcing > 0``.
             teacher_forcing: probability (per step, torch's RNG) of feeding the true window instead.
             detach_feedback: stop gradients through fed-back predictions.
+            feedback_range: clip fed-back predictions to the windows' range (``None``: don't), as
+                :meth:`fernn.NextFramePredictor.forward` does.
 
         Returns:
             ``(B, K, C, h, w)``: the predicted windows after each future action.
@@ -155,6 +158,8 @@ class WorldModel(nn.Module):
                     feedback = targets[:, k]
                 else:
                     feedback = frame.detach() if detach_feedback else frame
+                    if feedback_range is not None:
+                        feedback = feedback.clamp(*feedback_range)
                 h = core.recur(transported, self._drives(feedback[:, None], action[:, None])[:, 0])
         return torch.stack(predictions, 1)
 

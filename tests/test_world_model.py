@@ -107,7 +107,7 @@ def test_rollout_continues_the_teacher_forced_pass():
     future = torch.randint(-3, 4, (2, 3, 2))
     imagined = model.rollout(obs, actions, future)
     assert imagined.shape == (2, 3, 1, 8, 8)
-    forced = model(torch.cat([obs, imagined[:, :2]], 1), torch.cat([actions, future[:, :2]], 1))
+    forced = model(torch.cat([obs, imagined[:, :2].clamp(0, 1)], 1), torch.cat([actions, future[:, :2]], 1))
     torch.testing.assert_close(imagined[:, 0], forced[:, 4], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(imagined[:, 1], forced[:, 5], rtol=1e-5, atol=1e-6)
 
