@@ -18,9 +18,6 @@ id                       task
 =======================  ===============================================================
 """
 
-import os
-
-import torch
 from gymnasium.envs.registration import register, registry
 
 from fernn.envs.datasets import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset,
@@ -52,10 +49,6 @@ _ENVS = {
     "MNISTWorldStatic-v0": ("mnist_world:MNISTWorldEnv", "mnist_world:MNISTWorldVectorEnv", {"velocities": 0}, 100),
     "MNISTWorldTrack-v0": ("mnist_world:MNISTWorldTrackEnv", "mnist_world:MNISTWorldTrackVectorEnv", {}, 100),
 }
-
-# Env workers forked by AsyncVectorEnv / SubprocVecEnv render with torch: like DataLoader workers they
-# must not reuse the parent's OpenMP pool (a fork of it deadlocks), so forked children use one thread.
-os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 
 for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():
     if _id not in registry:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +25,7 @@ from fernn.envs.rendering import HumanViewer
 
 RENDER_MODES = ("rgb_array", "human")
 SEED_RANGE = 2**63 - 1
+_IMPORTED_BY = os.getpid()  # an env built in another process with this module already loaded was forked
 
 
 class BatchedCore(abc.ABC):
@@ -79,6 +81,13 @@ def check_action(space: gym.Space, action: Any) -> np.ndarray:
     return array
 
 
+def single_thread_if_forked() -> None:
+    """In a forked env worker (AsyncVectorEnv, SubprocVecEnv with fork) use one torch thread before any
+    torch op: like a DataLoader worker, it must not use its copy of the parent's OpenMP pool (it deadlocks)."""
+    if os.getpid() != _IMPORTED_BY:
+        torch.set_num_threads(1)
+
+
 def scene_options(make_core: Any) -> dict[str, Any]:
     """The ``gym.make`` kwargs a core builder accepts, with their defaults."""
     parameters = list(inspect.signature(make_core).parameters.values())[1:]
@@ -109,6 +118,7 @@ class CoreEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         self.render_mode = check_render_mode(render_mode, tuple(self.metadata["render_modes"]))
+        single_thread_if_forked()
         self.core = build_core(self.make_core, 1, kwargs, type(self).__name__)
         self.observation_space = self.core.single_observation_space
         self.action_space = self.core.single_action_space
@@ -181,6 +191,7 @@ class CoreVectorEnv(VectorEnv):
         self._steps = np.zeros(num_envs, np.int64)
         self.render_mode = check_render_mode(render_mode, tuple(self.metadata["render_modes"]))
         self.num_envs = num_envs
+        single_thread_if_forked()
         self.core = build_core(self.make_core, num_envs, kwargs, type(self).__name__)
         self.single_observation_space = self.core.single_observation_space
         self.single_action_space = self.core.single_action_space
