@@ -36,6 +36,18 @@ def world_row(label: str, r: dict) -> str:
     return f"| {label} | {cell(t['mse'])} | {cell(t['mse_in_view'])} | {cell(t['mse_out_of_view'])} | {long} |"
 
 
+def blank_world_row(config: dict) -> str:
+    """The MSE of predicting an empty window for the same test sequences: the floor a world model must beat."""
+    import torch
+
+    from fernn.agents.config import TrainConfig
+    from fernn.agents.tasks import TEST_SEED, make_task
+
+    task = make_task(TrainConfig.from_dict(config), torch.device("cpu"))
+    frames = task.dataset("test", TEST_SEED).sample_batch(config["eval_sequences"])["frames"]
+    return f"| (predict an empty window) | {float(frames[:, config['context']:].pow(2).mean()):.4f} | | | |"
+
+
 def kth_row(label: str, r: dict) -> str:
     v = r["velocity_generalization"]
     return (f"| {label} | {cell(r['test']['accuracy'], 3)} | {cell(min(v['accuracy']), 3)} | "
@@ -61,6 +73,8 @@ def main() -> None:
                 print(f"| {label} | (not run) |")
                 continue
             r = json.loads(path.read_text())
+            if title.startswith("MNIST World") and name == rows[0][1]:
+                print(blank_world_row(r["config"]))
             row = world_row if title.startswith("MNIST World") else kth_row if title.startswith("KTH") else prediction_row
             print(row(label, r))
 

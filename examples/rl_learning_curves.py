@@ -33,7 +33,7 @@ def main() -> None:
     print("| policy | seeds | env steps | final mean return (mean ± std over seeds) | per seed | parameters |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nbounds (seeded eval episodes): " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in bounds.items()))
+    print("\nbounds (seeded eval episodes): " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in bounds.items()))
     print(f"wrote {args.out}")
 
 

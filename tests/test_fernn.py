@@ -38,7 +38,6 @@ def test_hidden_transform_law_by_hand():
     flow = TranslationFlow(1)
     model = FERNN(1, 3, flow)
     x = torch.rand(1, 4, 1, 8, 8)
-    nu = (1, -1)
     moved = torch.stack([torch.roll(x[:, t], shifts=(-t, t), dims=(-2, -1)) for t in range(4)], 1)
     h, h_moved = model(x), model(moved)
     vel = flow.velocities.tolist()

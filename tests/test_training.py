@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fernn.agents.cli import app
 from fernn.agents.config import TASK_MODELS, TrainConfig
 from fernn.agents.presets import PRESETS
-from fernn.agents.runs import RunDir, RunExistsError
+from fernn.agents.runs import RunExistsError
 from fernn.agents.trainer import train
 
 runner = CliRunner()
