@@ -233,7 +233,7 @@ def _run_training(config, *, resume: bool, overwrite: bool, quiet: bool) -> None
     try:
         with progress_display(console, quiet=quiet) as reporter_for:
             result = run_training(config, resume=resume, overwrite=overwrite, reporter=reporter_for(config.name))
-    except (RunExistsError, DataMissingError, FileNotFoundError, ValueError) as error:
+    except (RunExistsError, DataMissingError, OSError, ValueError) as error:
         fail(str(error))
     if result.interrupted:
         console.print(f"interrupted at step {result.step}: checkpoint saved in {result.run_dir.checkpoints}; "

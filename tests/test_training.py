@@ -215,3 +215,11 @@ def test_presets_are_valid_configs_and_documented():
         TrainConfig(**preset.settings, preset=name)
     help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     assert "table1-translation-fernn-v2" in help_text and "Table 2" in help_text
+
+
+def test_a_failed_download_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("fernn.envs.kth.KTH_URL", "http://127.0.0.1:9/")  # nothing listens: refused at once
+    result = runner.invoke(app, ["train", *TINY_FLAGS, "--env", "kth-camera", "--data-dir", str(tmp_path),
+                                 "--download", "--out", str(tmp_path), "--name", "dl"])
+    assert result.exit_code == 2 and "could not download http://127.0.0.1:9/00sequences.txt" in result.output
+    assert "Traceback" not in result.output
