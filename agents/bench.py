@@ -151,29 +151,75 @@ def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: i
     return results
 
 
-def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, hidden_channels: int = 32,
+ROTATION_IMPLEMENTATIONS = ("fernn", "grid_sample loop (paper)", "no-flow floor")
+
+
+def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, hidden_channels: Sequence[int] = (32,),
                    group_order: int = 8, angular_velocities: Sequence[float] = (-40, -30, -20, -10, 0, 10, 20, 30, 40),
-                   context: int = 5, predicted: int = 5, repeats: int = 1, device: str = "cpu", seed: int = 0,
-                   progress: Callable[[str], None] | None = None) -> list[StepTiming]:
-    """Time the rotation predictor's training step: ours against the per-velocity ``grid_sample`` loop."""
-    dev = torch.device(device)
+                   context: int = 5, predicted: int = 5, repeats: int = 2, device: str = "cpu", seed: int = 0,
+                   warm_allocations: bool = True, progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+    """Time the rotation predictor's training step (ours, the per-velocity ``grid_sample`` loop, the no-flow
+    floor) and the transport alone (forward + backward of every velocity channel's rotation), for each
+    width in ``hidden_channels``.
+
+    Every measurement runs in a fresh process (``spawn``): a step at the paper's sizes keeps 5-7 GiB for
+    backward, and a process that already ran another implementation holds its freed heap (with
+    ``warm_allocations``, see :mod:`fernn.envs.allocator`), which both skews timings and runs a 24 GiB
+    machine out of memory.
+    """
+    import multiprocessing
+
     say = progress or (lambda _msg: None)
-    flow = RotationFlow(list(angular_velocities), group_order)
-    group = f"V={flow.num_velocities}"
-    gen = torch.Generator().manual_seed(seed)
-    frames = F.pad(torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen),
-                   [pad] * 4).to(dev)
+    common = dict(batch_size=batch_size, image_size=image_size, pad=pad, group_order=group_order,
+                  angular_velocities=list(angular_velocities), context=context, predicted=predicted,
+                  repeats=repeats, device=device, seed=seed, warm_allocations=warm_allocations)
     results = []
-    for name in ("fernn", "grid_sample loop (paper)", "no-flow floor"):
-        say(f"{group}: {name}")
-        torch.manual_seed(seed)
-        model = NextFramePredictor(1, hidden_channels, flow).to(dev)
-        run = RotationLoopPredictor(model) if name.startswith("grid_sample") else model
-        if name == "no-flow floor":  # the same convolutions, pooling and decoder; the transport only relayouts
-            model.rnn.core.transport = lambda h: h.flatten(0, 1).permute(0, 3, 1, 2)
-        results.append(measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()),
-                                    _predictor_loss(run, frames, context), repeats, dev))
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for hidden in hidden_channels:
+            for name in (*ROTATION_IMPLEMENTATIONS, "transport: fernn", "transport: grid_sample loop (paper)"):
+                say(f"{hidden} fields: {name}")
+                results.append(pool.apply(_measure_rotation, (name, hidden), common))
     return results
+
+
+def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: int, pad: int, group_order: int,
+                      angular_velocities: list[float], context: int, predicted: int, repeats: int, device: str,
+                      seed: int, warm_allocations: bool) -> StepTiming:
+    """One row of :func:`bench_rotation` (run in its own process)."""
+    if warm_allocations:
+        from fernn.envs.allocator import keep_allocations_warm
+
+        keep_allocations_warm()
+    dev = torch.device(device)
+    flow = RotationFlow(angular_velocities, group_order)
+    group = f"V={flow.num_velocities}, {hidden} fields" + (", transport" if name.startswith("transport") else "")
+    torch.manual_seed(seed)
+    model = NextFramePredictor(1, hidden, flow).to(dev)
+    naive = RotationLoopPredictor(model)
+    gen = torch.Generator().manual_seed(seed)
+    if name.startswith("transport"):  # forward + backward of the transport of a random state
+        size, core = image_size + 2 * pad, model.rnn.core
+        shape = (batch_size, flow.num_velocities, size, size, hidden * group_order)  # ours: channels-last maps
+        if name.endswith("(paper)"):
+            shape = (batch_size, flow.num_velocities, hidden * group_order, size, size)
+        state = torch.rand(shape, generator=gen).to(dev).requires_grad_(True)
+        weight = torch.rand(shape, generator=gen).to(dev)
+        scale = torch.nn.Parameter(torch.ones((), device=dev))  # the optimizer's only parameter: a no-op step
+        transport = naive._shift_all if name.endswith("(paper)") else \
+            (lambda h: core.advected(core.transport(h), batch_size))
+
+        def loss_fn() -> torch.Tensor:
+            state.grad = None  # not the optimizer's: don't time the accumulation of gradients across calls
+            return (transport(state) * weight).sum() * scale
+
+        return measure_step(name, group, flow.num_velocities, batch_size, [scale], loss_fn, repeats, dev)
+    frames = F.pad(torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen), [pad] * 4)
+    frames = frames.to(dev)
+    run = naive if name.startswith("grid_sample") else model
+    if name == "no-flow floor":  # the same convolutions, pooling and decoder; the transport only relayouts
+        model.rnn.core.transport = lambda h: h.flatten(0, 1).permute(0, 3, 1, 2)
+    return measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()),
+                        _predictor_loss(run, frames, context), repeats, dev)
 
 
 def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size: int = 32,

@@ -106,33 +106,44 @@ def bench_rotation_command(
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
     image_size: int = typer.Option(28, "--image-size", min=3, help="Digit frame size before padding (paper: 28)."),
     pad: int = typer.Option(6, "--pad", min=0, help="Zero padding on each side (paper: 6, 28 -> 40 px)."),
-    hidden: int = typer.Option(32, "--hidden", min=1, help="Regular C_N fields per velocity channel (paper: 32)."),
+    hidden: str = typer.Option("32,8", "--hidden", help="Regular C_N fields per velocity channel, one group of "
+                                                        "rows each (paper: 32; 8 shows a transport-bound size)."),
     group_order: int = typer.Option(8, "--group-order", min=1, help="N of the rotation group C_N (paper: 8)."),
     angular_velocities: str = typer.Option("-40,-30,-20,-10,0,10,20,30,40", "--angular-velocities",
                                            help="Degrees per step, one velocity channel each (paper: FERNN-V4^R)."),
     context: int = typer.Option(5, "--context", min=1, help="Context frames (paper: 10; 5 keeps a step in RAM)."),
     predicted: int = typer.Option(5, "--predicted", min=1, help="Predicted frames (paper: 10)."),
-    repeats: int = typer.Option(1, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    repeats: int = typer.Option(2, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    allocator: str = typer.Option("warm", "--allocator", help="warm (large allocations kept, as fernn-rl train "
+                                                              "runs) or default (glibc's defaults)."),
     device: str = DEVICE_OPTION,
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
-    """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop."""
+    """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop, and the
+    transport alone; every row is measured in a fresh process."""
     from fernn.agents.bench import bench_rotation
 
     velocities = parse_int_list("--angular-velocities", angular_velocities)
+    widths = parse_int_list("--hidden", hidden)
+    if any(w < 1 for w in widths):
+        fail(f"--hidden values must be >= 1; got {hidden!r}")
+    if allocator not in ("warm", "default"):
+        fail(f"--allocator must be warm or default; got {allocator!r}")
     name = _device_name(device)
     with console.status("benchmarking") as status:
-        results = bench_rotation(batch_size=batch_size, image_size=image_size, pad=pad, hidden_channels=hidden,
+        results = bench_rotation(batch_size=batch_size, image_size=image_size, pad=pad, hidden_channels=widths,
                                  group_order=group_order, angular_velocities=velocities, context=context,
                                  predicted=predicted, repeats=repeats, device=device,
+                                 warm_allocations=allocator == "warm",
                                  progress=lambda msg: status.update(f"benchmarking {msg}"))
     size = image_size + 2 * pad
-    _report_timings(f"Rotation predictor step: batch {batch_size}, {size}x{size}, {hidden} C_{group_order} fields, "
-                    f"{context}+{predicted} frames", results,
+    _report_timings(f"Rotation predictor step: batch {batch_size}, {size}x{size}, C_{group_order} fields, "
+                    f"{context}+{predicted} frames, {allocator} allocator", results,
                     "Target at 9 velocities: the grid_sample loop >= 1.5x our training step; the no-flow floor "
-                    "is what the convolutions alone cost.", json_out,
+                    "is what the convolutions alone cost; 'transport' rows time the rotations alone.", json_out,
                     {"benchmark": "rotation", "device": name, "batch_size": batch_size, "image_size": size,
-                     "hidden_fields": hidden, "group_order": group_order, "frames": [context, predicted]})
+                     "hidden_fields": widths, "group_order": group_order, "frames": [context, predicted],
+                     "allocator": allocator})
 
 
 @bench_app.command("world-model")

@@ -83,27 +83,35 @@ class FERNN(nn.Module):
             ``h (B, T, V, C, H, W)``, or ``(h, state)`` with ``state (B, V, C, H, W)``.
         """
         x = self.check_input(x)
-        states = self.run_internal(x, self._internal_state(state, x), self.core.weights())
+        h = None if state is None else self._internal_state(state, x)
+        states = self.run_internal(x, h, self.core.weights())
         hidden = self.core.states_to_public(torch.stack(states, 1))
         return (hidden, hidden[:, -1]) if return_state else hidden
 
-    def run_internal(self, x: torch.Tensor, h: torch.Tensor, weights: object) -> list[torch.Tensor]:
+    def run_internal(self, x: torch.Tensor, h: torch.Tensor | None, weights: object) -> list[torch.Tensor]:
         """The recurrence on the core's internal layout, for models that keep stepping afterwards.
 
         Args:
             x: validated ``(B, T, C_in, H, W)`` frames.
-            h: internal state (``core.state_from_public`` of a ``(B, V, C, H, W)`` state).
+            h: internal state (``core.state_from_public`` of a ``(B, V, C, H, W)`` state), or ``None`` for
+                the zero state. From the zero state the first step is ``act(conv_in(x_0))`` for every
+                velocity channel (``conv_rec`` has no bias, so ``conv_rec(S_v 0) = 0`` exactly): the
+                transport and the recurrent convolution of that step are skipped, bit-identically.
             weights: ``core.weights()``, computed once per sequence by the caller.
 
         Returns:
-            The T internal states, in time order.
+            The T internal states, in time order (the first may be a view broadcast over velocities).
         """
         batch, steps = x.shape[:2]
         drives = self.core.drive(x.flatten(0, 1), weights)
         drives = drives.view(batch, steps, *drives.shape[1:])
         states = []
         for t in range(steps):
-            h = self.core.recur(self.core.transport(h), drives[:, t], weights)
+            if h is None:
+                first = self.core.activation(drives[:, t])
+                h = first[:, None].expand(batch, self.num_velocities, *first.shape[1:])
+            else:
+                h = self.core.recur(self.core.transport(h), drives[:, t], weights)
             states.append(h)
         return states
 
@@ -113,19 +121,15 @@ class FERNN(nn.Module):
         check_channels("x", x, 2, self.in_channels, "(B, T, C_in, H, W)")
         return x
 
-    def _internal_state(self, state: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-        if state is None:
-            state = self.initial_state(batch, height, width, device=x.device, dtype=x.dtype)
-        else:
-            expected = (batch, self.num_velocities, self.state_channels, height, width)
-            if not isinstance(state, torch.Tensor):
-                raise TypeError(f"state must be a torch.Tensor of shape {expected}, got {type(state).__name__}")
-            if tuple(state.shape) != expected:
-                raise ValueError(f"state must have shape (B, V, C, H, W) = {expected} for x of shape "
-                                 f"{tuple(x.shape)}, got {tuple(state.shape)}")
-            if state.dtype != x.dtype:
-                raise TypeError(f"state has dtype {state.dtype} but x has {x.dtype}; they must match")
+    def _internal_state(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        expected = (x.shape[0], self.num_velocities, self.state_channels, x.shape[-2], x.shape[-1])
+        if not isinstance(state, torch.Tensor):
+            raise TypeError(f"state must be a torch.Tensor of shape {expected}, got {type(state).__name__}")
+        if tuple(state.shape) != expected:
+            raise ValueError(f"state must have shape (B, V, C, H, W) = {expected} for x of shape "
+                             f"{tuple(x.shape)}, got {tuple(state.shape)}")
+        if state.dtype != x.dtype:
+            raise TypeError(f"state has dtype {state.dtype} but x has {x.dtype}; they must match")
         return self.core.state_from_public(state)
 
 

@@ -107,8 +107,7 @@ class NextFramePredictor(nn.Module):
                 raise ValueError(f"targets must have shape {expected}, got {tuple(targets.shape)}")
         core, batch = self.rnn.core, context.shape[0]
         weights = core.weights()
-        h = self.rnn.run_internal(context, core.state_from_public(self.rnn.initial_state(
-            batch, *context.shape[-2:], device=context.device, dtype=context.dtype)), weights)[-1]
+        h = self.rnn.run_internal(context, None, weights)[-1]
         predictions = []
         for step in range(pred_len):
             transported = core.transport(h)

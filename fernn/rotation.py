@@ -163,7 +163,7 @@ class RotationCore(nn.Module):
                  activation: str, bias: bool, recurrence: str) -> None:
         super().__init__()
         escnn_nn, gspaces = require_escnn()
-        from fernn.translation import ACTIVATIONS
+        from fernn.translation import ACTIVATIONS, ACTIVATIONS_IN_PLACE
 
         if recurrence != "exact":
             raise ValueError("recurrence='learned' (G-RNN+) is defined for translation flows only; "
@@ -173,6 +173,7 @@ class RotationCore(nn.Module):
         self.num_velocities = flow.num_velocities
         self.state_channels = hidden_channels * flow.group_order
         self.activation = ACTIVATIONS[activation]
+        self.activation_ = ACTIVATIONS_IN_PLACE[activation]
         gspace = gspaces.rot2dOnR2(flow.group_order)
         trivial = escnn_nn.FieldType(gspace, in_channels * [gspace.trivial_repr])
         regular = escnn_nn.FieldType(gspace, hidden_channels * [gspace.regular_repr])
@@ -217,7 +218,7 @@ class RotationCore(nn.Module):
         """``act(drive + conv_rec(transported))`` as the internal state ``(B, V, H, W, C * N)``."""
         w_rec = weights[2].to(transported.dtype)
         rec = F.conv2d(transported, w_rec, padding=w_rec.shape[-1] // 2).permute(0, 2, 3, 1)
-        return self.activation(rec.reshape(drive.shape[0], -1, *rec.shape[1:]) + drive[:, None])
+        return self.activation_(rec.reshape(drive.shape[0], -1, *rec.shape[1:]).add_(drive[:, None]))
 
     def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """``S_v h[v]`` as ``(B, V, H, W, C * N)`` (a view), the layout the models pool over."""

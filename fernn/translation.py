@@ -24,6 +24,9 @@ from fernn.flows import TranslationFlow
 from fernn.shifts import shift_pad_maps, shifted_rows
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+# In place on the convolution's fresh output (its backward needs only its input and weights): the step then
+# allocates no temporaries beyond the tensors autograd keeps (fresh multi-MB buffers cost page faults).
+ACTIVATIONS_IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 
 
 class TranslationCore(nn.Module):
@@ -36,6 +39,7 @@ class TranslationCore(nn.Module):
         self.state_channels = hidden_channels
         self.pad = kernel_size // 2
         self.activation = ACTIVATIONS[activation]
+        self.activation_ = ACTIVATIONS_IN_PLACE[activation]
         self.conv_in = nn.Conv2d(in_channels, hidden_channels, input_kernel_size, padding=input_kernel_size // 2,
                                  padding_mode="circular", bias=bias)
         self.conv_rec = nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=0, bias=False)
@@ -115,7 +119,7 @@ class TranslationCore(nn.Module):
         batch = drive.shape[0]
         rec = self.conv_rec(transported).permute(0, 2, 3, 1)
         rec = rec.reshape(batch, -1, *rec.shape[1:])
-        return self.activation(rec + drive[:, None])
+        return self.activation_(rec.add_(drive[:, None]))
 
     def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """The unpadded ``S_v h[v]`` inside a :meth:`transport` output, as ``(B, V, H, W, C)`` (a view)."""

@@ -71,7 +71,7 @@ def test_envs_play_and_bounds_commands(tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["rotation", "--image-size", "4", "--pad", "1", "--hidden", "1", "--group-order", "4", "--angular-velocities",
-     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2"],
+     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2", "--repeats", "1"],
     ["world-model", "--world-size", "8", "--window-size", "4", "--hidden", "1", "--vmax", "1", "--frames", "2",
      "--max-action", "2", "--repeats", "1", "--batch-size", "2"],
     ["scenes", "--batch-size", "2", "--seconds", "0.1", "--num-envs", "2"],
