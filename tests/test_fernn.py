@@ -75,6 +75,22 @@ def test_chunked_state_continuation_equals_whole_sequence():
     torch.testing.assert_close(last, whole[:, -1], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("make", [lambda: FERNN(1, 4, TranslationFlow(1)), lambda: GRNNPlus(1, 4, TranslationFlow(1)),
+                                  lambda: FERNN(1, 4, TranslationFlow(1), activation="tanh")])
+def test_zero_state_shortcut_is_bit_identical_to_an_explicit_zero_state(make):
+    """From no state the first step skips the transport and conv_rec(0): the same outputs to the bit."""
+    model = make()
+    x = torch.randn(2, 4, 1, 8, 8)
+    zeros = model.initial_state(2, 8, 8)
+    torch.testing.assert_close(model(x), model(x, state=zeros), rtol=0, atol=0)
+    x.requires_grad_(True)
+    model(x).square().sum().backward()
+    grad_skip = x.grad.clone()
+    x.grad = None
+    model(x, state=zeros).square().sum().backward()
+    torch.testing.assert_close(grad_skip, x.grad, rtol=1e-5, atol=1e-6)  # float summation order only
+
+
 def test_grnn_plus_fails_the_equivariance_contract():
     flow = TranslationFlow(2)
     model = GRNNPlus(1, 6, flow)

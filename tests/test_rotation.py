@@ -81,6 +81,7 @@ def test_predictor_and_chunking_work_with_rotation_flows():
     whole = rnn(x)
     first, state = rnn(x[:, :2], return_state=True)
     torch.testing.assert_close(torch.cat([first, rnn(x[:, 2:], state=state)], 1), whole)
+    torch.testing.assert_close(rnn(x, state=rnn.initial_state(1, 9, 9)), whole, rtol=0, atol=0)  # zero-state shortcut
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
