@@ -35,6 +35,7 @@ from torch import nn
 
 from fernn import FERNN, TranslationFlow
 from fernn.flows import Flow
+from fernn.models import pool_velocities
 
 
 class ReadoutHead(nn.Module):
@@ -122,16 +123,20 @@ class FERNNCore(nn.Module):
         if self.self_motion:  # the last two channels hold (dx + 128, dy + 128) / 255 of the applied move
             moves = (frames[:, :, -2:, 0, 0] * 255).round().long() - 128
             frames = frames[:, :, :-2]
-        keep = (1.0 - episode_starts.reshape(n, steps).to(features.dtype))
+        starts = episode_starts.reshape(n, steps)
+        keep = (1.0 - starts.to(features.dtype)).unbind(1)
+        resets = starts.any(0).tolist()  # steps where some env starts an episode (one host sync)
         h = core.state_from_public(state[0][0].reshape(n, *self.state_shape))
         weights, pooled = core.weights(), []
         drives = core.drive(frames.flatten(0, 1), weights)
-        drives = drives.reshape(n, steps, *drives.shape[1:])
-        for t in range(steps):
-            h = h * keep[:, t].view(n, *([1] * (h.dim() - 1)))
+        # unbind, not drives[:, t]: the backward of T selects would write T zero-filled copies of all drives
+        drives = drives.reshape(n, steps, *drives.shape[1:]).unbind(1)
+        for t, drive in enumerate(drives):
+            if resets[t]:
+                h = h * keep[t].view(n, *([1] * (h.dim() - 1)))
             transported = core.transport(h, offsets=None if moves is None else -moves[:, t])
-            h = core.recur(transported, drives[:, t], weights)
-            pooled.append(h.amax(1))
+            h = core.recur(transported, drive, weights)
+            pooled.append(pool_velocities(h))
         pooled = torch.stack(pooled, 1).flatten(0, 1)  # (n T, H, W, C) channels-last
         latent = self.readout(pooled.permute(0, 3, 1, 2))
         public = core.states_to_public(h[:, None])[:, 0]
@@ -375,4 +380,4 @@ class FERNNFrameStackExtractor(BaseFeaturesExtractor):
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         frames = observations.reshape(observations.shape[0], self.frames, self.channels, *observations.shape[-2:])
         _, last = self.rnn(frames, return_state=True)
-        return self.readout(last.amax(1))
+        return self.readout(pool_velocities(last))

@@ -104,14 +104,15 @@ class FERNN(nn.Module):
         """
         batch, steps = x.shape[:2]
         drives = self.core.drive(x.flatten(0, 1), weights)
-        drives = drives.view(batch, steps, *drives.shape[1:])
+        # unbind, not drives[:, t]: the backward of T selects would write T zero-filled copies of all drives
+        drives = drives.view(batch, steps, *drives.shape[1:]).unbind(1)
         states = []
-        for t in range(steps):
+        for drive in drives:
             if h is None:
-                first = self.core.activation(drives[:, t])
+                first = self.core.activation(drive)
                 h = first[:, None].expand(batch, self.num_velocities, *first.shape[1:])
             else:
-                h = self.core.recur(self.core.transport(h), drives[:, t], weights)
+                h = self.core.recur(self.core.transport(h), drive, weights)
             states.append(h)
         return states
 

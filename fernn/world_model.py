@@ -167,12 +167,12 @@ class WorldModel(nn.Module):
                  keep_maps: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Teacher-forced pass: predictions ``(B, T, C, h, w)`` and the internal maps (all, or the last)."""
         core, batch = self.rnn.core, obs.shape[0]
-        drives = self._drives(obs, actions)
+        drives = self._drives(obs, actions).unbind(1)  # one stack in backward, not T zero-filled copies
         predictions, maps = [], []
-        for t in range(obs.shape[1]):
+        for t, drive in enumerate(drives):
             transported = self._transport(h, actions[:, t])
             predictions.append(self._decode(transported, batch))
-            h = core.recur(transported, drives[:, t])
+            h = core.recur(transported, drive)
             if keep_maps:
                 maps.append(h)
         return torch.stack(predictions, 1), maps if keep_maps else [h]
