@@ -218,7 +218,7 @@ class RotationCore(nn.Module):
         """``act(drive + conv_rec(transported))`` as the internal state ``(B, V, H, W, C * N)``."""
         w_rec = weights[2].to(transported.dtype)
         rec = F.conv2d(transported, w_rec, padding=w_rec.shape[-1] // 2).permute(0, 2, 3, 1)
-        return self.activation_(rec.reshape(drive.shape[0], -1, *rec.shape[1:]).add_(drive[:, None]))
+        return self.activation_(rec.reshape(drive.shape[0], -1, *rec.shape[1:]) + drive[:, None])
 
     def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """``S_v h[v]`` as ``(B, V, H, W, C * N)`` (a view), the layout the models pool over."""
