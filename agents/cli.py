@@ -139,6 +139,8 @@ def train(
     eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="RL: seeded episodes per evaluation."),
     self_motion: bool = typer.Option(False, "--self-motion", help="RL, --policy fernn: shift the memory by the "
                                                                   "agent's own move (env info['action'])."),
+    reward_scale: float = typer.Option(0.01, "--reward-scale", help="RL: training rewards are multiplied by this "
+                                                                   "(evaluations report unscaled returns)."),
 ) -> None:
     """Train a model on a supervised task and evaluate it; everything lands in <out>/<name>.
 
@@ -155,7 +157,7 @@ def train(
     if algo is not None:
         _train_rl(env or "mnist-world-track", algo, policy, timesteps=timesteps, n_envs=n_envs, vec_env=vec_env,
                   n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, self_motion=self_motion,
-                  seed=seed, lr=lr,
+                  reward_scale=reward_scale, seed=seed, lr=lr,
                   hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
                   overwrite=overwrite, quiet=quiet)
         return

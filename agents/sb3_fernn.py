@@ -4,7 +4,8 @@
   ``RecurrentPPO`` expects (``num_layers``, ``input_size``, ``hidden_size``), keeps its state flat
   outside (``(1, n_envs, V * C * H * W)``) and masks the state on ``episode_start`` itself.
 * :class:`FERNNRecurrentPolicy` (alias ``"FERNNPolicy"``): actor and critic heads on the FERNN
-  features, with one shared core (default; both heads train it) or separate cores.
+  features, with one shared core (default; the policy loss trains it, the critic reads it detached, as
+  sb3-contrib's shared LSTM) or separate cores.
 * :class:`LeanRecurrentRolloutBuffer` keeps only the state at the start of each env's rollout segment
   and :class:`FERNNRecurrentPPO` recomputes the states with gradients in minibatches of whole envs
   (the CleanRL way): tens of MiB instead of one full state per step.
@@ -40,7 +41,11 @@ from fernn.models import pool_velocities
 
 class ReadoutHead(nn.Module):
     """Pooled FERNN state ``(N, C, H, W)`` -> features ``(N, out_dim)``: two stride-2 convolutions keep
-    *where* things are (a tracking policy needs positions), then a linear layer."""
+    *where* things are (a tracking policy needs positions), then a linear layer and a LayerNorm.
+
+    The LayerNorm puts the features at unit scale whatever the recurrent state's: without it they came
+    out near 0.01 at initialisation (sparse frames, a ReLU state averaging ~0.03), the actor and critic
+    saw almost constant inputs, and PPO's critic kept an explained variance of 0 for 60k steps."""
 
     def __init__(self, channels: int, height: int, width: int, out_dim: int) -> None:
         super().__init__()
@@ -48,7 +53,7 @@ class ReadoutHead(nn.Module):
                                    nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        self.linear = nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
+        self.linear = nn.Sequential(nn.Linear(flat, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(pooled))
@@ -161,7 +166,8 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
         vmax: velocity grid radius of the ``TranslationFlow`` (ignored when ``flow`` is given).
         flow: any :class:`fernn.Flow`.
         features_dim: output of the core's readout.
-        shared_core: one core for actor and critic (both heads train it); ``False``: separate cores.
+        shared_core: one core for actor and critic, trained by the policy loss and read detached by the
+            critic (sb3-contrib's ``shared_lstm`` convention); ``False``: separate cores, each trained by its head.
         self_motion: shift the memory by the agent's own move (observations from
             :class:`fernn.envs.wrappers.ActionChannels`), see :class:`FERNNCore`.
     """
@@ -211,8 +217,8 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
     def _latents(self, obs: torch.Tensor, states: RNNStates, episode_starts: torch.Tensor):
         features = self.extract_features(obs)
         latent_pi, states_pi = self._process_sequence(features, states.pi, episode_starts, self.lstm_actor)
-        if self.shared_core:
-            latent_vf, states_vf = latent_pi, states_pi
+        if self.shared_core:  # as sb3-contrib's shared LSTM: the critic reads the core without training it
+            latent_vf, states_vf = latent_pi.detach(), states_pi
         else:
             latent_vf, states_vf = self._process_sequence(features, states.vf, episode_starts, self.lstm_critic)
         return self.mlp_extractor.forward_actor(latent_pi), self.mlp_extractor.forward_critic(latent_vf), \

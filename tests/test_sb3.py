@@ -1,6 +1,7 @@
 """FERNN in Stable-Baselines3: the recurrent policy, the lean buffer, recomputed states, predict,
 save/load, vec envs, the frame-stack extractor, the CLI, and the buffer's memory bound."""
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -145,6 +146,27 @@ def test_rl_cli_run_outputs_and_rollout(tmp_path):
                          (["--env", "NoSuchEnv-v0"], "NoSuchEnv")):
         result = runner.invoke(app, ["train", "--algo", "recurrent-ppo", "--out", str(tmp_path), *bad])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_training_rewards_are_scaled_and_evaluation_returns_are_not():
+    from fernn.agents.rl import RLConfig, evaluate_policy, make_vec_env
+
+    config = RLConfig(policy="frame-stack-cnn", algo="ppo", n_envs=2, reward_scale=0.01)
+    kwargs = dict(env_kwargs={**SMALL_WORLD, "max_episode_steps": 5})
+    scaled, plain = make_vec_env(config, **kwargs), make_vec_env(dataclasses.replace(config, reward_scale=1.0), **kwargs)
+    scaled.reset(), plain.reset()
+    actions, total = np.array([1, 2]), np.zeros(2)
+    for _ in range(5):
+        _, reward_scaled, done, infos = scaled.step(actions)
+        _, reward, _, _ = plain.step(actions)
+        np.testing.assert_allclose(reward_scaled, 0.01 * reward, rtol=1e-6)
+        total += reward
+    assert done.all()  # SB3's Monitor (inside each env) logs the unscaled episode return
+    np.testing.assert_allclose([info["episode"]["r"] for info in infos], total, rtol=1e-5)
+    stay = lambda obs, state, start: (np.zeros(1, dtype=np.int64), state)  # noqa: E731
+    assert evaluate_policy(stay, config, 2) == evaluate_policy(stay, dataclasses.replace(config, reward_scale=1.0), 2)
+    with pytest.raises(ValueError, match="reward_scale must be a positive number"):
+        RLConfig(reward_scale=0)
 
 
 def test_self_motion_core_shifts_its_memory_by_minus_the_move():
