@@ -178,8 +178,10 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
                                                                           vmax=config.vmax,
                                                                           self_motion=config.self_motion), **common)
     if config.policy == "cnn-lstm":
+        # sb3-contrib's defaults: a critic LSTM of its own (its shared_lstm=True would detach the critic from
+        # the shared features: in this task its explained variance then stayed negative for 200k steps)
         kwargs = dict(features_extractor_class=SmallCNN, lstm_hidden_size=config.lstm_hidden,
-                      enable_critic_lstm=False, shared_lstm=True, net_arch=dict(pi=[64], vf=[64]))
+                      enable_critic_lstm=True, shared_lstm=False, net_arch=dict(pi=[64], vf=[64]))
         return RecurrentPPO("CnnLstmPolicy", envs, policy_kwargs=kwargs, **common)
     extractor = SmallCNN if config.policy == "frame-stack-cnn" else FERNNFrameStackExtractor
     extractor_kwargs = {} if config.policy == "frame-stack-cnn" else dict(frames=config.frames,

@@ -4,8 +4,7 @@
   ``RecurrentPPO`` expects (``num_layers``, ``input_size``, ``hidden_size``), keeps its state flat
   outside (``(1, n_envs, V * C * H * W)``) and masks the state on ``episode_start`` itself.
 * :class:`FERNNRecurrentPolicy` (alias ``"FERNNPolicy"``): actor and critic heads on the FERNN
-  features, with one shared core (default; the policy loss trains it, the critic reads it detached, as
-  sb3-contrib's shared LSTM) or separate cores.
+  features, with one shared core (default; both losses train it) or separate cores.
 * :class:`LeanRecurrentRolloutBuffer` keeps only the state at the start of each env's rollout segment
   and :class:`FERNNRecurrentPPO` recomputes the states with gradients in minibatches of whole envs
   (the CleanRL way): tens of MiB instead of one full state per step.
@@ -166,8 +165,8 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
         vmax: velocity grid radius of the ``TranslationFlow`` (ignored when ``flow`` is given).
         flow: any :class:`fernn.Flow`.
         features_dim: output of the core's readout.
-        shared_core: one core for actor and critic, trained by the policy loss and read detached by the
-            critic (sb3-contrib's ``shared_lstm`` convention); ``False``: separate cores, each trained by its head.
+        shared_core: one core for actor and critic, trained by both losses (as SB3 shares a features
+            extractor); ``False``: separate cores, each trained by its own head.
         self_motion: shift the memory by the agent's own move (observations from
             :class:`fernn.envs.wrappers.ActionChannels`), see :class:`FERNNCore`.
     """
@@ -217,8 +216,8 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
     def _latents(self, obs: torch.Tensor, states: RNNStates, episode_starts: torch.Tensor):
         features = self.extract_features(obs)
         latent_pi, states_pi = self._process_sequence(features, states.pi, episode_starts, self.lstm_actor)
-        if self.shared_core:  # as sb3-contrib's shared LSTM: the critic reads the core without training it
-            latent_vf, states_vf = latent_pi.detach(), states_pi
+        if self.shared_core:
+            latent_vf, states_vf = latent_pi, states_pi
         else:
             latent_vf, states_vf = self._process_sequence(features, states.vf, episode_starts, self.lstm_critic)
         return self.mlp_extractor.forward_actor(latent_pi), self.mlp_extractor.forward_critic(latent_vf), \
