@@ -1,6 +1,6 @@
 """Print the README's reproduction tables from ``runs/repro/*/results.json`` (see reproduce_cpu.sh).
 
-    python examples/reproduction_tables.py [--runs runs/repro]
+    python examples/reproduction_tables.py [--runs runs/repro] [--json docs/reproduction.json]
 """
 
 import argparse
@@ -57,7 +57,9 @@ def kth_row(label: str, r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/repro"))
+    parser.add_argument("--json", type=Path, default=None, help="also write every run's results.json into one file")
     args = parser.parse_args()
+    collected = {}
     for title, rows in ROWS.items():
         print(f"\n{title}\n")
         if title.startswith("MNIST World"):
@@ -73,10 +75,17 @@ def main() -> None:
                 print(f"| {label} | (not run) |")
                 continue
             r = json.loads(path.read_text())
+            collected[name] = r
             if title.startswith("MNIST World") and name == rows[0][1]:
                 print(blank_world_row(r["config"]))
             row = world_row if title.startswith("MNIST World") else kth_row if title.startswith("KTH") else prediction_row
             print(row(label, r))
+
+    if args.json is not None:
+        from fernn.agents.runs import write_json
+
+        write_json(args.json, collected)
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

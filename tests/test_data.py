@@ -15,7 +15,7 @@ import torch
 from fernn.envs import DataMissingError, KTHCameraDataset, load_kth, load_mnist
 from fernn.envs.kth import KTH_URL, parse_sequences
 from fernn.envs.mnist import MNIST_FILES, MNIST_URL
-from fernn.envs.storage import download
+from fernn.envs.storage import atomic_write, download
 
 
 def write_idx(path, array, magic):
@@ -76,6 +76,16 @@ def http_server(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield served, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write(tmp_path / "atomic.txt", lambda tmp: tmp.write_text("x"))
+    assert os.stat(tmp_path / "atomic.txt").st_mode == os.stat(plain).st_mode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
 
 
 def test_download_is_checksummed_and_atomic(tmp_path, http_server):
