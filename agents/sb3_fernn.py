@@ -19,6 +19,7 @@ Observations are SB3 images: ``uint8 (H, W, C)`` envs, transposed to ``(C, H, W)
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,7 @@ from fernn.models import pool_velocities
 
 class ReadoutHead(nn.Module):
     """Pooled FERNN state ``(N, C, H, W)`` -> features ``(N, out_dim)``: two stride-2 convolutions keep
-    *where* things are (a tracking policy needs positions), then a linear layer and a LayerNorm.
-
-    The LayerNorm puts the features at unit scale whatever the recurrent state's: without it they came
-    out near 0.01 at initialisation (sparse frames, a ReLU state averaging ~0.03), the actor and critic
-    saw almost constant inputs, and PPO's critic kept an explained variance of 0 for 60k steps."""
+    *where* things are (a tracking policy needs positions), then a linear layer."""
 
     def __init__(self, channels: int, height: int, width: int, out_dim: int) -> None:
         super().__init__()
@@ -52,7 +49,7 @@ class ReadoutHead(nn.Module):
                                    nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        self.linear = nn.Sequential(nn.Linear(flat, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
+        self.linear = nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(pooled))
@@ -194,6 +191,13 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                                  self_motion)
         self.lstm_actor = make()
         self.lstm_critic = None if shared_core else make()
+        if ortho_init:
+            # What SB3 does for its features extractors (orthogonal, gain sqrt 2); the recurrent conv keeps
+            # PyTorch's init. With PyTorch's default init everywhere the features came out near 0.01 (sparse
+            # frames, a state averaging ~0.03, each layer shrinking it), and PPO did not learn in 60k steps.
+            for core in filter(None, (self.lstm_actor, self.lstm_critic)):
+                for module in (core.rnn.core.conv_in, core.readout):
+                    module.apply(partial(self.init_weights, gain=np.sqrt(2)))
         self.shared_lstm, self.enable_critic_lstm, self.critic = shared_core, not shared_core, None
         self.lstm_kwargs = {}
         self.lstm_hidden_state_shape = (1, 1, self.lstm_actor.hidden_size)
