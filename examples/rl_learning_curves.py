@@ -1,9 +1,16 @@
 """Draw the README's RL learning curves and table from ``runs/rl/<policy>-s<seed>/`` (see rl_curves.sh).
 
-    python examples/rl_learning_curves.py [--runs runs/rl] [--out docs/rl_learning_curves.png]
+    python examples/rl_learning_curves.py [--runs runs/rl] [--budget N] [--out docs/rl_learning_curves.png]
+
+Every run is read from its ``eval.csv`` (finished or not) and cut at the common budget: ``--budget``, or by
+default the most environment steps that every run has reached. With SB3's constant learning rate and clip
+range (this project's defaults) the first N steps of a longer run are exactly a run with budget N.
+Parameter counts come from ``docs/bench_rl.json`` and the reference lines from ``docs/track_bounds.json``
+(``fernn-rl bench rl`` and ``fernn-rl bounds`` write them).
 """
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -14,26 +21,52 @@ from fernn.agents.rl import learning_curve
 POLICIES = {"fernn": "FERNN RecurrentPPO", "cnn-lstm": "CNN-LSTM RecurrentPPO", "frame-stack-cnn": "frame-stack PPO"}
 
 
+def read_curve(run: Path) -> list[dict[str, float]]:
+    with (run / "eval.csv").open() as file:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+
+
+def first_step_reaching(curve: list[dict[str, float]], level: float) -> float:
+    return next((row["timesteps"] for row in curve if row["mean_return"] >= level), float("nan"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/rl"))
+    parser.add_argument("--budget", type=int, default=None, help="environment steps per run (default: common max)")
+    parser.add_argument("--bounds", type=Path, default=Path("docs/track_bounds.json"))
+    parser.add_argument("--bench", type=Path, default=Path("docs/bench_rl.json"))
     parser.add_argument("--out", type=Path, default=Path("docs/rl_learning_curves.png"))
     args = parser.parse_args()
-    curves, bounds, rows = {}, None, []
-    for policy, label in POLICIES.items():
-        results = [json.loads(p.read_text()) for p in sorted(args.runs.glob(f"{policy}-s*/results.json"))]
-        if not results:
-            continue
-        curves[label] = [r["evaluations"] for r in results]
-        bounds = bounds or results[0]["bounds"]
-        finals = [r["final"]["mean_return"] for r in results]
-        rows.append(f"| {label} | {len(results)} | {results[0]['config']['timesteps']:,} | {np.mean(finals):.2f} ± "
-                    f"{np.std(finals):.2f} | {', '.join(f'{f:.1f}' for f in finals)} | {results[0]['parameters']:,} |")
-    learning_curve(args.out, curves, bounds, title="MNISTWorldTrack-v0")
-    print("| policy | seeds | env steps | final mean return (mean ± std over seeds) | per seed | parameters |")
+    runs = {policy: {p.name: read_curve(p) for p in sorted(args.runs.glob(f"{policy}-s*")) if (p / "eval.csv").is_file()}
+            for policy in POLICIES}
+    runs = {policy: curves for policy, curves in runs.items() if curves}
+    if not runs:
+        raise SystemExit(f"no runs with an eval.csv under {args.runs}")
+    reached = min(curve[-1]["timesteps"] for curves in runs.values() for curve in curves.values())
+    budget = args.budget or int(reached)
+    if budget > reached:
+        raise SystemExit(f"--budget {budget} is beyond what every run has reached ({reached:.0f} steps)")
+    bounds = json.loads(args.bounds.read_text())
+    halfway = (bounds["random"]["mean"] + bounds["oracle"]["mean"]) / 2
+    parameters = {}
+    if args.bench.is_file():
+        parameters = {row["policy"]: row["parameters"] for row in json.loads(args.bench.read_text())["rows"]}
+    curves, rows = {}, []
+    for policy, by_seed in runs.items():
+        cut = {name: [row for row in curve if row["timesteps"] <= budget] for name, curve in by_seed.items()}
+        curves[POLICIES[policy]] = list(cut.values())
+        finals = [curve[-1]["mean_return"] for curve in cut.values()]
+        reach = [first_step_reaching(curve, halfway) for curve in cut.values()]
+        reach_text = ", ".join("never" if np.isnan(r) else f"{r / 1000:.0f}k" for r in reach)
+        rows.append(f"| {POLICIES[policy]} | {len(cut)} | {np.mean(finals):.2f} ± {np.std(finals):.2f} | "
+                    f"{', '.join(f'{f:.1f}' for f in finals)} | {reach_text} | "
+                    f"{parameters.get(policy, float('nan')):,} |")
+    learning_curve(args.out, curves, bounds, title=f"MNISTWorldTrack-v0, {budget:,} env steps per run")
+    print(f"budget: {budget:,} environment steps per run; halfway from random to oracle: {halfway:.2f}")
+    print("| policy | seeds | final mean return (mean ± std over seeds) | per seed | first eval ≥ halfway | parameters |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print("\nbounds (seeded eval episodes): " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in bounds.items()))
     print(f"wrote {args.out}")
 
 

@@ -21,3 +21,28 @@ def test_render_envs_writes_a_picture_of_every_env(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.glob("env_*.png")) == [
         "env_FlowingMNIST.png", "env_KTHCamera.png", "env_MNISTWorld.png", "env_MNISTWorldTrack.png",
         "env_RotatingMNIST.png"]
+
+
+def _fake_run(directory: Path, returns: list[float]) -> None:
+    directory.mkdir(parents=True)
+    lines = ["timesteps,mean_return,std_return,seconds"]
+    lines += [f"{8192 * (i + 1)},{r},1.0,{10.0 * (i + 1)}" for i, r in enumerate(returns)]
+    (directory / "eval.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_rl_learning_curves_cuts_every_run_at_the_common_budget(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    _fake_run(runs / "fernn-s0", [50.0, 80.0, 90.0])
+    _fake_run(runs / "fernn-s1", [60.0, 70.0])           # the shortest run sets the budget: 16,384 steps
+    _fake_run(runs / "cnn-lstm-s0", [55.0, 65.0, 99.0, 100.0])
+    bounds = tmp_path / "bounds.json"
+    bounds.write_text('{"random": {"mean": 44.0, "std": 8.0}, "oracle": {"mean": 100.0, "std": 0.0}}')
+    out = tmp_path / "curves.png"
+    monkeypatch.setattr(sys, "argv", ["rl_learning_curves.py", "--runs", str(runs), "--bounds", str(bounds),
+                                      "--bench", str(tmp_path / "absent.json"), "--out", str(out)])
+    runpy.run_path(str(EXAMPLES / "rl_learning_curves.py"), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "budget: 16,384 environment steps per run; halfway from random to oracle: 72.00" in printed
+    assert "| FERNN RecurrentPPO | 2 | 75.00 ± 5.00 | 80.0, 70.0 | 16k, never |" in printed
+    assert "| CNN-LSTM RecurrentPPO | 1 | 65.00 ± 0.00 | 65.0 | never |" in printed
+    assert out.stat().st_size > 0
