@@ -4,7 +4,8 @@
 
 Every run is read from its ``eval.csv`` (finished or not) and cut at the common budget: ``--budget``, or by
 default the most environment steps that every run has reached. With SB3's constant learning rate and clip
-range (this project's defaults) the first N steps of a longer run are exactly a run with budget N.
+range (this project's defaults) the first N steps of a longer run are exactly a run with budget N. The
+mean return over all evaluations (the area under the curve) measures sample efficiency.
 Parameter counts come from ``docs/bench_rl.json`` and the reference lines from ``docs/track_bounds.json``
 (``fernn-rl bench rl`` and ``fernn-rl bounds`` write them).
 """
@@ -59,13 +60,16 @@ def main() -> None:
         finals = [curve[-1]["mean_return"] for curve in cut.values()]
         reach = [first_step_reaching(curve, halfway) for curve in cut.values()]
         reach_text = ", ".join("never" if np.isnan(r) else f"{r / 1000:.0f}k" for r in reach)
+        area = [np.mean([row["mean_return"] for row in curve]) for curve in cut.values()]
         rows.append(f"| {POLICIES[policy]} | {len(cut)} | {np.mean(finals):.2f} ± {np.std(finals):.2f} | "
-                    f"{', '.join(f'{f:.1f}' for f in finals)} | {reach_text} | "
+                    f"{', '.join(f'{f:.1f}' for f in finals)} | {np.mean(area):.2f} ± {np.std(area):.2f} | "
+                    f"{reach_text} | "
                     f"{parameters.get(policy, float('nan')):,} |")
     learning_curve(args.out, curves, bounds, title=f"MNISTWorldTrack-v0, {budget:,} env steps per run")
     print(f"budget: {budget:,} environment steps per run; halfway from random to oracle: {halfway:.2f}")
-    print("| policy | seeds | final mean return (mean ± std over seeds) | per seed | first eval ≥ halfway | parameters |")
-    print("|---|---|---|---|---|---|")
+    print("| policy | seeds | final mean return (mean ± std over seeds) | per seed | mean over all evaluations "
+          "(area under the curve) | first eval ≥ halfway, per seed | parameters |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"wrote {args.out}")
 
