@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The README's RL result: FERNN-RecurrentPPO, CNN-LSTM RecurrentPPO and frame-stack PPO on MNISTWorldTrack-v0,
 # 3 seeds each, the same environment-step budget; then `python examples/rl_learning_curves.py` draws the figure.
-# The budget (192 rollouts of 8 envs x 128 steps) is what the slowest policy, FERNN, trains in about an hour on
-# 2 CPU cores. POLICIES / SEEDS / STEPS select a subset (e.g. two queues at OMP_NUM_THREADS=1 side by side).
+# The budget, 160 rollouts of 8 envs x 128 steps, is what all nine runs completed side by side (five at a
+# time, OMP_NUM_THREADS=1) in one working session on 2 CPU cores; the slowest policy, FERNN, alone trains
+# it in about 35 minutes (bench rl: 160 collections + updates of ~11 s each, plus evaluations).
+# POLICIES / SEEDS / STEPS select a subset (e.g. queues side by side).
 set -u
 cd "$(dirname "$0")/.."
 FERNN=${FERNN:-.venv/bin/fernn-rl}
-STEPS=${STEPS:-196608}
+STEPS=${STEPS:-163840}
 POLICIES=${POLICIES:-"fernn cnn-lstm frame-stack-cnn"}
 SEEDS=${SEEDS:-"0 1 2"}
 COMMON="--env mnist-world-track --timesteps $STEPS --n-envs 8 --n-steps 128 --eval-every 8192 --eval-episodes 20
