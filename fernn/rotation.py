@@ -218,7 +218,10 @@ class RotationCore(nn.Module):
         """``act(drive + conv_rec(transported))`` as the internal state ``(B, V, H, W, C * N)``."""
         w_rec = weights[2].to(transported.dtype)
         rec = F.conv2d(transported, w_rec, padding=w_rec.shape[-1] // 2).permute(0, 2, 3, 1)
-        return self.activation_(rec.reshape(drive.shape[0], -1, *rec.shape[1:]) + drive[:, None])
+        # In place on the convolution's output (through its permuted view), unlike the translation core's fresh
+        # sum: here that measured faster, 22.0 s against 26.6 s per training step at the paper's 32 fields
+        # (`fernn-rl bench rotation`), one 236 MB buffer per step less.
+        return self.activation_(rec.reshape(drive.shape[0], -1, *rec.shape[1:]).add_(drive[:, None]))
 
     def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """``S_v h[v]`` as ``(B, V, H, W, C * N)`` (a view), the layout the models pool over."""
