@@ -315,8 +315,7 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
     if resume and (run.checkpoints / "last.zip").is_file():
         model = load_model(config, run.checkpoints / "last.zip", envs)
         model.tensorboard_log = tensorboard
-        rows = [{k: float(v) for k, v in r.items()} for r in _read_csv(eval_csv)
-                if float(r["timesteps"]) <= model.num_timesteps]
+        rows = [r for r in read_evaluations(eval_csv) if r["timesteps"] <= model.num_timesteps]
     else:
         model = make_model(config, envs, tensorboard)
     callback = EvalCheckpointCallback(config, run, rows, reporter)
@@ -337,13 +336,15 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
     return results
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def read_evaluations(path: Path) -> list[dict[str, float]]:
+    """The rows of a run's ``eval.csv`` (``timesteps``, ``mean_return``, ``std_return``, ``seconds``) as
+    floats; ``[]`` when the file does not exist yet."""
     import csv
 
     if not path.is_file():
         return []
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def learning_curve(path: Path, curves: dict[str, list[list[dict[str, float]]] | list[dict[str, float]]],

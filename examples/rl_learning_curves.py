@@ -11,20 +11,14 @@ Parameter counts come from ``docs/bench_rl.json`` and the reference lines from `
 """
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from fernn.agents.rl import learning_curve
+from fernn.agents.rl import learning_curve, read_evaluations
 
 POLICIES = {"fernn": "FERNN RecurrentPPO", "cnn-lstm": "CNN-LSTM RecurrentPPO", "frame-stack-cnn": "frame-stack PPO"}
-
-
-def read_curve(run: Path) -> list[dict[str, float]]:
-    with (run / "eval.csv").open() as file:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
 
 
 def first_step_reaching(curve: list[dict[str, float]], level: float) -> float:
@@ -39,8 +33,8 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, default=Path("docs/bench_rl.json"))
     parser.add_argument("--out", type=Path, default=Path("docs/rl_learning_curves.png"))
     args = parser.parse_args()
-    runs = {policy: {p.name: read_curve(p) for p in sorted(args.runs.glob(f"{policy}-s*")) if (p / "eval.csv").is_file()}
-            for policy in POLICIES}
+    runs = {policy: {p.name: curve for p in sorted(args.runs.glob(f"{policy}-s*"))
+                     if (curve := read_evaluations(p / "eval.csv"))} for policy in POLICIES}
     runs = {policy: curves for policy, curves in runs.items() if curves}
     if not runs:
         raise SystemExit(f"no runs with an eval.csv under {args.runs}")
