@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -156,8 +156,9 @@ ROTATION_IMPLEMENTATIONS = ("fernn", "grid_sample loop (paper)", "no-flow floor"
 
 def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, hidden_channels: Sequence[int] = (32,),
                    group_order: int = 8, angular_velocities: Sequence[float] = (-40, -30, -20, -10, 0, 10, 20, 30, 40),
-                   context: int = 5, predicted: int = 5, repeats: int = 2, device: str = "cpu", seed: int = 0,
-                   warm_allocations: bool = True, progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+                   context: int = 5, predicted: int = 5, repeats: int = 2, rounds: int = 1, device: str = "cpu",
+                   seed: int = 0, warm_allocations: bool = True,
+                   progress: Callable[[str], None] | None = None) -> list[StepTiming]:
     """Time the rotation predictor's training step (ours, the per-velocity ``grid_sample`` loop, the no-flow
     floor) and the transport alone (forward + backward of every velocity channel's rotation), for each
     width in ``hidden_channels``.
@@ -165,7 +166,9 @@ def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, 
     Every measurement runs in a fresh process (``spawn``): a step at the paper's sizes keeps 5-7 GiB for
     backward, and a process that already ran another implementation holds its freed heap (with
     ``warm_allocations``, see :mod:`fernn.envs.allocator`), which both skews timings and runs a 24 GiB
-    machine out of memory.
+    machine out of memory. With ``rounds`` > 1 the rows are measured round-robin, ``rounds`` times each (one
+    fresh process per row and round), and each row reports the median over rounds: a machine whose speed drifts
+    during the run then slows every implementation alike instead of whichever ran in the slow minutes.
     """
     import multiprocessing
 
@@ -173,13 +176,23 @@ def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, 
     common = dict(batch_size=batch_size, image_size=image_size, pad=pad, group_order=group_order,
                   angular_velocities=list(angular_velocities), context=context, predicted=predicted,
                   repeats=repeats, device=device, seed=seed, warm_allocations=warm_allocations)
-    results = []
+    rows = [(hidden, name) for hidden in hidden_channels
+            for name in (*ROTATION_IMPLEMENTATIONS, "transport: fernn", "transport: grid_sample loop (paper)")]
+    measured: dict[tuple[int, str], list[StepTiming]] = {row: [] for row in rows}
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for hidden in hidden_channels:
-            for name in (*ROTATION_IMPLEMENTATIONS, "transport: fernn", "transport: grid_sample loop (paper)"):
-                say(f"{hidden} fields: {name}")
-                results.append(pool.apply(_measure_rotation, (name, hidden), common))
-    return results
+        for round_ in range(rounds):
+            for hidden, name in rows:
+                say(f"{hidden} fields: {name}" + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
+                measured[hidden, name].append(pool.apply(_measure_rotation, (name, hidden), common))
+    return [median_timing(measured[row]) for row in rows]
+
+
+def median_timing(timings: Sequence[StepTiming]) -> StepTiming:
+    """One row from repeated measurements of the same configuration: the median times (``forward_s``
+    ``None`` if any is), the saved memory and final loss of the first (both deterministic)."""
+    forwards = [t.forward_s for t in timings]
+    return replace(timings[0], train_s=statistics.median(t.train_s for t in timings),
+                   forward_s=None if None in forwards else statistics.median(forwards))
 
 
 def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: int, pad: int, group_order: int,

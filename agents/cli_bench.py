@@ -114,6 +114,8 @@ def bench_rotation_command(
     context: int = typer.Option(5, "--context", min=1, help="Context frames (paper: 10; 5 keeps a step in RAM)."),
     predicted: int = typer.Option(5, "--predicted", min=1, help="Predicted frames (paper: 10)."),
     repeats: int = typer.Option(2, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Measure every row this many times, round-robin, each in "
+                                                          "a fresh process; report the median over rounds."),
     allocator: str = typer.Option("warm", "--allocator", help="warm (large allocations kept, as fernn-rl train "
                                                               "runs) or default (glibc's defaults)."),
     device: str = DEVICE_OPTION,
@@ -133,8 +135,8 @@ def bench_rotation_command(
     with console.status("benchmarking") as status:
         results = bench_rotation(batch_size=batch_size, image_size=image_size, pad=pad, hidden_channels=widths,
                                  group_order=group_order, angular_velocities=velocities, context=context,
-                                 predicted=predicted, repeats=repeats, device=device,
-                                 warm_allocations=allocator == "warm",
+                                 predicted=predicted, repeats=repeats, rounds=rounds,
+                                 device=device, warm_allocations=allocator == "warm",
                                  progress=lambda msg: status.update(f"benchmarking {msg}"))
     size = image_size + 2 * pad
     _report_timings(f"Rotation predictor step: batch {batch_size}, {size}x{size}, C_{group_order} fields, "
@@ -143,7 +145,7 @@ def bench_rotation_command(
                     "is what the convolutions alone cost; 'transport' rows time the rotations alone.", json_out,
                     {"benchmark": "rotation", "device": name, "batch_size": batch_size, "image_size": size,
                      "hidden_fields": widths, "group_order": group_order, "frames": [context, predicted],
-                     "allocator": allocator})
+                     "allocator": allocator, "repeats": repeats, "rounds": rounds})
 
 
 @bench_app.command("world-model")

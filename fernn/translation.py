@@ -5,7 +5,8 @@ channels-last, which the CPU convolution kernels prefer (about 1.25x here).
 
 One step is
     hp = transport(h)            # S_v h[v] for every v, circularly padded: ONE row copy
-    h  = act(u + conv_rec(hp))   # conv_rec has padding=0: the row copy did the circular padding
+    h  = act(u + conv_rec(hp))   # conv_rec has padding=0: the row copy did the circular padding;
+                                 # the sum and act in place on conv_rec's output (fernn.fused)
 
 The row copy is an ``index_select`` of whole C-channel pixel rows of the channels-last state (one
 index per output pixel, not per value), and its backward folds the halo and applies the inverse shift
@@ -21,13 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fernn.flows import TranslationFlow
+from fernn.fused import ACTIVATIONS, add_drive_activate
 from fernn.shifts import shift_pad_maps, shifted_rows
-
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
-# Applied in place to the fresh sum ``rec + drive`` (not to the convolution's output, which the sum reads
-# through a permuted view: autograd would wrap an in-place op on a view in a CopySlices copy-back): one
-# fresh multi-MB buffer per step instead of two (fresh buffers cost page faults on the CPU).
-ACTIVATIONS_IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 
 
 class TranslationCore(nn.Module):
@@ -39,8 +35,7 @@ class TranslationCore(nn.Module):
         self.num_velocities = flow.num_velocities
         self.state_channels = hidden_channels
         self.pad = kernel_size // 2
-        self.activation = ACTIVATIONS[activation]
-        self.activation_ = ACTIVATIONS_IN_PLACE[activation]
+        self.activation, self.activation_name = ACTIVATIONS[activation], activation
         self.conv_in = nn.Conv2d(in_channels, hidden_channels, input_kernel_size, padding=input_kernel_size // 2,
                                  padding_mode="circular", bias=bias)
         self.conv_rec = nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=0, bias=False)
@@ -117,10 +112,7 @@ class TranslationCore(nn.Module):
             transported: output of :meth:`transport`.
             drive: ``(B, H, W, C)`` input term, shared by all velocity channels.
         """
-        batch = drive.shape[0]
-        rec = self.conv_rec(transported).permute(0, 2, 3, 1)
-        rec = rec.reshape(batch, -1, *rec.shape[1:])
-        return self.activation_(rec + drive[:, None])
+        return add_drive_activate(self.conv_rec(transported), drive, self.activation_name)
 
     def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """The unpadded ``S_v h[v]`` inside a :meth:`transport` output, as ``(B, V, H, W, C)`` (a view)."""

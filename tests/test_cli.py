@@ -71,7 +71,7 @@ def test_envs_play_and_bounds_commands(tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["rotation", "--image-size", "4", "--pad", "1", "--hidden", "1", "--group-order", "4", "--angular-velocities",
-     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2", "--repeats", "1"],
+     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2", "--repeats", "1", "--rounds", "2"],
     ["world-model", "--world-size", "8", "--window-size", "4", "--hidden", "1", "--vmax", "1", "--frames", "2",
      "--max-action", "2", "--repeats", "1", "--batch-size", "2"],
     ["scenes", "--batch-size", "2", "--seconds", "0.1", "--num-envs", "2"],
@@ -81,4 +81,16 @@ def test_every_benchmark_runs_tiny(tmp_path, args):
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", *args, "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads(out.read_text())
+    report = json.loads(out.read_text())
+    assert report
+    if args[0] == "rotation":  # two rounds of five rows, merged into one row each
+        assert report["rounds"] == 2 and len(report["results"]) == 5
+
+
+def test_median_timing_takes_the_median_of_rounds():
+    from fernn.agents.bench import StepTiming, median_timing
+
+    rounds = [StepTiming("fernn", "V=9", 9, 16, t, f, 10.0, 0.5) for t, f in ((3.0, 1.0), (1.0, None), (2.0, 2.0))]
+    merged = median_timing(rounds)
+    assert (merged.train_s, merged.forward_s, merged.saved_mib) == (2.0, None, 10.0)
+    assert median_timing(rounds[::2]).forward_s == 1.5

@@ -91,6 +91,22 @@ def test_zero_state_shortcut_is_bit_identical_to_an_explicit_zero_state(make):
     torch.testing.assert_close(grad_skip, x.grad, rtol=1e-5, atol=1e-6)  # float summation order only
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_fused_add_drive_activate_matches_the_unfused_recurrence(activation, memory_format):
+    from fernn.fused import ACTIVATIONS, add_drive_activate
+
+    gen = torch.Generator().manual_seed(0)
+    conv_out = torch.randn(2 * 3, 4, 5, 6, generator=gen, dtype=torch.float64).contiguous(memory_format=memory_format)
+    drive = torch.randn(2, 5, 6, 4, generator=gen, dtype=torch.float64)
+    expected = ACTIVATIONS[activation](conv_out.permute(0, 2, 3, 1).unflatten(0, (2, 3)) + drive[:, None])
+    fused = add_drive_activate(conv_out.clone(), drive, activation)
+    assert fused.shape == (2, 3, 5, 6, 4) and torch.equal(fused, expected)
+    assert fused.is_contiguous() == (memory_format == torch.channels_last)
+    inputs = (conv_out.requires_grad_(True), drive.requires_grad_(True))
+    assert torch.autograd.gradcheck(lambda c, d: add_drive_activate(c * 1.0, d, activation), inputs)
+
+
 def test_grnn_plus_fails_the_equivariance_contract():
     flow = TranslationFlow(2)
     model = GRNNPlus(1, 6, flow)

@@ -1,0 +1,59 @@
+"""The recurrence's last stage, ``act(conv_rec(...) + drive)``, fused in place on the convolution's output.
+
+Autograd would record an in-place add and activation on the convolution's (permuted) output as
+``CopySlices`` nodes, whose backward clones the whole base tensor and copies the slice back (three copies of
+the state per op); an out-of-place sum allocates a second state-sized buffer per step. This function writes
+the sum and the activation into the convolution's output buffer and differentiates through the activation's
+output alone: ``grad_pre = act'(out) * grad`` flows to the convolution and ``grad_pre`` summed over the
+velocity channels to the drive.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+_IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
+
+
+class _AddDriveActivate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, conv_out, drive, activation):  # noqa: D102 - autograd API
+        state = _velocity_view(conv_out, drive.shape[0])
+        _IN_PLACE[activation](state.add_(drive[:, None]))
+        ctx.mark_dirty(conv_out)
+        ctx.save_for_backward(conv_out)
+        ctx.activation, ctx.batch = activation, drive.shape[0]
+        return conv_out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102 - autograd API
+        (out,) = ctx.saved_tensors
+        if ctx.activation == "relu":
+            grad_pre = torch.ops.aten.threshold_backward(grad, out, 0)
+        else:  # tanh' = 1 - tanh^2
+            grad_pre = grad * (1 - out * out)
+        grad_drive = _velocity_view(grad_pre, ctx.batch).sum(1) if ctx.needs_input_grad[1] else None
+        return grad_pre, grad_drive, None
+
+
+def _velocity_view(maps: torch.Tensor, batch: int) -> torch.Tensor:
+    """``(B * V, C, H, W)`` maps as ``(B, V, H, W, C)`` (a view, whatever the memory format)."""
+    return maps.permute(0, 2, 3, 1).unflatten(0, (batch, -1))
+
+
+def add_drive_activate(conv_out: torch.Tensor, drive: torch.Tensor, activation: str) -> torch.Tensor:
+    """``act(conv_out + drive)`` for every velocity channel, in place on ``conv_out``.
+
+    Args:
+        conv_out: ``(B * V, C, H, W)`` output of the recurrent convolution (velocity-minor); it is
+            overwritten, so it must be a fresh tensor that nothing else reads.
+        drive: ``(B, H, W, C)`` input term, shared by the V velocity channels.
+        activation: ``"relu"`` or ``"tanh"``.
+
+    Returns:
+        The new state ``(B, V, H, W, C)``: a view of ``conv_out`` (contiguous when ``conv_out`` is
+        channels-last, as the CPU and cuDNN convolutions return for channels-last inputs).
+    """
+    return _velocity_view(_AddDriveActivate.apply(conv_out, drive, activation), drive.shape[0])
