@@ -113,42 +113,52 @@ def _predictor_loss(run: Callable[[torch.Tensor, int], torch.Tensor], frames: to
 
 def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: int = 32,
                vmaxes: tuple[int, ...] = (0, 1, 2), context: int = 10, predicted: int = 10, repeats: int = 3,
-               device: str = "cpu", bf16: bool = True, grnn_floor: bool = True, seed: int = 0,
+               rounds: int = 1, device: str = "cpu", bf16: bool = True, grnn_floor: bool = True, seed: int = 0,
                progress: Callable[[str], None] | None = None) -> list[StepTiming]:
-    """Time the translation predictor's training step for each grid radius in ``vmaxes``."""
+    """Time the translation predictor's training step for each grid radius in ``vmaxes``.
+
+    With ``rounds`` > 1 every row is measured ``rounds`` times, round-robin (a fresh model each time), and
+    reports the median over rounds, so that drift in the machine's speed slows all rows alike.
+    """
     dev = torch.device(device)
-    results: list[StepTiming] = []
     say = progress or (lambda _msg: None)
+    rows: list[tuple[str, Callable[[], StepTiming]]] = []
     for vmax in vmaxes:
         flow = TranslationFlow(vmax)
         num_v, group = flow.num_velocities, f"V={flow.num_velocities}"
         gen = torch.Generator().manual_seed(seed)
         frames = torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen).to(dev)
 
-        def fresh(flow_: TranslationFlow = flow) -> NextFramePredictor:
+        def fresh(flow_: TranslationFlow = flow, zero_velocities: bool = False) -> NextFramePredictor:
             torch.manual_seed(seed)
-            return NextFramePredictor(1, hidden_channels, flow_).to(dev)
+            model = NextFramePredictor(1, hidden_channels, flow_).to(dev)
+            if zero_velocities:  # the no-flow floor: the same model with every shift zero
+                model.rnn.core.velocities.zero_()
+            return model
 
-        def measure(name: str, model: NextFramePredictor, run=None, batch=batch_size, data=frames, nv=num_v,
-                    **kw) -> None:
-            say(f"{group}: {name}")
-            results.append(measure_step(name, group, nv, batch, list(model.parameters()),
-                                        _predictor_loss(run or model, data, context), repeats, dev, **kw))
+        def row(name: str, make: Callable[[], NextFramePredictor], wrap=None, batch: int = batch_size,
+                data: torch.Tensor = frames, nv: int = num_v, group: str = group, **kw) -> None:
+            def run() -> StepTiming:
+                model = make()
+                loss_fn = _predictor_loss(wrap(model) if wrap else model, data, context)
+                return measure_step(name, group, nv, batch, list(model.parameters()), loss_fn, repeats, dev, **kw)
+            rows.append((f"{group}: {name}", run))
 
-        measure("fernn", fresh())
-        naive = fresh()
-        measure("roll-loop (paper)", naive, RollLoopPredictor(naive))
+        row("fernn", fresh)
+        row("roll-loop (paper)", fresh, RollLoopPredictor)
         if num_v > 1:
-            floor = fresh()
-            floor.rnn.core.velocities.zero_()
-            measure("no-flow floor", floor)
+            row("no-flow floor", lambda fresh=fresh: fresh(zero_velocities=True))
             if grnn_floor:
-                wide = frames.repeat(num_v, 1, 1, 1, 1)
-                measure(f"G-RNN x{num_v} batch", fresh(TranslationFlow(0)), batch=batch_size * num_v, data=wide,
-                        nv=1, with_forward=False)
+                row(f"G-RNN x{num_v} batch", lambda fresh=fresh: fresh(TranslationFlow(0)), batch=batch_size * num_v,
+                    data=frames.repeat(num_v, 1, 1, 1, 1), nv=1, with_forward=False)
         if bf16:
-            measure("fernn bf16 autocast", fresh(), autocast=True, with_forward=False)
-    return results
+            row("fernn bf16 autocast", fresh, autocast=True, with_forward=False)
+    measured: dict[str, list[StepTiming]] = {label: [] for label, _ in rows}
+    for round_ in range(rounds):
+        for label, run in rows:
+            say(label + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
+            measured[label].append(run())
+    return [median_timing(measured[label]) for label, _ in rows]
 
 
 ROTATION_IMPLEMENTATIONS = ("fernn", "grid_sample loop (paper)", "no-flow floor")
@@ -237,9 +247,10 @@ def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: in
 
 def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size: int = 32,
                       hidden_channels: int = 64, vmax: int = 2, frames: int = 8, max_action: int = 10,
-                      repeats: int = 2, device: str = "cpu", seed: int = 0,
+                      repeats: int = 2, rounds: int = 1, device: str = "cpu", seed: int = 0,
                       progress: Callable[[str], None] | None = None) -> list[StepTiming]:
-    """Time the FloWM training step: ours against the per-sample loop and the no-self-motion floor."""
+    """Time the FloWM training step: ours against the per-sample loop and the no-self-motion floor
+    (``rounds`` as in :func:`bench_step`)."""
     dev = torch.device(device)
     say = progress or (lambda _msg: None)
     flow = TranslationFlow(vmax)
@@ -247,20 +258,26 @@ def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size
     gen = torch.Generator().manual_seed(seed)
     obs = torch.rand(batch_size, frames, 1, window_size, window_size, generator=gen).to(dev)
     actions = torch.randint(-max_action, max_action + 1, (batch_size, frames, 2), generator=gen).to(dev)
-    results = []
-    for name in ("fernn", "per-sample loop (paper)", "no self-motion floor"):
-        say(f"{group}: {name}")
+
+    def run(name: str) -> StepTiming:
         torch.manual_seed(seed)
         model = WorldModel(1, hidden_channels, flow, world_size=world_size, window_size=window_size,
                            self_motion=name != "no self-motion floor").to(dev)
-        run = PerSampleWorldModel(model) if name.startswith("per-sample") else model
+        forward = PerSampleWorldModel(model) if name.startswith("per-sample") else model
 
-        def loss_fn(run=run) -> torch.Tensor:
-            return F.mse_loss(run(obs, actions)[:, 1:], obs[:, 1:])
+        def loss_fn() -> torch.Tensor:
+            return F.mse_loss(forward(obs, actions)[:, 1:], obs[:, 1:])
 
-        results.append(measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()), loss_fn,
-                                    repeats, dev))
-    return results
+        return measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()), loss_fn,
+                            repeats, dev)
+
+    names = ("fernn", "per-sample loop (paper)", "no self-motion floor")
+    measured: dict[str, list[StepTiming]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names:
+            say(f"{group}: {name}" + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
+            measured[name].append(run(name))
+    return [median_timing(measured[name]) for name in names]
 
 
 def timings_as_dicts(results: list[StepTiming]) -> list[dict]:

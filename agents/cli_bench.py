@@ -64,6 +64,8 @@ def _report_timings(title: str, results: list, note: str, json_out: Optional[Pat
 
 DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
 JSON_OPTION = typer.Option(None, "--json", help="Also write the figures to this JSON file (atomically).")
+ROUNDS_OPTION = typer.Option(1, "--rounds", min=1, help="Measure every row this many times, round-robin, and report "
+                                                        "the median over rounds (drift then slows all rows alike).")
 
 
 @bench_app.command("step")
@@ -73,6 +75,7 @@ def bench_step_command(
     hidden: int = typer.Option(32, "--hidden", min=1, help="Hidden channels per velocity channel (the paper: 128)."),
     vmax: str = typer.Option("0,1,2", "--vmax", help="Velocity grid radii to time (V = (2 vmax + 1)^2)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    rounds: int = ROUNDS_OPTION,
     device: str = DEVICE_OPTION,
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="Also time the step under bf16 autocast."),
     grnn_floor: bool = typer.Option(True, "--grnn-floor/--no-grnn-floor",
@@ -92,13 +95,13 @@ def bench_step_command(
     name = _device_name(device)
     with console.status("benchmarking") as status:
         results = bench_step(batch_size=batch_size, image_size=image_size, hidden_channels=hidden, vmaxes=vmaxes,
-                             repeats=repeats, device=device, bf16=bf16, grnn_floor=grnn_floor,
+                             repeats=repeats, rounds=rounds, device=device, bf16=bf16, grnn_floor=grnn_floor,
                              progress=lambda msg: status.update(f"benchmarking {msg}"))
     _report_timings(f"Predictor step: batch {batch_size}, {image_size}x{image_size}, hidden {hidden}, 10+10 frames",
                     results, "'vs ours' > 1 means slower than ours. Targets at V = 25: roll-loop >= 2x, "
                     "fernn <= 1.15x of the floor (i.e. floor column >= 0.87x).", json_out,
                     {"benchmark": "step", "device": name, "batch_size": batch_size, "image_size": image_size,
-                     "hidden": hidden})
+                     "hidden": hidden, "repeats": repeats, "rounds": rounds})
 
 
 @bench_app.command("rotation")
@@ -114,8 +117,7 @@ def bench_rotation_command(
     context: int = typer.Option(5, "--context", min=1, help="Context frames (paper: 10; 5 keeps a step in RAM)."),
     predicted: int = typer.Option(5, "--predicted", min=1, help="Predicted frames (paper: 10)."),
     repeats: int = typer.Option(2, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
-    rounds: int = typer.Option(1, "--rounds", min=1, help="Measure every row this many times, round-robin, each in "
-                                                          "a fresh process; report the median over rounds."),
+    rounds: int = ROUNDS_OPTION,
     allocator: str = typer.Option("warm", "--allocator", help="warm (large allocations kept, as fernn-rl train "
                                                               "runs) or default (glibc's defaults)."),
     device: str = DEVICE_OPTION,
@@ -159,6 +161,7 @@ def bench_world_model_command(
                                                           "step of the reference loop in RAM)."),
     max_action: int = typer.Option(10, "--max-action", min=0, help="Largest |dx|, |dy| per step (FloWM: 10)."),
     repeats: int = typer.Option(2, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
+    rounds: int = ROUNDS_OPTION,
     device: str = DEVICE_OPTION,
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
@@ -171,12 +174,13 @@ def bench_world_model_command(
     with console.status("benchmarking") as status:
         results = bench_world_model(batch_size=batch_size, world_size=world_size, window_size=window_size,
                                     hidden_channels=hidden, vmax=vmax, frames=frames, max_action=max_action,
-                                    repeats=repeats, device=device,
+                                    repeats=repeats, rounds=rounds, device=device,
                                     progress=lambda msg: status.update(f"benchmarking {msg}"))
     _report_timings(f"World-model step: batch {batch_size}, world {world_size}, window {window_size}, hidden {hidden}, "
                     f"{frames} frames", results, "Target: the per-sample loop >= 3x our training step.", json_out,
                     {"benchmark": "world-model", "device": name, "batch_size": batch_size, "world_size": world_size,
-                     "window_size": window_size, "hidden": hidden, "frames": frames})
+                     "window_size": window_size, "hidden": hidden, "frames": frames, "repeats": repeats,
+                     "rounds": rounds})
 
 
 @bench_app.command("scenes")

@@ -187,7 +187,7 @@ class WorldModel(nn.Module):
 
     def _decode(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """Pool the moved map over velocities and decode the window region: ``(B, C, h, w)``."""
-        moved = self.rnn.core.advected(transported, batch)[:, :, :self.window_size, :self.window_size]
+        moved = self.rnn.core.advected(transported, batch, size=self.window_size)
         return self.decoder(pool_velocities(moved, self.pool).permute(0, 3, 1, 2))
 
     def _drives(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
