@@ -32,9 +32,9 @@ test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	$(VENV)/bin/fernn-rl bench step --json docs/bench_step_h32.json
+	$(VENV)/bin/fernn-rl bench step --repeats 1 --rounds 3 --json docs/bench_step_h32.json
 	$(VENV)/bin/fernn-rl bench rotation --repeats 1 --rounds 3 --json docs/bench_rotation.json
-	$(VENV)/bin/fernn-rl bench world-model --json docs/bench_world_model.json
+	$(VENV)/bin/fernn-rl bench world-model --repeats 1 --rounds 3 --json docs/bench_world_model.json
 	$(VENV)/bin/fernn-rl bench scenes --json docs/bench_scenes.json
 	$(VENV)/bin/fernn-rl bench rl --json docs/bench_rl.json
 

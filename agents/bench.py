@@ -1,5 +1,5 @@
 """``fernn-rl bench step | rotation | world-model``: training-step cost of our models against the papers'
-way of writing them, measured in one process and one run.
+way of writing them, measured in one run (each row in a fresh process).
 
 * ``step`` (translation predictor, for each velocity grid radius): ``fernn`` (fused shift+pad gather,
   channels-last state), ``roll-loop (paper)`` (:class:`fernn.agents.naive.RollLoopPredictor`), the
@@ -111,54 +111,87 @@ def _predictor_loss(run: Callable[[torch.Tensor, int], torch.Tensor], frames: to
     return lambda: F.mse_loss(run(inputs, targets.shape[1]), targets)
 
 
+def _measure_rows(measure: Callable[..., StepTiming], rows: Sequence[tuple], common: dict, rounds: int,
+                  progress: Callable[[str], None] | None, label: Callable[[tuple], str]) -> list[StepTiming]:
+    """``measure(*row, **common)`` for every row, each call in a fresh process (``spawn``), ``rounds`` times
+    round-robin; each row reports the median over its rounds (:func:`median_timing`).
+
+    Fresh processes: a step at the papers' sizes keeps several GiB for backward, and a process that already
+    ran another configuration holds its freed heap (with warm allocations, see :mod:`fernn.envs.allocator`),
+    which skews timings and, round after round, runs a 24 GiB machine out of memory. Rounds: this machine's
+    speed drifts over minutes; measured round-robin, a slow minute slows every row alike instead of whichever
+    ran in it.
+    """
+    import multiprocessing
+
+    say = progress or (lambda _msg: None)
+    measured: dict[tuple, list[StepTiming]] = {row: [] for row in rows}
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for round_ in range(rounds):
+            for row in rows:
+                say(label(row) + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
+                measured[row].append(pool.apply(measure, row, common))
+    return [median_timing(measured[row]) for row in rows]
+
+
+def median_timing(timings: Sequence[StepTiming]) -> StepTiming:
+    """One row from repeated measurements of the same configuration: the median times (``forward_s``
+    ``None`` if any is), the saved memory and final loss of the first (both deterministic)."""
+    forwards = [t.forward_s for t in timings]
+    return replace(timings[0], train_s=statistics.median(t.train_s for t in timings),
+                   forward_s=None if None in forwards else statistics.median(forwards))
+
+
+def _start_measurement(warm_allocations: bool, seed: int) -> None:
+    if warm_allocations:
+        from fernn.envs.allocator import keep_allocations_warm
+
+        keep_allocations_warm()
+    torch.manual_seed(seed)
+
+
 def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: int = 32,
                vmaxes: tuple[int, ...] = (0, 1, 2), context: int = 10, predicted: int = 10, repeats: int = 3,
                rounds: int = 1, device: str = "cpu", bf16: bool = True, grnn_floor: bool = True, seed: int = 0,
-               progress: Callable[[str], None] | None = None) -> list[StepTiming]:
-    """Time the translation predictor's training step for each grid radius in ``vmaxes``.
-
-    With ``rounds`` > 1 every row is measured ``rounds`` times, round-robin (a fresh model each time), and
-    reports the median over rounds, so that drift in the machine's speed slows all rows alike.
-    """
-    dev = torch.device(device)
-    say = progress or (lambda _msg: None)
-    rows: list[tuple[str, Callable[[], StepTiming]]] = []
+               warm_allocations: bool = True, progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+    """Time the translation predictor's training step for each grid radius in ``vmaxes`` (every row in a
+    fresh process, ``rounds`` times round-robin: see :func:`_measure_rows`)."""
+    rows = []
     for vmax in vmaxes:
-        flow = TranslationFlow(vmax)
-        num_v, group = flow.num_velocities, f"V={flow.num_velocities}"
-        gen = torch.Generator().manual_seed(seed)
-        frames = torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen).to(dev)
-
-        def fresh(flow_: TranslationFlow = flow, zero_velocities: bool = False) -> NextFramePredictor:
-            torch.manual_seed(seed)
-            model = NextFramePredictor(1, hidden_channels, flow_).to(dev)
-            if zero_velocities:  # the no-flow floor: the same model with every shift zero
-                model.rnn.core.velocities.zero_()
-            return model
-
-        def row(name: str, make: Callable[[], NextFramePredictor], wrap=None, batch: int = batch_size,
-                data: torch.Tensor = frames, nv: int = num_v, group: str = group, **kw) -> None:
-            def run() -> StepTiming:
-                model = make()
-                loss_fn = _predictor_loss(wrap(model) if wrap else model, data, context)
-                return measure_step(name, group, nv, batch, list(model.parameters()), loss_fn, repeats, dev, **kw)
-            rows.append((f"{group}: {name}", run))
-
-        row("fernn", fresh)
-        row("roll-loop (paper)", fresh, RollLoopPredictor)
+        num_v = TranslationFlow(vmax).num_velocities
+        rows += [(vmax, "fernn"), (vmax, "roll-loop (paper)")]
         if num_v > 1:
-            row("no-flow floor", lambda fresh=fresh: fresh(zero_velocities=True))
+            rows.append((vmax, "no-flow floor"))
             if grnn_floor:
-                row(f"G-RNN x{num_v} batch", lambda fresh=fresh: fresh(TranslationFlow(0)), batch=batch_size * num_v,
-                    data=frames.repeat(num_v, 1, 1, 1, 1), nv=1, with_forward=False)
+                rows.append((vmax, f"G-RNN x{num_v} batch"))
         if bf16:
-            row("fernn bf16 autocast", fresh, autocast=True, with_forward=False)
-    measured: dict[str, list[StepTiming]] = {label: [] for label, _ in rows}
-    for round_ in range(rounds):
-        for label, run in rows:
-            say(label + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
-            measured[label].append(run())
-    return [median_timing(measured[label]) for label, _ in rows]
+            rows.append((vmax, "fernn bf16 autocast"))
+    common = dict(batch_size=batch_size, image_size=image_size, hidden_channels=hidden_channels, context=context,
+                  predicted=predicted, repeats=repeats, device=device, seed=seed, warm_allocations=warm_allocations)
+    return _measure_rows(_measure_translation, rows, common, rounds, progress,
+                         lambda row: f"V={TranslationFlow(row[0]).num_velocities}: {row[1]}")
+
+
+def _measure_translation(vmax: int, name: str, *, batch_size: int, image_size: int, hidden_channels: int,
+                         context: int, predicted: int, repeats: int, device: str, seed: int,
+                         warm_allocations: bool) -> StepTiming:
+    """One row of :func:`bench_step` (run in its own process)."""
+    _start_measurement(warm_allocations, seed)
+    dev = torch.device(device)
+    flow = TranslationFlow(vmax)
+    num_v, group = flow.num_velocities, f"V={flow.num_velocities}"
+    gen = torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch_size, context + predicted, 1, image_size, image_size, generator=gen).to(dev)
+    batch, nv = batch_size, num_v
+    if name.startswith("G-RNN"):  # the literal floor: one velocity channel, every sequence V times
+        flow, frames, batch, nv = TranslationFlow(0), frames.repeat(num_v, 1, 1, 1, 1), batch_size * num_v, 1
+    model = NextFramePredictor(1, hidden_channels, flow).to(dev)
+    if name == "no-flow floor":  # the same model with every shift zero
+        model.rnn.core.velocities.zero_()
+    run = RollLoopPredictor(model) if name == "roll-loop (paper)" else model
+    bf16 = name == "fernn bf16 autocast"
+    return measure_step(name, group, nv, batch, list(model.parameters()), _predictor_loss(run, frames, context),
+                        repeats, dev, autocast=bf16, with_forward=not (bf16 or name.startswith("G-RNN")))
 
 
 ROTATION_IMPLEMENTATIONS = ("fernn", "grid_sample loop (paper)", "no-flow floor")
@@ -171,52 +204,24 @@ def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, 
                    progress: Callable[[str], None] | None = None) -> list[StepTiming]:
     """Time the rotation predictor's training step (ours, the per-velocity ``grid_sample`` loop, the no-flow
     floor) and the transport alone (forward + backward of every velocity channel's rotation), for each
-    width in ``hidden_channels``.
-
-    Every measurement runs in a fresh process (``spawn``): a step at the paper's sizes keeps 5-7 GiB for
-    backward, and a process that already ran another implementation holds its freed heap (with
-    ``warm_allocations``, see :mod:`fernn.envs.allocator`), which both skews timings and runs a 24 GiB
-    machine out of memory. With ``rounds`` > 1 the rows are measured round-robin, ``rounds`` times each (one
-    fresh process per row and round), and each row reports the median over rounds: a machine whose speed drifts
-    during the run then slows every implementation alike instead of whichever ran in the slow minutes.
-    """
-    import multiprocessing
-
-    say = progress or (lambda _msg: None)
+    width in ``hidden_channels`` (every row in a fresh process, ``rounds`` times round-robin: see
+    :func:`_measure_rows`)."""
+    rows = [(name, hidden) for hidden in hidden_channels
+            for name in (*ROTATION_IMPLEMENTATIONS, "transport: fernn", "transport: grid_sample loop (paper)")]
     common = dict(batch_size=batch_size, image_size=image_size, pad=pad, group_order=group_order,
                   angular_velocities=list(angular_velocities), context=context, predicted=predicted,
                   repeats=repeats, device=device, seed=seed, warm_allocations=warm_allocations)
-    rows = [(hidden, name) for hidden in hidden_channels
-            for name in (*ROTATION_IMPLEMENTATIONS, "transport: fernn", "transport: grid_sample loop (paper)")]
-    measured: dict[tuple[int, str], list[StepTiming]] = {row: [] for row in rows}
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for round_ in range(rounds):
-            for hidden, name in rows:
-                say(f"{hidden} fields: {name}" + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
-                measured[hidden, name].append(pool.apply(_measure_rotation, (name, hidden), common))
-    return [median_timing(measured[row]) for row in rows]
-
-
-def median_timing(timings: Sequence[StepTiming]) -> StepTiming:
-    """One row from repeated measurements of the same configuration: the median times (``forward_s``
-    ``None`` if any is), the saved memory and final loss of the first (both deterministic)."""
-    forwards = [t.forward_s for t in timings]
-    return replace(timings[0], train_s=statistics.median(t.train_s for t in timings),
-                   forward_s=None if None in forwards else statistics.median(forwards))
+    return _measure_rows(_measure_rotation, rows, common, rounds, progress, lambda row: f"{row[1]} fields: {row[0]}")
 
 
 def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: int, pad: int, group_order: int,
                       angular_velocities: list[float], context: int, predicted: int, repeats: int, device: str,
                       seed: int, warm_allocations: bool) -> StepTiming:
     """One row of :func:`bench_rotation` (run in its own process)."""
-    if warm_allocations:
-        from fernn.envs.allocator import keep_allocations_warm
-
-        keep_allocations_warm()
+    _start_measurement(warm_allocations, seed)
     dev = torch.device(device)
     flow = RotationFlow(angular_velocities, group_order)
     group = f"V={flow.num_velocities}, {hidden} fields" + (", transport" if name.startswith("transport") else "")
-    torch.manual_seed(seed)
     model = NextFramePredictor(1, hidden, flow).to(dev)
     naive = RotationLoopPredictor(model)
     gen = torch.Generator().manual_seed(seed)
@@ -245,39 +250,42 @@ def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: in
                         _predictor_loss(run, frames, context), repeats, dev)
 
 
+WORLD_MODEL_IMPLEMENTATIONS = ("fernn", "per-sample loop (paper)", "no self-motion floor")
+
+
 def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size: int = 32,
                       hidden_channels: int = 64, vmax: int = 2, frames: int = 8, max_action: int = 10,
                       repeats: int = 2, rounds: int = 1, device: str = "cpu", seed: int = 0,
-                      progress: Callable[[str], None] | None = None) -> list[StepTiming]:
-    """Time the FloWM training step: ours against the per-sample loop and the no-self-motion floor
-    (``rounds`` as in :func:`bench_step`)."""
+                      warm_allocations: bool = True, progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+    """Time the FloWM training step: ours against the per-sample loop and the no-self-motion floor (every
+    row in a fresh process, ``rounds`` times round-robin: see :func:`_measure_rows`)."""
+    common = dict(batch_size=batch_size, world_size=world_size, window_size=window_size,
+                  hidden_channels=hidden_channels, vmax=vmax, frames=frames, max_action=max_action, repeats=repeats,
+                  device=device, seed=seed, warm_allocations=warm_allocations)
+    group = f"V={TranslationFlow(vmax).num_velocities}"
+    return _measure_rows(_measure_world_model, [(name,) for name in WORLD_MODEL_IMPLEMENTATIONS], common, rounds,
+                         progress, lambda row: f"{group}: {row[0]}")
+
+
+def _measure_world_model(name: str, *, batch_size: int, world_size: int, window_size: int, hidden_channels: int,
+                         vmax: int, frames: int, max_action: int, repeats: int, device: str, seed: int,
+                         warm_allocations: bool) -> StepTiming:
+    """One row of :func:`bench_world_model` (run in its own process)."""
+    _start_measurement(warm_allocations, seed)
     dev = torch.device(device)
-    say = progress or (lambda _msg: None)
     flow = TranslationFlow(vmax)
-    group = f"V={flow.num_velocities}"
     gen = torch.Generator().manual_seed(seed)
     obs = torch.rand(batch_size, frames, 1, window_size, window_size, generator=gen).to(dev)
     actions = torch.randint(-max_action, max_action + 1, (batch_size, frames, 2), generator=gen).to(dev)
+    model = WorldModel(1, hidden_channels, flow, world_size=world_size, window_size=window_size,
+                       self_motion=name != "no self-motion floor").to(dev)
+    forward = PerSampleWorldModel(model) if name.startswith("per-sample") else model
 
-    def run(name: str) -> StepTiming:
-        torch.manual_seed(seed)
-        model = WorldModel(1, hidden_channels, flow, world_size=world_size, window_size=window_size,
-                           self_motion=name != "no self-motion floor").to(dev)
-        forward = PerSampleWorldModel(model) if name.startswith("per-sample") else model
+    def loss_fn() -> torch.Tensor:
+        return F.mse_loss(forward(obs, actions)[:, 1:], obs[:, 1:])
 
-        def loss_fn() -> torch.Tensor:
-            return F.mse_loss(forward(obs, actions)[:, 1:], obs[:, 1:])
-
-        return measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()), loss_fn,
-                            repeats, dev)
-
-    names = ("fernn", "per-sample loop (paper)", "no self-motion floor")
-    measured: dict[str, list[StepTiming]] = {name: [] for name in names}
-    for round_ in range(rounds):
-        for name in names:
-            say(f"{group}: {name}" + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
-            measured[name].append(run(name))
-    return [median_timing(measured[name]) for name in names]
+    return measure_step(name, f"V={flow.num_velocities}", flow.num_velocities, batch_size, list(model.parameters()),
+                        loss_fn, repeats, dev)
 
 
 def timings_as_dicts(results: list[StepTiming]) -> list[dict]:

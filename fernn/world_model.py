@@ -114,7 +114,8 @@ class WorldModel(nn.Module):
             ``maps (B, T, V, hidden, H, W)`` (``maps[:, -1]`` continues the sequence).
         """
         obs, actions = self._check(obs, actions)
-        predictions, maps = self._observe(obs, actions, self._internal_state(state, obs), keep_maps=return_maps)
+        h = None if state is None else self._internal_state(state, obs)
+        predictions, maps = self._observe(obs, actions, h, keep_maps=return_maps)
         if return_maps:
             return predictions, self.rnn.core.states_to_public(torch.stack(maps, 1))
         return predictions
@@ -145,7 +146,7 @@ class WorldModel(nn.Module):
         if teacher_forcing > 0 and (targets is None or tuple(targets.shape) != expected):
             raise ValueError(f"teacher_forcing > 0 needs targets of shape {expected}, got "
                              f"{None if targets is None else tuple(targets.shape)}")
-        _, maps = self._observe(obs, actions, self._internal_state(None, obs), keep_maps=False)
+        _, maps = self._observe(obs, actions, None, keep_maps=False)
         core, batch, h = self.rnn.core, obs.shape[0], maps[-1]
         predictions = []
         for k in range(future_actions.shape[1]):
@@ -163,16 +164,31 @@ class WorldModel(nn.Module):
                 h = core.recur(transported, self._drives(feedback[:, None], action[:, None])[:, 0])
         return torch.stack(predictions, 1)
 
-    def _observe(self, obs: torch.Tensor, actions: torch.Tensor, h: torch.Tensor, *,
+    def _observe(self, obs: torch.Tensor, actions: torch.Tensor, h: torch.Tensor | None, *,
                  keep_maps: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Teacher-forced pass: predictions ``(B, T, C, h, w)`` and the internal maps (all, or the last)."""
+        """Teacher-forced pass from the internal map ``h`` (``None``: the empty map): predictions
+        ``(B, T, C, h, w)`` and the internal maps (all, or the last).
+
+        From the empty map the first step moves nothing and ``conv_rec(0) = 0`` (no bias), so its prediction
+        decodes an empty window and its map is ``act(drive)`` in every velocity channel: the transport and the
+        recurrent convolution of that step are skipped, bit-identically (not for action-concat, whose
+        recurrent input is the action embedding even on an empty map).
+        """
         core, batch = self.rnn.core, obs.shape[0]
         drives = self._drives(obs, actions).unbind(1)  # one stack in backward, not T zero-filled copies
+        if h is None and self.action_concat:
+            h = self._internal_state(None, obs)
         predictions, maps = [], []
         for t, drive in enumerate(drives):
-            transported = self._transport(h, actions[:, t])
-            predictions.append(self._decode(transported, batch))
-            h = core.recur(transported, drive)
+            if h is None:
+                empty = drive.new_zeros(batch, self.window_size, self.window_size, drive.shape[-1])
+                predictions.append(self.decoder(empty.permute(0, 3, 1, 2)))
+                first = core.activation(drive)
+                h = first[:, None].expand(batch, self.num_velocities, *first.shape[1:])
+            else:
+                transported = self._transport(h, actions[:, t])
+                predictions.append(self._decode(transported, batch))
+                h = core.recur(transported, drive)
             if keep_maps:
                 maps.append(h)
         return torch.stack(predictions, 1), maps if keep_maps else [h]

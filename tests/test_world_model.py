@@ -95,6 +95,24 @@ def test_self_motion_is_relabelled_into_velocity_channels_under_partial_observat
     torch.testing.assert_close(maps_comoving[:, :, valid], maps[:, :, source[valid]], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"self_motion": False},
+                                    {"flow": TranslationFlow(0), "self_motion": False, "action_concat": True}])
+def test_empty_map_shortcut_is_bit_identical_to_an_explicit_empty_state(kwargs):
+    """From no state the first step skips the transport and conv_rec(0): the same outputs to the bit."""
+    model = make(**kwargs)
+    obs, actions = torch.rand(2, 4, 1, 8, 8), torch.randint(-3, 4, (2, 4, 2))
+    empty = model.initial_state(2)
+    pred, maps = model(obs, actions, return_maps=True)
+    explicit_pred, explicit_maps = model(obs, actions, empty, return_maps=True)
+    assert torch.equal(pred, explicit_pred) and torch.equal(maps, explicit_maps)
+    grads = []
+    for state in (None, empty):
+        model.zero_grad()
+        model(obs, actions, state).square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)  # float summation order only
+
+
 def test_matches_the_per_sample_reference_loop():
     model = make(flow=TranslationFlow(1), world=10, window=6)
     obs, actions = torch.rand(3, 4, 1, 6, 6), torch.randint(-5, 6, (3, 4, 2))
