@@ -30,6 +30,41 @@ def pool_velocities(h: torch.Tensor, pool: str = "max") -> torch.Tensor:
     return h.amax(1) if pool == "max" else h.mean(1)
 
 
+class _WindowPool(torch.autograd.Function):
+    """:func:`pool_velocities_window`'s forward and its backward, which writes the window's gradient into one
+    zero-filled gradient of ``maps`` (slicing the window out under autograd zero-fills one per sliced dim)."""
+
+    @staticmethod
+    def forward(ctx, maps, top, left, size, pool):  # noqa: D102 - autograd API
+        window = maps[:, :, top:top + size, left:left + size]
+        pooled = window.amax(1) if pool == "max" else window.mean(1)
+        ctx.save_for_backward(maps, pooled)  # maps: the caller's tensor (a view), not a copy
+        ctx.window, ctx.pool = (top, left, size), pool
+        return pooled
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102 - autograd API
+        maps, pooled = ctx.saved_tensors
+        top, left, size = ctx.window
+        window = maps[:, :, top:top + size, left:left + size]
+        grad_maps = torch.zeros_like(maps, memory_format=torch.contiguous_format)
+        target = grad_maps[:, :, top:top + size, left:left + size]
+        if ctx.pool == "max":  # as amax: the gradient split evenly between tied maxima
+            ties = window == pooled[:, None]
+            torch.mul(grad[:, None] / ties.sum(1, keepdim=True), ties, out=target)
+        else:
+            target.copy_((grad / maps.shape[1])[:, None].expand_as(target))
+        return grad_maps, None, None, None, None
+
+
+def pool_velocities_window(maps: torch.Tensor, top: int, left: int, size: int, pool: str = "max") -> torch.Tensor:
+    """:func:`pool_velocities` of the ``size x size`` window at ``(top, left)`` of ``maps (B, V, H, W, C)``:
+    ``(B, size, size, C)``, the values of slicing then pooling. Keeps no copy of the window for backward,
+    and its backward zero-fills one gradient of ``maps`` instead of one per sliced dim."""
+    return _WindowPool.apply(maps, top, left, size, pool)
+
+
 def frame_decoder(width: int, out_channels: int, kernel_size: int, layers: int,
                   padding_mode: str = "circular") -> nn.Sequential:
     """``layers`` conv + ReLU blocks of ``width`` channels, then a conv to ``out_channels`` (no bias, as in

@@ -114,19 +114,14 @@ class TranslationCore(nn.Module):
         """
         return add_drive_activate(self.conv_rec(transported), drive, self.activation_name)
 
-    def advected(self, transported: torch.Tensor, batch: int, size: int | None = None) -> torch.Tensor:
-        """The unpadded ``S_v h[v]`` inside a :meth:`transport` output, as ``(B, V, H, W, C)``, or only its
-        top-left ``size x size`` window (``(B, V, size, size, C)``).
-
-        One crop (a negative ``F.pad``), not slices: the backward of each slice zero-fills a gradient of its
-        whole input, and cropping two dims by slicing, twice for a window, was four state-sized fills per step.
-        """
+    def advected(self, transported: torch.Tensor, batch: int, *, padded: bool = False) -> torch.Tensor:
+        """The unpadded ``S_v h[v]`` inside a :meth:`transport` output, as ``(B, V, H, W, C)`` (a view), or the
+        padded maps ``(B, V, H + 2p, W + 2p, C)`` with ``padded`` (``p = pad``: the unpadded ones start at
+        ``(p, p)``)."""
         p = self.pad
         moved = transported.permute(0, 2, 3, 1)
         moved = moved.reshape(batch, -1, *moved.shape[1:])
-        height, width = moved.shape[2] - 2 * p, moved.shape[3] - 2 * p
-        keep_h, keep_w = (height, width) if size is None else (size, size)
-        return F.pad(moved, (0, 0, -p, -(p + width - keep_w), -p, -(p + height - keep_h)))
+        return moved if padded else moved[:, :, p:moved.shape[2] - p, p:moved.shape[3] - p]
 
     def state_from_public(self, state: torch.Tensor) -> torch.Tensor:
         """``(B, V, C, H, W)`` -> internal ``(B, V, H, W, C)``."""

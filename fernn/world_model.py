@@ -36,7 +36,7 @@ from torch import nn
 from fernn._validation import check_channels, check_choice, check_float_tensor, check_int
 from fernn.cell import FERNN
 from fernn.flows import TranslationFlow
-from fernn.models import POOLS, frame_decoder, pool_velocities
+from fernn.models import POOLS, frame_decoder, pool_velocities_window
 
 
 class WorldModel(nn.Module):
@@ -203,8 +203,10 @@ class WorldModel(nn.Module):
 
     def _decode(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """Pool the moved map over velocities and decode the window region: ``(B, C, h, w)``."""
-        moved = self.rnn.core.advected(transported, batch, size=self.window_size)
-        return self.decoder(pool_velocities(moved, self.pool).permute(0, 3, 1, 2))
+        core = self.rnn.core
+        maps = core.advected(transported, batch, padded=True)
+        pooled = pool_velocities_window(maps, core.pad, core.pad, self.window_size, self.pool)
+        return self.decoder(pooled.permute(0, 3, 1, 2))
 
     def _drives(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Encoded windows pasted at the window's place of an empty map: ``(B, T, H, W, C)``."""

@@ -106,3 +106,18 @@ def test_checker_rejects_bad_outputs_and_inputs():
         check_equivariance(lambda x: x, flow, (1, 0), torch.rand(1, 4, 4))
     with pytest.raises(ValueError, match="pair of integers"):
         check_equivariance(lambda x: x, flow, 1, torch.rand(1, 2, 1, 4, 4))
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+def test_window_pool_equals_slicing_then_pooling_with_the_same_gradient(pool):
+    from fernn.models import pool_velocities, pool_velocities_window
+
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.randint(0, 3, (2, 4, 7, 8, 3), generator=gen).double()  # small integers: many ties for max
+    maps.requires_grad_(True)
+    grad = torch.randn(2, 4, 4, 3, generator=gen, dtype=torch.float64)
+    expected = pool_velocities(maps[:, :, 2:6, 1:5], pool)
+    (expected_grad,) = torch.autograd.grad(expected, maps, grad)
+    pooled = pool_velocities_window(maps, 2, 1, 4, pool)
+    (window_grad,) = torch.autograd.grad(pooled, maps, grad)
+    assert torch.equal(pooled, expected) and torch.equal(window_grad, expected_grad)
