@@ -109,12 +109,17 @@ class FERNN(nn.Module):
         states = []
         for drive in drives:
             if h is None:
-                first = self.core.activation(drive)
-                h = first[:, None].expand(batch, self.num_velocities, *first.shape[1:])
+                h = self.first_state(drive)
             else:
                 h = self.core.recur(self.core.transport(h), drive, weights)
             states.append(h)
         return states
+
+    def first_state(self, drive: torch.Tensor) -> torch.Tensor:
+        """The internal state one step after the zero state: ``act(drive)`` in every velocity channel
+        (``conv_rec(S_v 0) = 0``, no bias), as a view ``(B, V, ...)`` broadcast from ``drive (B, ...)``."""
+        first = self.core.activation(drive)
+        return first[:, None].expand(first.shape[0], self.num_velocities, *first.shape[1:])
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         """Validate ``x (B, T, C_in, H, W)`` and return it."""

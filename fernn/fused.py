@@ -19,7 +19,7 @@ _IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 class _AddDriveActivate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, conv_out, drive, activation):  # noqa: D102 - autograd API
-        state = _velocity_view(conv_out, drive.shape[0])
+        state = velocity_view(conv_out, drive.shape[0])
         _IN_PLACE[activation](state.add_(drive[:, None]))
         ctx.mark_dirty(conv_out)
         ctx.save_for_backward(conv_out)
@@ -34,12 +34,12 @@ class _AddDriveActivate(torch.autograd.Function):
             grad_pre = torch.ops.aten.threshold_backward(grad, out, 0)
         else:  # tanh' = 1 - tanh^2
             grad_pre = grad * (1 - out * out)
-        grad_drive = _velocity_view(grad_pre, ctx.batch).sum(1) if ctx.needs_input_grad[1] else None
+        grad_drive = velocity_view(grad_pre, ctx.batch).sum(1) if ctx.needs_input_grad[1] else None
         return grad_pre, grad_drive, None
 
 
-def _velocity_view(maps: torch.Tensor, batch: int) -> torch.Tensor:
-    """``(B * V, C, H, W)`` maps as ``(B, V, H, W, C)`` (a view, whatever the memory format)."""
+def velocity_view(maps: torch.Tensor, batch: int) -> torch.Tensor:
+    """``(B * V, C, H, W)`` maps (velocity-minor) as ``(B, V, H, W, C)``: a view, whatever the memory format."""
     return maps.permute(0, 2, 3, 1).unflatten(0, (batch, -1))
 
 
@@ -56,4 +56,4 @@ def add_drive_activate(conv_out: torch.Tensor, drive: torch.Tensor, activation: 
         The new state ``(B, V, H, W, C)``: a view of ``conv_out`` (contiguous when ``conv_out`` is
         channels-last, as the CPU and cuDNN convolutions return for channels-last inputs).
     """
-    return _velocity_view(_AddDriveActivate.apply(conv_out, drive, activation), drive.shape[0])
+    return velocity_view(_AddDriveActivate.apply(conv_out, drive, activation), drive.shape[0])

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fernn._escnn import require_escnn
-from fernn.fused import ACTIVATIONS, add_drive_activate
+from fernn.fused import ACTIVATIONS, add_drive_activate, velocity_view
 
 SNAP = 1e-6
 
@@ -221,8 +221,7 @@ class RotationCore(nn.Module):
 
     def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
         """``S_v h[v]`` as ``(B, V, H, W, C * N)`` (a view), the layout the models pool over."""
-        moved = transported.permute(0, 2, 3, 1)
-        return moved.reshape(batch, -1, *moved.shape[1:])
+        return velocity_view(transported, batch)
 
     def state_from_public(self, state: torch.Tensor) -> torch.Tensor:
         """``(B, V, C * N, H, W)`` -> internal ``(B, V, H, W, C * N)``."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fernn.flows import TranslationFlow
-from fernn.fused import ACTIVATIONS, add_drive_activate
+from fernn.fused import ACTIVATIONS, add_drive_activate, velocity_view
 from fernn.shifts import shift_pad_maps, shifted_rows
 
 
@@ -119,8 +119,7 @@ class TranslationCore(nn.Module):
         padded maps ``(B, V, H + 2p, W + 2p, C)`` with ``padded`` (``p = pad``: the unpadded ones start at
         ``(p, p)``)."""
         p = self.pad
-        moved = transported.permute(0, 2, 3, 1)
-        moved = moved.reshape(batch, -1, *moved.shape[1:])
+        moved = velocity_view(transported, batch)
         return moved if padded else moved[:, :, p:moved.shape[2] - p, p:moved.shape[3] - p]
 
     def state_from_public(self, state: torch.Tensor) -> torch.Tensor:

@@ -183,8 +183,7 @@ class WorldModel(nn.Module):
             if h is None:
                 empty = drive.new_zeros(batch, self.window_size, self.window_size, drive.shape[-1])
                 predictions.append(self.decoder(empty.permute(0, 3, 1, 2)))
-                first = core.activation(drive)
-                h = first[:, None].expand(batch, self.num_velocities, *first.shape[1:])
+                h = self.rnn.first_state(drive)
             else:
                 transported = self._transport(h, actions[:, t])
                 predictions.append(self._decode(transported, batch))
