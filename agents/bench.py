@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from fernn._validation import check_int
 from fernn.flows import RotationFlow, TranslationFlow
 from fernn.models import NextFramePredictor
 from fernn.world_model import WorldModel
@@ -124,6 +125,7 @@ def _measure_rows(measure: Callable[..., StepTiming], rows: Sequence[tuple], com
     """
     import multiprocessing
 
+    check_int("rounds", rounds, minimum=1)
     say = progress or (lambda _msg: None)
     measured: dict[tuple, list[StepTiming]] = {row: [] for row in rows}
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:

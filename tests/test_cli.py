@@ -34,6 +34,15 @@ def test_bench_step_bad_flags_are_one_line_errors():
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["bench", "step", "--vmax", "-1"])
     assert result.exit_code == 2 and ">= 0" in result.output
+    result = runner.invoke(app, ["bench", "rotation", "--rounds", "0"])
+    assert result.exit_code == 2 and "--rounds" in result.output and "Traceback" not in result.output
+
+
+def test_bench_rounds_must_be_a_positive_count():
+    from fernn.agents.bench import bench_world_model
+
+    with pytest.raises(ValueError, match="rounds"):
+        bench_world_model(rounds=0)
 
 
 def test_demo_pipeline_on_a_tiny_budget(tmp_path):
