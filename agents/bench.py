@@ -247,7 +247,7 @@ def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: in
     frames = frames.to(dev)
     run = naive if name.startswith("grid_sample") else model
     if name == "no-flow floor":  # the same convolutions, pooling and decoder; the transport only relayouts
-        model.rnn.core.transport = lambda h: h.flatten(0, 1).permute(0, 3, 1, 2)
+        model.rnn.core.transport = lambda h, offsets=None: h.flatten(0, 1).permute(0, 3, 1, 2)
     return measure_step(name, group, flow.num_velocities, batch_size, list(model.parameters()),
                         _predictor_loss(run, frames, context), repeats, dev)
 

@@ -120,27 +120,17 @@ class FERNNCore(nn.Module):
         core = self.rnn.core
         frames = features.reshape(n, -1, *self.observation_shape)
         steps = frames.shape[1]
-        moves = None
+        offsets = None
         if self.self_motion:  # the last two channels hold (dx + 128, dy + 128) / 255 of the applied move
-            moves = (frames[:, :, -2:, 0, 0] * 255).round().long() - 128
+            offsets = 128 - (frames[:, :, -2:, 0, 0] * 255).round().long()
             frames = frames[:, :, :-2]
-        starts = episode_starts.reshape(n, steps)
-        keep = (1.0 - starts.to(features.dtype)).unbind(1)
-        resets = starts.any(0).tolist()  # steps where some env starts an episode (one host sync)
-        h = core.state_from_public(state[0][0].reshape(n, *self.state_shape))
-        weights, pooled = core.weights(), []
-        drives = core.drive(frames.flatten(0, 1), weights)
-        # unbind, not drives[:, t]: the backward of T selects would write T zero-filled copies of all drives
-        drives = drives.reshape(n, steps, *drives.shape[1:]).unbind(1)
-        for t, drive in enumerate(drives):
-            if resets[t]:
-                h = h * keep[t].view(n, *([1] * (h.dim() - 1)))
-            transported = core.transport(h, offsets=None if moves is None else -moves[:, t])
-            h = core.recur(transported, drive, weights)
-            pooled.append(pool_velocities(h))
-        pooled = torch.stack(pooled, 1).flatten(0, 1)  # (n T, H, W, C) channels-last
+        keep = 1.0 - episode_starts.reshape(n, steps).to(features.dtype)
+        h = core.state_from_public(state[0][0].reshape(n, *self.state_shape).to(frames.dtype))
+        weights = core.weights()
+        states, _ = self.rnn.scan(self.rnn.drives(frames, weights), h, weights, offsets=offsets, keep=keep)
+        pooled = torch.stack([pool_velocities(h) for h in states], 1).flatten(0, 1)  # (n T, H, W, C) channels-last
         latent = self.readout(pooled.permute(0, 3, 1, 2))
-        public = core.states_to_public(h[:, None])[:, 0]
+        public = core.states_to_public(states[-1][:, None])[:, 0]
         return latent, (public.reshape(1, n, -1), state[1])
 
 

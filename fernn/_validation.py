@@ -60,3 +60,25 @@ def check_channels(name: str, x: torch.Tensor, dim: int, expected: int, layout: 
             f"{name} has {x.shape[dim]} channels in dim {dim} of shape {tuple(x.shape)} ({layout}), "
             f"but the module was built for {expected}"
         )
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter or buffer (CPU for a module with neither)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_module_tensor(name: str, x: torch.Tensor, module: torch.nn.Module) -> None:
+    """Raise unless ``x`` is on ``module``'s device and, outside autocast, of its floating-point dtype."""
+    parameter = next(module.parameters(), None)
+    if parameter is None:
+        return
+    if x.device != parameter.device:
+        raise ValueError(f"{name} is on {x.device} but the module's parameters are on {parameter.device}; "
+                         f"move one of them (x.to({str(parameter.device)!r}) or module.to({str(x.device)!r}))")
+    if x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"{name} has dtype {x.dtype} but the module's parameters are {parameter.dtype}; convert one "
+                        f"of them (x.to({parameter.dtype}) or module.to({x.dtype})), or run under torch.autocast")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 
-from fernn._validation import check_channels, check_choice, check_float_tensor, check_int
+from fernn._validation import check_channels, check_choice, check_float_tensor, check_int, check_module_tensor, \
+    module_device
+from fernn.core import RecurrentCore
 from fernn.flows import Flow
 
 RECURRENCES = ("exact", "learned")
@@ -51,7 +55,7 @@ class FERNN(nn.Module):
         check_choice("recurrence", recurrence, RECURRENCES)
         self.flow = flow
         self.recurrence = recurrence
-        self.core = flow.build_core(self.in_channels, self.hidden_channels, kernel_size, input_kernel_size,
+        self.core: RecurrentCore = flow.build_core(self.in_channels, self.hidden_channels, kernel_size, input_kernel_size,
                                     activation, bool(bias), recurrence)
 
     @property
@@ -83,37 +87,112 @@ class FERNN(nn.Module):
             ``h (B, T, V, C, H, W)``, or ``(h, state)`` with ``state (B, V, C, H, W)``.
         """
         x = self.check_input(x)
-        h = None if state is None else self._internal_state(state, x)
-        states = self.run_internal(x, h, self.core.weights())
+        h = None if state is None else self.internal_state(state, x.shape[0], x.shape[-2:], x)
+        weights = self.core.weights()
+        states, _ = self.scan(self.drives(x, weights), h, weights)
         hidden = self.core.states_to_public(torch.stack(states, 1))
         return (hidden, hidden[:, -1]) if return_state else hidden
 
-    def run_internal(self, x: torch.Tensor, h: torch.Tensor | None, weights: object) -> list[torch.Tensor]:
-        """The recurrence on the core's internal layout, for models that keep stepping afterwards.
+    def step(self, x_t: torch.Tensor, state: torch.Tensor | None = None, *, offsets: torch.Tensor | None = None,
+             episode_start: torch.Tensor | None = None) -> torch.Tensor:
+        """One time step: ``h[v] = act(conv_in(x_t) + conv_rec(S_offset S_v h[v]))``.
 
         Args:
-            x: validated ``(B, T, C_in, H, W)`` frames.
-            h: internal state (``core.state_from_public`` of a ``(B, V, C, H, W)`` state), or ``None`` for
-                the zero state. From the zero state the first step is ``act(conv_in(x_0))`` for every
-                velocity channel (``conv_rec`` has no bias, so ``conv_rec(S_v 0) = 0`` exactly): the
-                transport and the recurrent convolution of that step are skipped, bit-identically.
-            weights: ``core.weights()``, computed once per sequence by the caller.
+            x_t: ``(B, C_in, H, W)`` float frame.
+            state: ``(B, V, C, H, W)`` state before the step (``None``: zeros).
+            offsets: optional integer ``(B, 2)`` extra translation ``(sx, sy)`` of every velocity channel of item
+                ``b`` (self-motion: minus the agent's move); translation flows only.
+            episode_start: optional ``(B,)`` bool/0-1 tensor; items where it is set start from the zero state.
 
         Returns:
-            The T internal states, in time order (the first may be a view broadcast over velocities).
+            The new state ``(B, V, C, H, W)`` (a channels-last view: passing it back costs no copy). Stepping
+            through a sequence equals :meth:`forward` on it.
         """
+        check_float_tensor("x_t", x_t, ndim=4, layout="(B, C_in, H, W)")
+        x = self.check_input(x_t[:, None])
+        batch = x.shape[0]
+        h = None if state is None else self.internal_state(state, batch, x.shape[-2:], x)
+        keep = None
+        if episode_start is not None:
+            keep = 1.0 - _check_batch_vector("episode_start", episode_start, batch, x).to(x.dtype)[:, None]
+        if offsets is not None:
+            offsets = self.check_offsets("offsets", offsets, batch)[:, None]
+        weights = self.core.weights()
+        states, _ = self.scan(self.drives(x, weights), h, weights, offsets=offsets, keep=keep)
+        return self.core.states_to_public(states[-1])
+
+    def drives(self, x: torch.Tensor, weights: object) -> tuple[torch.Tensor, ...]:
+        """The input terms of all frames of ``x (B, T, C_in, H, W)`` in one convolution, per step:
+        T tensors ``(B, H, W, C)``."""
         batch, steps = x.shape[:2]
         drives = self.core.drive(x.flatten(0, 1), weights)
         # unbind, not drives[:, t]: the backward of T selects would write T zero-filled copies of all drives
-        drives = drives.view(batch, steps, *drives.shape[1:]).unbind(1)
-        states = []
-        for drive in drives:
+        return drives.view(batch, steps, *drives.shape[1:]).unbind(1)
+
+    def scan(self, drives: Sequence[torch.Tensor], h: torch.Tensor | None, weights: object, *,
+             steps: int | None = None, offsets: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+             transport: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+             decode: Callable[[torch.Tensor | None, int], torch.Tensor] | None = None,
+             feedback: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+             keep_states: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The time loop of every model in :mod:`fernn`, on the core's internal layout.
+
+        Step ``t``: zero the state of items whose episode starts (``keep[:, t] == 0``); move it
+        (``transport(h, t)``, default ``core.transport(h, offsets[:, t])``); decode a prediction from the moved
+        state before the input arrives (``decode(moved, t)``, optional); then update with the input term
+        ``drives[t]``, or, past the given drives, ``feedback(prediction, t)`` (free running: the model's own
+        prediction fed back, see :class:`fernn.core.Feedback`). A free-running last step only predicts.
+
+        From the zero state (``h=None``) the first step is ``act(drive)`` in every velocity channel
+        (``conv_rec`` has no bias, so ``conv_rec(S_v 0) = 0`` exactly): its transport and recurrent
+        convolution are skipped, bit-identically, and ``decode(None, t)`` predicts from the empty state.
+
+        Args:
+            drives: input terms ``(B, H, W, C)`` of the observed steps (:meth:`drives`).
+            h: internal state ``(B, V, H, W, C)`` before the first step, or ``None`` for zeros.
+            weights: ``core.weights()``, computed once per sequence.
+            steps: total steps (default ``len(drives)``); steps past the drives need ``decode`` and ``feedback``.
+            offsets: optional integer ``(B, steps, 2)`` self-motion offsets.
+            keep: optional ``(B, steps)`` float mask, 0 where an episode starts.
+            transport: replaces ``core.transport`` (models that add to the moved state).
+            decode: ``(moved or None, t) -> prediction``.
+            feedback: ``(prediction, t) -> drive`` of the next step.
+            keep_states: return every state (else only the last).
+
+        Returns:
+            ``(states, predictions)``: internal states after each updated step (or the last one) and the
+            predictions of ``decode``.
+        """
+        core = self.core
+        steps = len(drives) if steps is None else steps
+        if steps > len(drives) and (decode is None or feedback is None):
+            raise ValueError(f"{steps} steps with {len(drives)} inputs: the free-running steps need decode and feedback")
+        resets = None if keep is None else (keep == 0).any(0).tolist()  # one host sync, not one per step
+        states, predictions = [], []
+        for t in range(steps):
+            if resets is not None and resets[t] and h is not None:
+                h = h * keep[:, t].view(-1, *([1] * (h.dim() - 1)))
             if h is None:
-                h = self.first_state(drive)
+                if decode is not None:
+                    predictions.append(decode(None, t))
+                h = self.first_state(drives[t])
             else:
-                h = self.core.recur(self.core.transport(h), drive, weights)
-            states.append(h)
-        return states
+                moved = transport(h, t) if transport is not None else \
+                    core.transport(h, None if offsets is None else offsets[:, t])
+                if decode is not None:
+                    predictions.append(decode(moved, t))
+                if t < len(drives):
+                    drive = drives[t]
+                elif t + 1 < steps:
+                    drive = feedback(predictions[-1], t - len(drives))
+                else:
+                    break
+                h = core.recur(moved, drive, weights)
+            if keep_states or not states:
+                states.append(h)
+            else:
+                states[0] = h
+        return states, predictions
 
     def first_state(self, drive: torch.Tensor) -> torch.Tensor:
         """The internal state one step after the zero state: ``act(drive)`` in every velocity channel
@@ -122,20 +201,38 @@ class FERNN(nn.Module):
         return first[:, None].expand(first.shape[0], self.num_velocities, *first.shape[1:])
 
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate ``x (B, T, C_in, H, W)`` and return it."""
+        """Validate ``x (B, T, C_in, H, W)`` (floating point, on the module's device and, outside autocast,
+        of its dtype) and return it."""
         check_float_tensor("x", x, ndim=5, layout="(B, T, C_in, H, W)")
         check_channels("x", x, 2, self.in_channels, "(B, T, C_in, H, W)")
+        check_module_tensor("x", x, self)
         return x
 
-    def _internal_state(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        expected = (x.shape[0], self.num_velocities, self.state_channels, x.shape[-2], x.shape[-1])
+    def check_offsets(self, name: str, offsets: torch.Tensor, batch: int) -> torch.Tensor:
+        """Validate integer offsets ``(B, ..., 2)`` for this flow and return them as ``long`` on the module's
+        device."""
+        if not self.core.supports_offsets:
+            self.core.reject_offsets(self.flow)
+        if not isinstance(offsets, torch.Tensor) or offsets.is_floating_point() or offsets.is_complex() \
+                or offsets.dtype == torch.bool:
+            got = offsets.dtype if isinstance(offsets, torch.Tensor) else type(offsets).__name__
+            raise TypeError(f"{name} must be an integer torch.Tensor of (sx, sy) shifts, got {got}")
+        if offsets.dim() < 2 or offsets.shape[0] != batch or offsets.shape[-1] != 2:
+            raise ValueError(f"{name} must have shape (B, ..., 2) = ({batch}, ..., 2), got {tuple(offsets.shape)}")
+        return offsets.to(device=module_device(self), dtype=torch.long)
+
+    def internal_state(self, state: torch.Tensor, batch: int, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+        """Validate a public state ``(B, V, C, H, W)`` against ``batch``, the spatial ``size`` and the dtype and
+        device of ``like``; return it in the core's internal layout."""
+        expected = (batch, self.num_velocities, self.state_channels, *size)
         if not isinstance(state, torch.Tensor):
             raise TypeError(f"state must be a torch.Tensor of shape {expected}, got {type(state).__name__}")
         if tuple(state.shape) != expected:
-            raise ValueError(f"state must have shape (B, V, C, H, W) = {expected} for x of shape "
-                             f"{tuple(x.shape)}, got {tuple(state.shape)}")
-        if state.dtype != x.dtype:
-            raise TypeError(f"state has dtype {state.dtype} but x has {x.dtype}; they must match")
+            raise ValueError(f"state must have shape (B, V, C, H, W) = {expected}, got {tuple(state.shape)}")
+        if state.dtype != like.dtype:
+            raise TypeError(f"state has dtype {state.dtype} but the input has {like.dtype}; they must match")
+        if state.device != like.device:
+            raise ValueError(f"state is on {state.device} but the input is on {like.device}; move both to one device")
         return self.core.state_from_public(state)
 
 
@@ -157,3 +254,11 @@ def _check_odd(name: str, value: int) -> int:
     if value % 2 == 0:
         raise ValueError(f"{name} must be odd (the convolutions pad k // 2 on each side), got {value}")
     return value
+
+
+def _check_batch_vector(name: str, value: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """Validate a ``(B,)`` bool or 0/1 tensor and return it on ``like``'s device."""
+    if not isinstance(value, torch.Tensor) or value.shape != (batch,):
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"{name} must be a ({batch},) bool tensor (one flag per batch item), got {got}")
+    return value.to(like.device)

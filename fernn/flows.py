@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fernn._validation import check_int
 from fernn.shifts import roll_batched
+
+if TYPE_CHECKING:
+    from fernn.core import RecurrentCore
 
 
 class Flow(abc.ABC):
@@ -61,8 +64,8 @@ class Flow(abc.ABC):
 
     @abc.abstractmethod
     def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
-                   activation: str, bias: bool, recurrence: str) -> torch.nn.Module:
-        """Build the recurrent core that :class:`fernn.FERNN` runs for this flow."""
+                   activation: str, bias: bool, recurrence: str) -> RecurrentCore:
+        """Build the :class:`fernn.core.RecurrentCore` that :class:`fernn.FERNN` runs for this flow."""
 
 
 class TranslationFlow(Flow):
@@ -124,7 +127,7 @@ class TranslationFlow(Flow):
         return self.act_on_frames(h, nu, times)
 
     def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
-                   activation: str, bias: bool, recurrence: str) -> torch.nn.Module:
+                   activation: str, bias: bool, recurrence: str) -> RecurrentCore:
         from fernn.translation import TranslationCore
 
         return TranslationCore(self, in_channels, hidden_channels, kernel_size, input_kernel_size,
@@ -166,8 +169,10 @@ class RotationFlow(Flow):
 
     def __init__(self, angular_velocities: Sequence[float], group_order: int = 8, *,
                  orientation_shift: str = "fourier") -> None:
+        from fernn._escnn import require_escnn
         from fernn._validation import check_choice, check_finite_float
 
+        require_escnn()  # fail here, with the install line, rather than when the first core is built
         if isinstance(angular_velocities, torch.Tensor):
             angular_velocities = angular_velocities.tolist()
         if isinstance(angular_velocities, (str, bytes)) or not isinstance(angular_velocities, Sequence) \
@@ -214,7 +219,7 @@ class RotationFlow(Flow):
         return rotate_fields(h.transpose(0, 1), angles, self.group_order).transpose(0, 1)
 
     def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
-                   activation: str, bias: bool, recurrence: str) -> torch.nn.Module:
+                   activation: str, bias: bool, recurrence: str) -> RecurrentCore:
         from fernn.rotation import RotationCore
 
         return RotationCore(self, in_channels, hidden_channels, kernel_size, input_kernel_size, activation, bias,

@@ -11,6 +11,7 @@ from torch import nn
 
 from fernn._validation import check_channels, check_choice, check_float_tensor, check_int
 from fernn.cell import FERNN
+from fernn.core import Feedback
 from fernn.flows import Flow, RotationFlow
 
 POOLS = ("max", "mean")
@@ -136,31 +137,20 @@ class NextFramePredictor(nn.Module):
         """
         context = self.rnn.check_input(context)
         pred_len = check_int("pred_len", pred_len, minimum=1)
-        if not 0.0 <= float(teacher_forcing) <= 1.0:
-            raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {teacher_forcing}")
-        if teacher_forcing > 0:
-            if targets is None:
-                raise ValueError("teacher_forcing > 0 needs targets of shape (B, pred_len, C, H, W)")
-            expected = (context.shape[0], pred_len, *context.shape[2:])
-            if tuple(targets.shape) != expected:
-                raise ValueError(f"targets must have shape {expected}, got {tuple(targets.shape)}")
-        core, batch = self.rnn.core, context.shape[0]
-        weights = core.weights()
-        h = self.rnn.run_internal(context, None, weights)[-1]
-        predictions = []
-        for step in range(pred_len):
-            transported = core.transport(h)
-            pooled = pool_velocities(core.advected(transported, batch), self.pool)
-            frame = self.decoder(pooled.permute(0, 3, 1, 2))
-            predictions.append(frame)
-            if step + 1 < pred_len:
-                if teacher_forcing > 0 and float(torch.rand(())) < teacher_forcing:
-                    feedback = targets[:, step]
-                else:
-                    feedback = frame.detach() if detach_feedback else frame
-                    if feedback_range is not None:
-                        feedback = feedback.clamp(*feedback_range)
-                h = core.recur(transported, core.drive(feedback, weights), weights)
+        feedback = Feedback(targets, teacher_forcing, detach=detach_feedback, clip=feedback_range)
+        feedback.check_targets((context.shape[0], pred_len, *context.shape[2:]))
+        core, batch, weights = self.rnn.core, context.shape[0], self.rnn.core.weights()
+        states, _ = self.rnn.scan(self.rnn.drives(context, weights), None, weights, keep_states=False)
+
+        def decode(moved: torch.Tensor, t: int) -> torch.Tensor:
+            pooled = pool_velocities(core.advected(moved, batch), self.pool)
+            return self.decoder(pooled.permute(0, 3, 1, 2))
+
+        def encode(prediction: torch.Tensor, k: int) -> torch.Tensor:
+            return core.drive(feedback(prediction, k), weights)
+
+        _, predictions = self.rnn.scan((), states[-1], weights, steps=pred_len, decode=decode, feedback=encode,
+                                       keep_states=False)
         return torch.stack(predictions, 1)
 
 

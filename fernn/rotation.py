@@ -22,10 +22,10 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fernn._escnn import require_escnn
-from fernn.fused import ACTIVATIONS, add_drive_activate, velocity_view
+from fernn.core import RecurrentCore
+from fernn.fused import add_drive_activate
 
 SNAP = 1e-6
 
@@ -149,8 +149,9 @@ def rotation_operator(angles: torch.Tensor, height: int, width: int, repeats: in
     return matrix.to(device), transposed.to(device)
 
 
-class RotationCore(nn.Module):
-    """Recurrent core of a rotation FERNN; built by :meth:`fernn.RotationFlow.build_core`.
+class RotationCore(RecurrentCore):
+    """Recurrent core of a rotation FERNN (:class:`fernn.core.RecurrentCore`); built by
+    :meth:`fernn.RotationFlow.build_core`. Takes no per-sample offsets (self-motion needs a torus).
 
     Internal state layout: ``(B, V, H, W, C * N)`` contiguous (channels-last maps, which the CPU
     convolutions prefer). The escnn filters are expanded once per sequence (:meth:`weights`), not once
@@ -172,7 +173,7 @@ class RotationCore(nn.Module):
         self.group_order = flow.group_order
         self.num_velocities = flow.num_velocities
         self.state_channels = hidden_channels * flow.group_order
-        self.activation, self.activation_name = ACTIVATIONS[activation], activation
+        self.activation_name = activation
         gspace = gspaces.rot2dOnR2(flow.group_order)
         trivial = escnn_nn.FieldType(gspace, in_channels * [gspace.trivial_repr])
         regular = escnn_nn.FieldType(gspace, hidden_channels * [gspace.regular_repr])
@@ -203,9 +204,12 @@ class RotationCore(nn.Module):
         u = F.conv2d(x, w_in.to(x.dtype), None if b_in is None else b_in.to(x.dtype), padding=w_in.shape[-1] // 2)
         return u.permute(0, 2, 3, 1).contiguous()
 
-    def transport(self, h: torch.Tensor) -> torch.Tensor:
+    def transport(self, h: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Rotate channel ``v`` of ``h (B, V, H, W, C * N)`` by its angular velocity: orientation cycle,
-        then spatial rotation. Returns ``(B * V, C * N, H, W)`` in channels-last memory."""
+        then spatial rotation. Returns ``(B * V, C * N, H, W)`` in channels-last memory. ``offsets`` must be
+        ``None``: rotation flows on zero-padded frames take no per-sample translations."""
+        if offsets is not None:
+            self.reject_offsets(self.flow)
         batch, num_v, height, width, channels = h.shape
         fields = h.reshape(batch, num_v, height * width * channels // self.group_order, self.group_order)
         mixed = torch.matmul(fields, self.orientation.to(h.dtype)[None])
@@ -218,15 +222,3 @@ class RotationCore(nn.Module):
         w_rec = weights[2].to(transported.dtype)
         rec = F.conv2d(transported, w_rec, padding=w_rec.shape[-1] // 2)
         return add_drive_activate(rec, drive, self.activation_name)
-
-    def advected(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
-        """``S_v h[v]`` as ``(B, V, H, W, C * N)`` (a view), the layout the models pool over."""
-        return velocity_view(transported, batch)
-
-    def state_from_public(self, state: torch.Tensor) -> torch.Tensor:
-        """``(B, V, C * N, H, W)`` -> internal ``(B, V, H, W, C * N)``."""
-        return state.permute(0, 1, 3, 4, 2).contiguous()
-
-    def states_to_public(self, states: torch.Tensor) -> torch.Tensor:
-        """Internal ``(B, T, V, H, W, C * N)`` -> public ``(B, T, V, C * N, H, W)`` (a view)."""
-        return states.permute(0, 1, 2, 5, 3, 4)

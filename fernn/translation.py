@@ -21,13 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fernn.core import RecurrentCore
 from fernn.flows import TranslationFlow
-from fernn.fused import ACTIVATIONS, add_drive_activate, velocity_view
+from fernn.fused import add_drive_activate
 from fernn.shifts import shift_pad_maps, shifted_rows
 
 
-class TranslationCore(nn.Module):
-    """Recurrent core of a translation FERNN; built by :meth:`TranslationFlow.build_core`."""
+class TranslationCore(RecurrentCore):
+    """Recurrent core of a translation FERNN (:class:`fernn.core.RecurrentCore`); built by
+    :meth:`TranslationFlow.build_core`. Takes per-sample offsets (self-motion)."""
+
+    supports_offsets = True
 
     def __init__(self, flow: TranslationFlow, in_channels: int, hidden_channels: int, kernel_size: int,
                  input_kernel_size: int, activation: str, bias: bool, recurrence: str) -> None:
@@ -35,7 +39,7 @@ class TranslationCore(nn.Module):
         self.num_velocities = flow.num_velocities
         self.state_channels = hidden_channels
         self.pad = kernel_size // 2
-        self.activation, self.activation_name = ACTIVATIONS[activation], activation
+        self.activation_name = activation
         self.conv_in = nn.Conv2d(in_channels, hidden_channels, input_kernel_size, padding=input_kernel_size // 2,
                                  padding_mode="circular", bias=bias)
         self.conv_rec = nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=0, bias=False)
@@ -70,7 +74,7 @@ class TranslationCore(nn.Module):
         """Per-sequence weight preparation (none for plain convolutions; escnn cores expand filters)."""
         return None
 
-    def drive(self, x: torch.Tensor, weights: None = None) -> torch.Tensor:
+    def drive(self, x: torch.Tensor, weights: None) -> torch.Tensor:
         """Input term ``conv_in(x)``: ``(N, C_in, H, W)`` -> channels-last ``(N, H, W, C)``."""
         u = self.conv_in(x.contiguous(memory_format=torch.channels_last))
         return u.permute(0, 2, 3, 1).contiguous()
@@ -105,7 +109,7 @@ class TranslationCore(nn.Module):
         moved = F.conv2d(planes, self.shift_kernels.to(h.dtype), groups=num_v)
         return moved.view(batch, channels, num_v, height, width).permute(0, 2, 3, 4, 1).contiguous()
 
-    def recur(self, transported: torch.Tensor, drive: torch.Tensor, weights: None = None) -> torch.Tensor:
+    def recur(self, transported: torch.Tensor, drive: torch.Tensor, weights: None) -> torch.Tensor:
         """``act(drive + conv_rec(transported))``: the new internal state ``(B, V, H, W, C)``.
 
         Args:
@@ -113,19 +117,3 @@ class TranslationCore(nn.Module):
             drive: ``(B, H, W, C)`` input term, shared by all velocity channels.
         """
         return add_drive_activate(self.conv_rec(transported), drive, self.activation_name)
-
-    def advected(self, transported: torch.Tensor, batch: int, *, padded: bool = False) -> torch.Tensor:
-        """The unpadded ``S_v h[v]`` inside a :meth:`transport` output, as ``(B, V, H, W, C)`` (a view), or the
-        padded maps ``(B, V, H + 2p, W + 2p, C)`` with ``padded`` (``p = pad``: the unpadded ones start at
-        ``(p, p)``)."""
-        p = self.pad
-        moved = velocity_view(transported, batch)
-        return moved if padded else moved[:, :, p:moved.shape[2] - p, p:moved.shape[3] - p]
-
-    def state_from_public(self, state: torch.Tensor) -> torch.Tensor:
-        """``(B, V, C, H, W)`` -> internal ``(B, V, H, W, C)``."""
-        return state.permute(0, 1, 3, 4, 2).contiguous()
-
-    def states_to_public(self, states: torch.Tensor) -> torch.Tensor:
-        """Internal ``(B, T, V, H, W, C)`` -> public ``(B, T, V, C, H, W)`` (a view)."""
-        return states.permute(0, 1, 2, 5, 3, 4)

@@ -35,6 +35,7 @@ from torch import nn
 
 from fernn._validation import check_channels, check_choice, check_float_tensor, check_int
 from fernn.cell import FERNN
+from fernn.core import Feedback
 from fernn.flows import TranslationFlow
 from fernn.models import POOLS, frame_decoder, pool_velocities_window
 
@@ -140,28 +141,25 @@ class WorldModel(nn.Module):
         """
         obs, actions = self._check(obs, actions)
         future_actions = self._check_actions("future_actions", future_actions, obs.shape[0])
-        if not 0.0 <= float(teacher_forcing) <= 1.0:
-            raise ValueError(f"teacher_forcing must be a probability in [0, 1], got {teacher_forcing}")
-        expected = (obs.shape[0], future_actions.shape[1], *obs.shape[2:])
-        if teacher_forcing > 0 and (targets is None or tuple(targets.shape) != expected):
-            raise ValueError(f"teacher_forcing > 0 needs targets of shape {expected}, got "
-                             f"{None if targets is None else tuple(targets.shape)}")
+        feedback = Feedback(targets, teacher_forcing, detach=detach_feedback, clip=feedback_range)
+        feedback.check_targets((obs.shape[0], future_actions.shape[1], *obs.shape[2:]))
         _, maps = self._observe(obs, actions, None, keep_maps=False)
-        core, batch, h = self.rnn.core, obs.shape[0], maps[-1]
-        predictions = []
-        for k in range(future_actions.shape[1]):
-            action = future_actions[:, k]
-            transported = self._transport(h, action)
-            frame = self._decode(transported, batch)
-            predictions.append(frame)
-            if k + 1 < future_actions.shape[1]:
-                if teacher_forcing > 0 and float(torch.rand(())) < teacher_forcing:
-                    feedback = targets[:, k]
-                else:
-                    feedback = frame.detach() if detach_feedback else frame
-                    if feedback_range is not None:
-                        feedback = feedback.clamp(*feedback_range)
-                h = core.recur(transported, self._drives(feedback[:, None], action[:, None])[:, 0])
+        return self.imagine(maps[-1], future_actions, feedback)
+
+    def imagine(self, h: torch.Tensor, future_actions: torch.Tensor, feedback: Feedback | None = None) -> torch.Tensor:
+        """Free-running predictions from the internal map ``h`` (``(B, V, H, W, C)``, the core's layout) after
+        each of the checked ``future_actions (B, K, 2)``; ``feedback`` defaults to the clipped, detached
+        prediction. Returns ``(B, K, C, h, w)``."""
+        feedback = Feedback() if feedback is None else feedback
+        batch = h.shape[0]
+
+        def encode(prediction: torch.Tensor, k: int) -> torch.Tensor:
+            return self._drives(feedback(prediction, k)[:, None], future_actions[:, k, None])[:, 0]
+
+        _, predictions = self.rnn.scan((), h, None, steps=future_actions.shape[1],
+                                       transport=lambda state, k: self._transport(state, future_actions[:, k]),
+                                       decode=lambda moved, k: self._decode(moved, batch), feedback=encode,
+                                       keep_states=False)
         return torch.stack(predictions, 1)
 
     def _observe(self, obs: torch.Tensor, actions: torch.Tensor, h: torch.Tensor | None, *,
@@ -169,28 +167,24 @@ class WorldModel(nn.Module):
         """Teacher-forced pass from the internal map ``h`` (``None``: the empty map): predictions
         ``(B, T, C, h, w)`` and the internal maps (all, or the last).
 
-        From the empty map the first step moves nothing and ``conv_rec(0) = 0`` (no bias), so its prediction
-        decodes an empty window and its map is ``act(drive)`` in every velocity channel: the transport and the
-        recurrent convolution of that step are skipped, bit-identically (not for action-concat, whose
-        recurrent input is the action embedding even on an empty map).
+        From the empty map the first step moves nothing and its prediction decodes an empty window
+        (:meth:`fernn.FERNN.scan` skips that step's transport and recurrent convolution); not for action-concat,
+        whose recurrent input is the action embedding even on an empty map.
         """
-        core, batch = self.rnn.core, obs.shape[0]
+        batch = obs.shape[0]
         drives = self._drives(obs, actions).unbind(1)  # one stack in backward, not T zero-filled copies
         if h is None and self.action_concat:
             h = self._internal_state(None, obs)
-        predictions, maps = [], []
-        for t, drive in enumerate(drives):
-            if h is None:
-                empty = drive.new_zeros(batch, self.window_size, self.window_size, drive.shape[-1])
-                predictions.append(self.decoder(empty.permute(0, 3, 1, 2)))
-                h = self.rnn.first_state(drive)
-            else:
-                transported = self._transport(h, actions[:, t])
-                predictions.append(self._decode(transported, batch))
-                h = core.recur(transported, drive)
-            if keep_maps:
-                maps.append(h)
-        return torch.stack(predictions, 1), maps if keep_maps else [h]
+
+        def decode(moved: torch.Tensor | None, t: int) -> torch.Tensor:
+            if moved is None:
+                empty = drives[t].new_zeros(batch, self.window_size, self.window_size, drives[t].shape[-1])
+                return self.decoder(empty.permute(0, 3, 1, 2))
+            return self._decode(moved, batch)
+
+        maps, predictions = self.rnn.scan(drives, h, None, transport=lambda state, t: self._transport(state, actions[:, t]),
+                                          decode=decode, keep_states=keep_maps)
+        return torch.stack(predictions, 1), maps
 
     def _transport(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``S_{-a} S_v h[v]`` padded for the recurrent conv (``(B * V, C, H + 2p, W + 2p)``)."""
@@ -210,7 +204,7 @@ class WorldModel(nn.Module):
     def _drives(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Encoded windows pasted at the window's place of an empty map: ``(B, T, H, W, C)``."""
         batch, steps = obs.shape[:2]
-        drive = self.rnn.core.drive(obs.flatten(0, 1))
+        drive = self.rnn.core.drive(obs.flatten(0, 1), None)
         if self.action_concat:
             drive = drive + self.action_in(actions.flatten(0, 1).to(drive.dtype))[:, None, None, :]
         margin = self.world_size - self.window_size

@@ -203,3 +203,28 @@ def test_action_channels_wrapper_and_self_motion_policy_learn():
     ppo.learn(16)
     with pytest.raises(ValueError, match="ActionChannels wraps uint8"):
         ActionChannels(gym.make("CartPole-v1"))
+
+
+def test_rotation_flow_policy_trains():
+    """Any fernn.Flow drives the policy: a RotationFlow core collects and updates (its parameters move)."""
+    from fernn import RotationFlow
+
+    ppo = FERNNRecurrentPPO("FERNNPolicy", envs(), n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu",
+                            policy_kwargs=dict(fernn_hidden=2, features_dim=16,
+                                               flow=RotationFlow([-10, 0, 10], group_order=4)))
+    before = [p.detach().clone() for p in ppo.policy.parameters()]
+    ppo.learn(16)
+    assert ppo.num_timesteps == 16
+    assert any(not torch.equal(a, b) for a, b in zip(before, ppo.policy.parameters()))
+
+
+def test_self_motion_with_a_rotation_flow_is_refused():
+    from fernn import RotationFlow
+    from fernn.envs.wrappers import ActionChannels
+
+    env = make_vec_env("fernn.envs:MNISTWorldTrack-v0", n_envs=1, seed=0, env_kwargs=SMALL_WORLD,
+                       wrapper_class=ActionChannels)
+    with pytest.raises(ValueError, match="TranslationFlow"):
+        FERNNRecurrentPPO("FERNNPolicy", env, n_steps=8, batch_size=8, device="cpu",
+                          policy_kwargs=dict(fernn_hidden=2, features_dim=16, self_motion=True,
+                                             flow=RotationFlow([0, 90], group_order=4)))
