@@ -26,8 +26,9 @@ def play(env_id: str, *, fps: int = 8, seed: int | None = None, max_steps: int |
         max_steps: stop after this many steps (for scripted use and tests).
         report: called with ``(episode, return)`` when an episode ends.
     """
-    import pygame
+    from fernn._extras import require
 
+    pygame = require("pygame", "play", "keyboard play")
     env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
     if not hasattr(env.unwrapped, "get_keys_to_action"):
         raise ValueError(f"{env_id} has no keyboard mapping (get_keys_to_action); playable: MNISTWorld-v0, "

@@ -1,29 +1,63 @@
-"""Figures of the evaluations (matplotlib, Agg) and rollout GIFs (Pillow), written atomically."""
+"""Figures of the evaluations (matplotlib, Agg) and rollout GIFs (Pillow), written atomically.
+
+Figures are optional: without the ``[plots]`` extra (matplotlib, Pillow) every figure function returns
+``None`` instead of a path, once with a warning naming the extra, and the numbers are still written.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import importlib.util
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from fernn._extras import install_line, require
+from fernn.io import atomic_write
 
-from fernn.envs.storage import atomic_write  # noqa: E402
+
+def available() -> bool:
+    """Whether matplotlib and Pillow (the ``[plots]`` extra) are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("matplotlib", "PIL"))
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or :class:`fernn._extras.MissingExtraError` naming ``[plots]``."""
+    matplotlib = require("matplotlib", "plots", "figures")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def optional(draw: Callable[..., Path]) -> Callable[..., Path | None]:
+    """Make a figure function return ``None`` (warning once) when the ``[plots]`` extra is missing."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Path | None:
+        if not available():
+            warnings.warn(f"figures skipped (matplotlib/Pillow missing): {install_line('plots')}", stacklevel=2)
+            return None
+        return draw(*args, **kwargs)
+
+    return wrapper
 
 
 def save_figure(figure, path: Path) -> Path:
     """Save a matplotlib figure atomically and close it."""
     atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
-    plt.close(figure)
+    pyplot().close(figure)
     return path
 
 
+@optional
 def curves(path: Path, series: dict[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str,
            x: Sequence[float] | None = None, marks: dict[str, float] | None = None) -> Path:
     """Line plot of named series (``marks``: vertical dashed lines, e.g. the training length)."""
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 3.6))
     for name, values in series.items():
         axis.plot(x if x is not None else np.arange(1, len(values) + 1), values, label=name)
@@ -37,9 +71,11 @@ def curves(path: Path, series: dict[str, Sequence[float]], *, xlabel: str, ylabe
     return save_figure(figure, path)
 
 
+@optional
 def velocity_heatmap(path: Path, values: np.ndarray, vmax: int, seen: np.ndarray, *, title: str,
                      label: str, fmt: str = ".3f") -> Path:
     """``values (2 vmax + 1, 2 vmax + 1)`` indexed ``[vy + vmax, vx + vmax]``; unseen cells outlined."""
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(4.6, 4))
     extent = (-vmax - 0.5, vmax + 0.5, vmax + 0.5, -vmax - 0.5)
     image = axis.imshow(values, cmap="viridis", extent=extent)
@@ -54,7 +90,10 @@ def velocity_heatmap(path: Path, values: np.ndarray, vmax: int, seen: np.ndarray
     return save_figure(figure, path)
 
 
+@optional
 def confusion(path: Path, matrix: np.ndarray, names: Sequence[str], *, title: str) -> Path:
+    """The confusion matrix ``(K, K)`` of a classifier, true classes in rows."""
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 4.4))
     image = axis.imshow(matrix, cmap="Blues")
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
@@ -67,8 +106,10 @@ def confusion(path: Path, matrix: np.ndarray, names: Sequence[str], *, title: st
     return save_figure(figure, path)
 
 
+@optional
 def strip(path: Path, rows: dict[str, np.ndarray], *, title: str) -> Path:
     """Frames ``(T, H, W)`` in [0, 1] per named row (e.g. ground truth, prediction), side by side."""
+    plt = pyplot()
     count = max(len(frames) for frames in rows.values())
     figure, axes = plt.subplots(len(rows), count, figsize=(count * 0.8, len(rows) * 0.9), squeeze=False)
     for r, (name, frames) in enumerate(rows.items()):
@@ -82,6 +123,7 @@ def strip(path: Path, rows: dict[str, np.ndarray], *, title: str) -> Path:
     return save_figure(figure, path)
 
 
+@optional
 def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6) -> Path:
     """An animated GIF of the named rows of frames side by side (ground truth | prediction)."""
     from PIL import Image

@@ -15,7 +15,7 @@ Reporter = Callable[[dict[str, Any]], None]
 
 @contextmanager
 def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str], Reporter | None]]:
-    """Yield ``for_run(title)``, which gives the ``reporter`` of :func:`fernn.agents.trainer.train` for a
+    """Yield ``for_run(title)``, which gives the ``reporter`` of :func:`fernn.agents.supervised.trainer.train` for a
     run (rows of logged metrics) -- or None when quiet."""
     if quiet:
         yield lambda title: None

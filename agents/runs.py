@@ -1,34 +1,69 @@
-"""A run directory and its files, every one written atomically (temporary file + rename)::
+"""The run directory every kind of run uses (supervised, RL): its lifecycle, its lock and its files, each
+written atomically (temporary file + rename)::
 
-    runs/<name>/config.json            everything needed to rerun (TrainConfig)
-    runs/<name>/metrics.csv            one row per log interval and per validation
+    runs/<name>/run.json               the run's kind ("supervised" | "rl") and format version
+    runs/<name>/config.json            everything needed to rerun (TrainConfig or RLConfig, as plain data)
+    runs/<name>/metrics.csv, eval.csv  one row per log interval / evaluation
     runs/<name>/tensorboard/           TensorBoard event files
-    runs/<name>/checkpoints/last.pt    model, optimizer, RNG states, step (resume)
-    runs/<name>/checkpoints/best.pt    the best validation checkpoint
+    runs/<name>/checkpoints/           last.pt / best.pt (supervised), last.zip (RL)
     runs/<name>/results.json, *.png, *.gif   evaluations
+    runs/.<name>.lock                  held (``flock``) by the process that trains the run
+
+Lifecycle (:func:`open_run`): take the lock, check the request against what is on disk (resume, overwrite,
+changed settings), run the caller's setup (data found, model built), and only then create or wipe the
+directory, so a failed start leaves nothing behind and its retry gets the same error. The lock is an
+``fcntl.flock`` on a file beside the directory: the kernel releases it when the process exits, however it
+exits, so a lock is never stale; a second process gets :class:`RunLockedError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import pickle
 import shutil
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from fernn.envs.storage import atomic_write
-from fernn.agents.config import TrainConfig
+from fernn.io import atomic_write
+
+KINDS = ("supervised", "rl")
+RUN_FORMAT = 1
+T = TypeVar("T")
 
 
 class RunExistsError(FileExistsError):
     """The run directory already holds a run and neither ``resume`` nor ``overwrite`` was asked for."""
 
 
+class RunLockedError(RuntimeError):
+    """Another process holds the run's lock (it is training or resuming the run)."""
+
+
+class RunFileError(ValueError):
+    """A file of a run cannot be read: missing, truncated, corrupt, or not data this project wrote."""
+
+
 def write_json(path: Path, payload: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=_jsonable)))
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file as data, or raise :class:`RunFileError` naming the file and what to do."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise RunFileError(f"{path} does not exist") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunFileError(f"{path} is not valid JSON ({error}); restore it from a copy or start the run again "
+                           "with --overwrite") from error
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -50,15 +85,29 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-class RunDir:
-    """Paths and atomic file operations of one run."""
+def run_path(out: str | os.PathLike, name: str) -> Path:
+    """``<out>/<name>``, or ``ValueError`` unless ``name`` is a relative path that stays inside ``out`` (no
+    absolute path, no ``..`` or empty component: ``demo/grnn`` is fine, ``../x`` is not)."""
+    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else None
+    if not parts or "\x00" in name or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"run name must be a relative directory name inside --out (no '..', no leading '/'), got "
+                         f"{name!r}; the run is written to <out>/<name>")
+    return Path(out, *parts)
 
-    def __init__(self, path: str | Path) -> None:
+
+class RunDir:
+    """Paths and file operations of one run."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
     @property
     def config_path(self) -> Path:
         return self.path / "config.json"
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / "run.json"
 
     @property
     def metrics_path(self) -> Path:
@@ -68,29 +117,101 @@ class RunDir:
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.parent / f".{self.path.name}.lock"
+
     def exists(self) -> bool:
         return self.config_path.is_file()
 
-    def prepare(self, config: TrainConfig, *, resume: bool, overwrite: bool) -> TrainConfig:
-        """Create (or reuse, or wipe) the directory; return the config to run with.
+    def read_config(self) -> dict[str, Any]:
+        """``config.json`` as a dict, or a clear error when the directory is no run or the file is damaged."""
+        if not self.exists():
+            raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
+        config = read_json(self.config_path)
+        if not isinstance(config, dict):
+            raise RunFileError(f"{self.config_path} must hold a JSON object of settings, got {type(config).__name__}")
+        return config
 
-        Resuming keeps the stored config (``epochs`` may be raised to train longer)."""
-        if self.exists():
+    def kind(self) -> str:
+        """The recorded kind of run (``run.json``); runs written before it existed are told apart by their
+        config (RL configs have ``algo``)."""
+        if self.info_path.is_file():
+            info = read_json(self.info_path)
+            kind = info.get("kind") if isinstance(info, dict) else None
+            if kind not in KINDS:
+                raise RunFileError(f"{self.info_path} names an unknown run kind {kind!r}; accepted: {', '.join(KINDS)}")
+            return kind
+        return "rl" if "algo" in self.read_config() else "supervised"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's exclusive lock, or raise :class:`RunLockedError` at once if another process holds it."""
+        import fcntl
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise RunLockedError(f"run {self.path} is in use by {owner}; wait for it to finish (or stop it) "
+                                     "before resuming or overwriting it") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def resolve(self, config: dict[str, Any], *, resume: bool, overwrite: bool, explicit: Iterable[str] = (),
+                extend: str | None = None) -> dict[str, Any]:
+        """The config to run with, checked against the directory; writes nothing.
+
+        Args:
+            config: the requested settings.
+            resume: continue the stored run: its stored settings are used. Settings named in ``explicit``
+                (given on the command line) that differ from the stored ones are refused, except ``extend``
+                (``epochs``/``timesteps``), which may be raised to train longer.
+            overwrite: the run will be started over (the directory is wiped by :meth:`create`).
+        """
+        if resume and overwrite:
+            raise ValueError("--resume and --overwrite contradict each other: resume continues the stored run, "
+                             "overwrite deletes it; pass one")
+        if not self.exists():
             if resume:
-                stored = TrainConfig.from_dict(json.loads(self.config_path.read_text()))
-                if config.epochs > stored.epochs:
-                    stored = stored.replace(epochs=config.epochs)
-                    write_json(self.config_path, stored.to_dict())
-                return stored
+                raise FileNotFoundError(f"cannot resume: {self.config_path} does not exist (start the run without "
+                                        "--resume)")
+            return config
+        if not resume:
             if not overwrite:
                 raise RunExistsError(f"run directory {self.path} already holds a run; pass --resume to continue it "
                                      "or --overwrite to start over")
+            return config
+        stored = self.read_config()
+        differ = sorted(k for k in set(explicit) if k != extend and k in config and stored.get(k) != config[k])
+        if differ:
+            details = ", ".join(f"{k}={stored.get(k)!r} (asked {config[k]!r})" for k in differ)
+            raise ValueError(f"--resume continues {self.path} with its stored settings, which differ from the ones "
+                             f"given: {details}; drop those flags, or start a new run (another --name, or --overwrite)")
+        if extend is not None and config.get(extend, 0) > stored.get(extend, 0):
+            stored = {**stored, extend: config[extend]}
+        return stored
+
+    def create(self, config: dict[str, Any], kind: str, *, overwrite: bool) -> None:
+        """Write the run's files (after setup succeeded): wipe the directory first with ``overwrite``."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        if overwrite and self.path.exists():
             shutil.rmtree(self.path)
-        elif resume:
-            raise FileNotFoundError(f"cannot resume: {self.config_path} does not exist (start the run without --resume)")
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.config_path, config.to_dict())
-        return config
+        write_json(self.info_path, {"kind": kind, "format": RUN_FORMAT})
+        write_json(self.config_path, config)
 
     def read_metrics(self) -> list[dict[str, str]]:
         if not self.metrics_path.is_file():
@@ -103,17 +224,46 @@ class RunDir:
         write_csv(self.metrics_path, rows, columns)
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> Path:
+        """Save ``payload`` (tensors, numbers, strings and plain containers only) atomically."""
         path = self.checkpoints / name
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
         return path
 
     def load_checkpoint(self, name: str = "last.pt", map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        path = self.checkpoints / name
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint {path}; train the run first")
-        return torch.load(path, map_location=map_location, weights_only=False)
+        """Load a checkpoint as data (``weights_only=True``: tensors, numbers, strings, containers): a file that
+        would run code when unpickled is refused, never executed."""
+        return load_checkpoint(self.checkpoints / name, map_location)
 
-    def config(self) -> TrainConfig:
-        if not self.exists():
-            raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
-        return TrainConfig.from_dict(json.loads(self.config_path.read_text()))
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """:meth:`RunDir.load_checkpoint` for any path; :class:`RunFileError` names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}; train the run first")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise RunFileError(f"{path} holds objects other than tensors and plain data, which are not loaded (loading "
+                           f"them could run code): {str(error).splitlines()[0]}") from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise RunFileError(f"{path} is damaged (truncated or corrupt: {str(error).splitlines()[0]}); resume from "
+                           "another checkpoint or start the run again with --overwrite") from error
+    if not isinstance(payload, dict):
+        raise RunFileError(f"{path} is not a checkpoint of this project (a {type(payload).__name__}, not a dict)")
+    return payload
+
+
+def open_run(run: RunDir, config: dict[str, Any], kind: str, *, resume: bool, overwrite: bool,
+             setup: Callable[[dict[str, Any]], T], explicit: Iterable[str] = (),
+             extend: str | None = None) -> tuple[dict[str, Any], T]:
+    """The run lifecycle, under the lock the caller holds (:meth:`RunDir.lock`): resolve the config, run
+    ``setup(config)`` (find data, build the model), and only then create (or wipe and create) the directory.
+
+    Returns ``(config, setup's result)``."""
+    config = run.resolve(config, resume=resume, overwrite=overwrite, explicit=explicit, extend=extend)
+    prepared = setup(config)
+    if resume:
+        write_json(run.config_path, config)  # an extended epochs / timesteps
+    else:
+        run.create(config, kind, overwrite=overwrite)
+    return config, prepared

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fernn.envs.storage import DataMissingError, atomic_write, download, resolve_data_dir
+from fernn.envs.storage import DataMissingError, download, resolve_data_dir
+from fernn.io import atomic_write
 
 KTH_URL = "http://www.csc.kth.se/cvap/actions/"
 ACTIONS = ("walking", "jogging", "running", "boxing", "handwaving", "handclapping")
@@ -157,7 +158,9 @@ def decode_video(data: bytes | Path, frame_size: int = 64) -> np.ndarray:
     """Decode a video (path or bytes) to ``(frames, S, S)`` uint8 grayscale, area-resized."""
     import io
 
-    import av
+    from fernn._extras import require
+
+    av = require("av", "video", "decoding KTH videos")
 
     source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
     frames = []

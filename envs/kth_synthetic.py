@@ -85,8 +85,9 @@ def make_synthetic_kth(root: str | Path, *, persons: tuple[int, ...] = tuple(ran
         frames: frames per video, split into two annotated segments.
         seed: seed of the backgrounds and start positions.
     """
-    import av
+    from fernn._extras import require
 
+    av = require("av", "video", "writing synthetic KTH videos")
     root = Path(root)
     folder = root / "kth"
     folder.mkdir(parents=True, exist_ok=True)

@@ -307,7 +307,9 @@ class MNISTWorldTrackVectorEnv(CoreVectorEnv):
 
 def keys_to_action() -> dict[tuple[int, ...], int]:
     """pygame key combinations -> ``Discrete(9)`` actions (arrow keys; two arrows for diagonals)."""
-    import pygame
+    from fernn._extras import require
+
+    pygame = require("pygame", "play", "keyboard play")
 
     up, down, left, right = pygame.K_UP, pygame.K_DOWN, pygame.K_LEFT, pygame.K_RIGHT
     combos = {(): 0, (up,): 1, (up, right): 2, (right,): 3, (down, right): 4, (down,): 5, (down, left): 6,

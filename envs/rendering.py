@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fernn._extras import require
+
 WINDOW_COLOUR = (255, 64, 64)
 TARGET_COLOUR = (64, 200, 255)
 
@@ -59,7 +61,7 @@ class HumanViewer:
         self.clock = None
 
     def show(self, rgb: np.ndarray) -> None:
-        import pygame
+        pygame = require("pygame", "play", "render_mode='human'")
 
         if self.screen is None:
             pygame.init()

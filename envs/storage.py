@@ -1,4 +1,4 @@
-"""Data directories, resumable checksummed downloads and atomic writes, shared by the data sources.
+"""Data directories and resumable checksummed downloads, shared by the data sources.
 
 Downloads follow torchvision's convention: they happen only when asked (``download=True``, the CLI's
 ``--download``). A download goes to ``<name>.part`` (resumed with an HTTP ``Range`` request when a
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -87,27 +86,3 @@ def download(url: str, destination: Path, *, md5: str | None = None, timeout: fl
         raise OSError(f"checksum mismatch for {url}: expected MD5 {md5}; the download was deleted, try again")
     os.replace(partial, destination)
     return destination
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
-
-    The temporary file keeps ``path``'s suffix (so ``np.save`` does not append one) and gets the permissions
-    a plain ``open`` would give (``mkstemp`` makes it owner-only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,7 +13,7 @@ ACTION_OFFSET = 128
 class ActionChannels(gym.Wrapper):
     """Append the window displacement the env applied (``info["action"]``, ``(dx, dy)``) to the image as two
     constant uint8 channels holding ``dx + 128`` and ``dy + 128``, so that a policy that sees only
-    observations can shift its memory by its own motion (:class:`fernn.agents.sb3_fernn.FERNNCore` with
+    observations can shift its memory by its own motion (:class:`fernn.agents.rl.policies.FERNNCore` with
     ``self_motion=True`` reads them). Needs an env whose ``info`` has ``"action"`` (MNIST World envs).
 
     Observation: ``uint8 (H, W, C + 2)``.

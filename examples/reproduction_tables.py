@@ -40,8 +40,8 @@ def blank_world_row(config: dict) -> str:
     """The MSE of predicting an empty window for the same test sequences: the floor a world model must beat."""
     import torch
 
-    from fernn.agents.config import TrainConfig
-    from fernn.agents.tasks import TEST_SEED, make_task
+    from fernn.agents.supervised.config import TrainConfig
+    from fernn.agents.supervised.tasks import TEST_SEED, make_task
 
     task = make_task(TrainConfig.from_dict(config), torch.device("cpu"))
     frames = task.dataset("test", TEST_SEED).sample_batch(config["eval_sequences"])["frames"]

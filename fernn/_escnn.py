@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import warnings
 
-INSTALL_HINT = ("escnn is needed for rotation flows but is not installed. Install it without its py3nj "
-                "dependency (which needs a Fortran compiler): pip install --no-deps escnn==1.0.11 && "
-                "pip install 'fernn-rl[escnn]'  (or run `make setup`)")
+from fernn._extras import MissingExtraError
+
+INSTALL_HINT = ("rotation flows need escnn and its requirements (the [rotation] extra): pip install 'fernn-rl[rotation]' && "
+                "pip install --no-deps escnn==1.0.11  (escnn without its py3nj dependency, which needs a Fortran "
+                "compiler and serves only SO(3); or run `make setup`)")
 
 
 def require_escnn():
@@ -17,5 +19,5 @@ def require_escnn():
             from escnn import gspaces
             from escnn import nn as escnn_nn
     except ImportError as error:
-        raise ImportError(INSTALL_HINT) from error
+        raise MissingExtraError(f"{INSTALL_HINT}; the import failed with: {error}") from error
     return escnn_nn, gspaces

@@ -39,14 +39,14 @@ def test_bench_step_bad_flags_are_one_line_errors():
 
 
 def test_bench_rounds_must_be_a_positive_count():
-    from fernn.agents.bench import bench_world_model
+    from fernn.agents.bench.models import bench_world_model
 
     with pytest.raises(ValueError, match="rounds"):
         bench_world_model(rounds=0)
 
 
 def test_demo_pipeline_on_a_tiny_budget(tmp_path):
-    from fernn.agents.demo import run_demo
+    from fernn.agents.supervised.demo import run_demo
 
     summary = run_demo(str(tmp_path), epochs=1, steps_per_epoch=2, hidden=2, eval_sequences=2, eval_vmax=2)
     folder = tmp_path / "demo"
@@ -99,7 +99,7 @@ def test_every_benchmark_runs_tiny(tmp_path, args):
 
 
 def test_median_timing_takes_the_median_of_rounds():
-    from fernn.agents.bench import StepTiming, median_timing
+    from fernn.agents.bench.models import StepTiming, median_timing
 
     rounds = [StepTiming("fernn", "V=9", 9, 16, t, f, 10.0, 0.5) for t, f in ((3.0, 1.0), (1.0, None), (2.0, 2.0))]
     merged = median_timing(rounds)

@@ -15,7 +15,8 @@ import torch
 from fernn.envs import DataMissingError, KTHCameraDataset, load_kth, load_mnist
 from fernn.envs.kth import KTH_URL, parse_sequences
 from fernn.envs.mnist import MNIST_FILES, MNIST_URL
-from fernn.envs.storage import atomic_write, download
+from fernn.envs.storage import download
+from fernn.io import atomic_write
 
 
 def write_idx(path, array, magic):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fernn import CNN3DClassifier, NextFramePredictor, SequenceClassifier, TranslationFlow, check_equivariance
-from fernn.agents.naive import RollLoopPredictor
+from fernn.agents.bench.reference import RollLoopPredictor
 
 
 def test_predictor_shapes_and_any_rollout_length():

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import fernn.envs  # noqa: F401
 from fernn import TranslationFlow
 from fernn.agents.cli import app
-from fernn.agents.sb3_fernn import (FERNNFrameStackExtractor, FERNNRecurrentPolicy, FERNNRecurrentPPO,
+from fernn.agents.rl.policies import (FERNNFrameStackExtractor, FERNNRecurrentPolicy, FERNNRecurrentPPO,
                                     LeanRecurrentRolloutBuffer, SmallCNN)
 
 SMALL_WORLD = dict(world_size=32, window_size=12, num_digits=2, velocities=1, step_size=1)
@@ -172,7 +172,7 @@ def test_training_rewards_are_scaled_and_evaluation_returns_are_not():
 def test_self_motion_core_shifts_its_memory_by_minus_the_move():
     """Zero images with the action channels of ActionChannels and an identity recurrence: one step moves
     every velocity channel by v - (dx, dy)."""
-    from fernn.agents.sb3_fernn import FERNNCore
+    from fernn.agents.rl.policies import FERNNCore
 
     core = FERNNCore((3, 8, 8), hidden_channels=2, flow=TranslationFlow(1), out_dim=4, self_motion=True)
     with torch.no_grad():

@@ -15,10 +15,10 @@ import torch
 from typer.testing import CliRunner
 
 from fernn.agents.cli import app
-from fernn.agents.config import TASK_MODELS, TrainConfig
-from fernn.agents.presets import PRESETS
+from fernn.agents.supervised.config import TASK_MODELS, TrainConfig
+from fernn.agents.supervised.presets import PRESETS
 from fernn.agents.runs import RunExistsError
-from fernn.agents.trainer import train
+from fernn.agents.supervised.trainer import train
 
 runner = CliRunner()
 TINY = dict(env="flowing-mnist", model="fernn", vmax=1, data_vmax=1, eval_vmax=1, hidden=2, decoder_layers=1,
@@ -86,7 +86,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
 
 
 def _cli_process(tmp_path, name, *extra):
-    command = [sys.executable, "-m", "fernn.agents.train", *TINY_FLAGS, "--out", str(tmp_path), "--name", name, *extra]
+    command = [sys.executable, "-m", "fernn.agents.cli", "train", *TINY_FLAGS, "--out", str(tmp_path), "--name", name, *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -138,7 +138,7 @@ def _free_port() -> int:
 
 def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               f"--master_port={_free_port()}", "-m", "fernn.agents.train", *TINY_FLAGS, "--out", str(tmp_path),
+               f"--master_port={_free_port()}", "-m", "fernn.agents.cli", "train", *TINY_FLAGS, "--out", str(tmp_path),
                "--name", "ddp", "--epochs", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fernn import RotationFlow, TranslationFlow, WorldModel
-from fernn.agents.naive import PerSampleWorldModel
+from fernn.agents.bench.reference import PerSampleWorldModel
 from fernn.shifts import roll_batched
 
 

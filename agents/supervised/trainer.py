@@ -12,9 +12,11 @@ a run on N processes sees the data of a single process with the same global batc
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +25,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fernn.envs.allocator import keep_allocations_warm
-from fernn.agents.config import TrainConfig
-from fernn.agents.runs import RunDir, write_json
-from fernn.agents.tasks import TEST_SEED, VAL_SEED, Task, make_task
+from fernn._extras import install_line
+from fernn.allocator import keep_allocations_warm
+from fernn.agents.supervised.config import TrainConfig
+from fernn.agents.runs import RunDir, open_run, run_path, write_json
+from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task
 
 BASE_COLUMNS = ["step", "epoch", "split", "loss", "lr", "sequences_per_s", "seconds"]
 
@@ -86,7 +89,7 @@ def monitor(task: Task) -> tuple[str, str]:
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
           reporter: Callable[[dict[str, Any]], None] | None = None, evaluate_at_end: bool = True,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, explicit: Iterable[str] = ()) -> TrainResult:
     """Train ``config`` in ``<out>/<name>``, evaluate the best checkpoint, and return what happened.
 
     Args:
@@ -94,31 +97,64 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         resume: continue the run stored in the directory from ``checkpoints/last.pt``.
         overwrite: delete an existing run directory first.
         reporter: called on the main rank with a dict per logged row (progress display).
-        evaluate_at_end: run :func:`fernn.agents.evaluation.evaluate` on ``best.pt`` when training ends.
+        evaluate_at_end: run :func:`fernn.agents.supervised.evaluation.evaluate` on ``best.pt`` when training ends.
         stop_after: stop (as if interrupted, with a checkpoint) after this many steps in this call.
+        explicit: the config fields the caller set on purpose (the CLI's flags): with ``resume``, any of them
+            that differs from the stored run is refused (``epochs`` may be raised to train longer).
+
+    The run directory is created only once the task's data and model are set up (:func:`fernn.agents.runs.open_run`),
+    and the run's lock is held while it trains.
 
     Raises:
         fernn.agents.runs.RunExistsError: the directory holds a run and neither flag was given.
+        fernn.agents.runs.RunLockedError: another process is training the run.
     """
     group = Distributed.from_environment(config.device)
     device = resolve_device(config.device, group.local_rank)
     if device.type == "cpu":
         keep_allocations_warm()
-    run = RunDir(os.path.join(config.out, config.name))
-    if group.main:
-        config = run.prepare(config, resume=resume, overwrite=overwrite)
-    group.barrier()
-    if not group.main:
-        config = run.config() if resume or run.exists() else config
-    if config.batch_size % group.world_size:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {group.world_size} DDP processes")
+    run = RunDir(run_path(config.out, config.name))
+    with run.lock() if group.main else nullcontext():
+        return _train_locked(run, config, group, device, resume=resume, overwrite=overwrite, reporter=reporter,
+                             evaluate_at_end=evaluate_at_end, stop_after=stop_after, explicit=explicit)
 
+
+@dataclass
+class _Setup:
+    """What a run needs before its directory is created: the task, its model and data, the optimizer."""
+
+    config: TrainConfig
+    task: Task
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_data: Any
+    validation: Any
+
+
+def _setup(values: dict[str, Any], device: torch.device) -> _Setup:
+    config = TrainConfig.from_dict(values)
     torch.manual_seed(config.seed)
     task = make_task(config, device)
     model = task.build_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     train_data = task.dataset("train", config.seed)
     validation = task.dataset("val" if task.kind == "classification" else "test", VAL_SEED)
+    return _Setup(config, task, model, optimizer, train_data, validation)
+
+
+def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: torch.device, *, resume: bool,
+                  overwrite: bool, reporter, evaluate_at_end: bool, stop_after: int | None,
+                  explicit: Iterable[str]) -> TrainResult:
+    if group.main:
+        _, prepared = open_run(run, config.to_dict(), "supervised", resume=resume, overwrite=overwrite,
+                               setup=lambda values: _setup(values, device), explicit=explicit, extend="epochs")
+    group.barrier()
+    if not group.main:
+        prepared = _setup(run.read_config() if resume else config.to_dict(), device)
+    config, task, model, optimizer = prepared.config, prepared.task, prepared.model, prepared.optimizer
+    train_data, validation = prepared.train_data, prepared.validation
+    if config.batch_size % group.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {group.world_size} DDP processes")
     metric_name, mode = monitor(task)
     columns = BASE_COLUMNS + task_columns(task)
     state = {"step": 0, "best": None, "window_loss": 0.0, "window_steps": 0, "window_extra": {}}
@@ -147,7 +183,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         rows.append(row)
         if group.main:
             run.write_metrics(rows, columns)
-            for key, value in row.items():
+            for key, value in (row.items() if writer is not None else ()):
                 if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
                     writer.add_scalar(f"{row['split']}/{key}", value, row["step"])
             if reporter is not None:
@@ -210,7 +246,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if group.world_size > 1:
         result.results["ddp"] = _check_ranks_agree(model, group)
     if group.main and not interrupted and evaluate_at_end:
-        from fernn.agents.evaluation import evaluate
+        from fernn.agents.supervised.evaluation import evaluate
 
         best = run.load_checkpoint("best.pt" if (run.checkpoints / "best.pt").is_file() else "last.pt", device)
         model.load_state_dict(best["model"])
@@ -244,6 +280,10 @@ def _wrap(model: nn.Module, config: TrainConfig, group: Distributed, device: tor
 
 
 def _tensorboard(run: RunDir):
+    """A TensorBoard writer in the run directory, or ``None`` (with a warning) without the package."""
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn(f"TensorBoard logs skipped (tensorboard missing): {install_line('rl')}", stacklevel=2)
+        return None
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run.path / "tensorboard"))

@@ -22,7 +22,7 @@ from torch import nn
 from fernn import (CNN3DClassifier, NextFramePredictor, RotationFlow, SequenceClassifier, TranslationFlow,
                    WorldModel)
 from fernn.envs import FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset, SceneDataset
-from fernn.agents.config import TrainConfig
+from fernn.agents.supervised.config import TrainConfig
 
 VAL_SEED, TEST_SEED = 10_007, 20_011
 

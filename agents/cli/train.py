@@ -1,4 +1,4 @@
-"""The ``fernn-rl`` command line (typer + rich): train, eval, rollout, bench, envs, play, demo."""
+"""``fernn-rl train``, ``eval``, ``rollout`` and ``demo``: supervised and RL runs."""
 
 from __future__ import annotations
 
@@ -7,73 +7,18 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from fernn.agents.cli_bench import bench_app
-from fernn.agents.console import console, fail, parse_float_list, parse_pairs
-
-app = typer.Typer(help="Flow-equivariant recurrent networks for world models and RL.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-app.add_typer(bench_app, name="bench")
+from fernn.agents.cli.console import console, fail, parse_float_list, parse_pairs, resolve_env
 
 
-@app.command()
-def envs() -> None:
-    """List every environment: id, CLI name, spaces, reward and gym.make defaults."""
-    from fernn.agents.catalog import catalog
-
-    table = Table(title="fernn.envs (import fernn.envs, then gym.make(id, **kwargs))", show_lines=True)
-    for column in ("id / CLI name", "observation", "action", "reward", "defaults (gym.make kwargs)"):
-        table.add_column(column, overflow="fold")
-    for entry in catalog():
-        defaults = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
-        if entry.max_episode_steps:
-            defaults += f"; max_episode_steps={entry.max_episode_steps}"
-        table.add_row(f"{entry.env_id}\n[dim]{entry.cli_name}[/]", entry.observation_space, entry.action_space,
-                      entry.reward, defaults)
-    console.print(table)
-
-
-@app.command()
-def play(
-    env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id of a playable env."),
-    fps: int = typer.Option(8, "--fps", min=1, help="Steps per second."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the first episode."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps."),
-) -> None:
-    """Play an env with the keyboard: arrow keys move the window (two arrows: diagonals), Esc quits."""
-    from fernn.agents.play import play as play_env
-
-    env_id = resolve_env(env)
-    console.print(f"playing {env_id}: arrow keys move, Esc quits")
-    try:
-        play_env(env_id, fps=fps, seed=seed, max_steps=max_steps,
-                 report=lambda episode, total: console.print(f"episode {episode}: return {total:.2f}"))
-    except ValueError as error:
-        fail(str(error))
-
-
-def resolve_env(name: str) -> str:
-    """A CLI name (``kth-camera``) or a registered id (``KTHCamera-v0``) -> the id, or a one-line error."""
-    import gymnasium as gym
-
-    from fernn.envs import ENV_IDS
-
-    if name in ENV_IDS:
-        return ENV_IDS[name]
-    if name in gym.registry:
-        return name
-    fail(f"unknown env {name!r}; accepted: {', '.join(ENV_IDS)} or any registered Gymnasium id")
-    raise AssertionError  # fail() exits
-
-
-def _presets_epilog() -> str:
-    from fernn.agents.presets import PRESETS, describe
+def presets_epilog() -> str:
+    from fernn.agents.supervised.presets import PRESETS, describe
 
     return "Presets (--preset NAME; what each reproduces, and its hyperparameters):\n\n" + \
         "\n\n".join(describe(name) for name in PRESETS)
 
 
-@app.command(epilog=_presets_epilog())
 def train(
+    ctx: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Task: flowing-mnist (default) | rotating-mnist | "
                                                            "kth-camera | mnist-world."),
     model: Optional[str] = typer.Option(None, "--model", help="fernn | grnn | grnn-plus | cnn3d | action-concat | "
@@ -147,8 +92,8 @@ def train(
     Examples: fernn-rl train --env kth-camera --download; fernn-rl train --preset table1-translation-fernn-v2;
     fernn-rl train --env flowing-mnist --model grnn --epochs 2 --steps-per-epoch 20.
     """
-    from fernn.agents.config import TrainConfig
-    from fernn.agents.presets import PRESETS
+    from fernn.agents.supervised.config import TrainConfig
+    from fernn.agents.supervised.presets import PRESETS
     from fernn.envs import ENV_IDS
 
     if nproc > 1:
@@ -159,7 +104,7 @@ def train(
                   n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, self_motion=self_motion,
                   reward_scale=reward_scale, seed=seed, lr=lr,
                   hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
-                  overwrite=overwrite, quiet=quiet)
+                  overwrite=overwrite, quiet=quiet, explicit_rl=_given_on_command_line(ctx, RL_FLAGS))
         return
     settings = {}
     if preset is not None:
@@ -192,27 +137,40 @@ def train(
         config = TrainConfig.from_dict(settings)
     except (TypeError, ValueError) as error:
         fail(str(error))
-    _run_training(config, resume=resume, overwrite=overwrite, quiet=quiet)
+    explicit = set(settings) - {"preset"} - ({"env"} if env is None else set())
+    _run_training(config, resume=resume, overwrite=overwrite, quiet=quiet, explicit=explicit)
+
+
+#: RL flags with defaults (not None): compared with a stored run on --resume only when given on the command line
+RL_FLAGS = ("policy", "timesteps", "n_envs", "vec_env", "n_steps", "eval_every", "eval_episodes", "self_motion",
+            "reward_scale")
+
+
+def _given_on_command_line(context: typer.Context, names: tuple[str, ...]) -> set[str]:
+    """The parameters among ``names`` that the user typed (not defaults)."""
+    sources = {name: context.get_parameter_source(name) for name in names}
+    return {name for name, source in sources.items() if source is not None and source.name == "COMMANDLINE"}
 
 
 def _train_rl(env: str, algo: str, policy: str, *, resume: bool, overwrite: bool, quiet: bool, seed, lr, hidden,
-              vmax, batch_size, device, out, name, **settings) -> None:
+              vmax, batch_size, device, out, name, explicit_rl: set[str], **settings) -> None:
     from fernn.agents.rl import RLConfig, train_rl
-    from fernn.agents.runs import RunExistsError
+    from fernn.agents.runs import RunExistsError, RunFileError, RunLockedError
 
     optional = {"seed": seed, "lr": lr, "fernn_hidden": hidden, "vmax": vmax, "batch_size": batch_size,
                 "device": device, "out": out, "name": name}
+    given = {k: v for k, v in optional.items() if v is not None}
     try:
-        config = RLConfig(env=resolve_env(env), algo=algo, policy=policy, **settings,
-                          **{k: v for k, v in optional.items() if v is not None})
+        config = RLConfig(env=resolve_env(env), algo=algo, policy=policy, **settings, **given)
     except (ValueError, TypeError, gym_error()) as error:
         fail(str(error))
+    explicit = {"env", "algo", *given, *explicit_rl}
     report = None if quiet else (lambda row: console.print(
         f"[{config.name}] steps {row['timesteps']:.0f}: return {row['mean_return']:.2f} ± {row['std_return']:.2f} "
         f"({row['seconds']:.0f} s)", highlight=False))
     try:
-        results = train_rl(config, resume=resume, overwrite=overwrite, reporter=report)
-    except (RunExistsError, FileNotFoundError, ValueError) as error:
+        results = train_rl(config, resume=resume, overwrite=overwrite, reporter=report, explicit=explicit)
+    except (RunExistsError, RunLockedError, RunFileError, FileNotFoundError, ValueError) as error:
         fail(str(error))
     final = results["final"]
     bounds = ", ".join(f"{k} {v['mean']:.2f}" for k, v in results["bounds"].items())
@@ -226,16 +184,17 @@ def gym_error() -> type:
     return gym.error.Error
 
 
-def _run_training(config, *, resume: bool, overwrite: bool, quiet: bool) -> None:
+def _run_training(config, *, resume: bool, overwrite: bool, quiet: bool, explicit: set[str]) -> None:
     from fernn.agents.progress import progress_display
-    from fernn.agents.runs import RunExistsError
-    from fernn.agents.trainer import train as run_training
+    from fernn.agents.runs import RunExistsError, RunFileError, RunLockedError
+    from fernn.agents.supervised.trainer import train as run_training
     from fernn.envs import DataMissingError
 
     try:
         with progress_display(console, quiet=quiet) as reporter_for:
-            result = run_training(config, resume=resume, overwrite=overwrite, reporter=reporter_for(config.name))
-    except (RunExistsError, DataMissingError, OSError, ValueError) as error:
+            result = run_training(config, resume=resume, overwrite=overwrite, reporter=reporter_for(config.name),
+                                  explicit=explicit)
+    except (RunExistsError, RunLockedError, RunFileError, DataMissingError, OSError, ValueError) as error:
         fail(str(error))
     if result.interrupted:
         console.print(f"interrupted at step {result.step}: checkpoint saved in {result.run_dir.checkpoints}; "
@@ -266,103 +225,113 @@ def _launch_torchrun(nproc: int) -> None:
     index = args.index("--nproc")
     del args[index:index + 2]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m",
-               "fernn.agents.train", *args]
+               "fernn.agents.cli", "train", *args]
     console.print("launching: " + " ".join(command))
     raise typer.Exit(subprocess.call(command))
 
 
-@app.command("eval")
 def evaluate_command(
-    run_dir: str = typer.Argument(..., help="A run directory (runs/<name>)."),
+    run_dir: str = typer.Argument(..., help="A run directory (runs/<name>), supervised or RL."),
     what: str = typer.Option("test,length,velocity,rollout", "--what",
-                             help="Comma-separated: test, length, velocity, rollout."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
+                             help="Supervised runs: comma-separated test, length, velocity, rollout."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="Supervised: best | last. RL: final (model.zip; "
+                                                                "also what 'best' means for RL runs) | last."),
+    episodes: int = typer.Option(20, "--episodes", min=1, help="RL runs: seeded evaluation episodes."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
-    """Rerun evaluations of a trained run on its checkpoint; merges them into results.json."""
+    """Rerun the evaluations of a trained run on its checkpoint and merge them into results.json (RL runs:
+    the saved policy over seeded episodes). Checkpoints load as data only (no pickled code runs); an RL
+    run's model.zip is SB3's archive format, see docs/reliability.md."""
     import json
 
-    from fernn.agents.evaluation import evaluate
-    from fernn.agents.runs import RunDir, write_json
-    from fernn.agents.tasks import TEST_SEED, make_task
-    from fernn.agents.trainer import resolve_device
-    from fernn.envs import DataMissingError
+    from fernn.agents.runs import RunDir, RunFileError, write_json
 
-    if checkpoint not in ("best", "last"):
-        fail(f"--checkpoint must be best or last; got {checkpoint!r}")
     run = RunDir(run_dir)
     try:
-        config = run.config()
-        target = resolve_device(device)
-        task = make_task(config, target)
-        model = task.build_model().to(target)
-        model.load_state_dict(run.load_checkpoint(f"{checkpoint}.pt", target)["model"])
-        results = evaluate(task, model, run, seed=TEST_SEED, what=tuple(w.strip() for w in what.split(",") if w))
-    except (FileNotFoundError, ValueError, DataMissingError) as error:
+        kind = run.kind()
+        target = _checked_device(device)
+        if kind == "rl":
+            results = {"reevaluation": _evaluate_rl(run, checkpoint, episodes, str(target))}
+        else:
+            results = _evaluate_supervised(run, checkpoint, what, target)
+    except (FileNotFoundError, ValueError, RunFileError, OSError) as error:
         fail(str(error))
     path = run.path / "results.json"
     merged = json.loads(path.read_text()) if path.is_file() else {}
     merged.update(results)
     write_json(path, merged)
-    _print_results(results, run_dir)
+    if kind == "rl":
+        result = results["reevaluation"]
+        console.print(f"{run_dir}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
+                      f"{result['episodes']} seeded episodes ({result['checkpoint']} policy); merged into {path}")
+    else:
+        _print_results(results, run_dir)
 
 
-@app.command()
+def _checked_device(name: str):
+    from fernn.agents.supervised.trainer import resolve_device
+
+    if not (name in ("auto", "cpu", "cuda") or name.startswith("cuda:")):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    return resolve_device(name)
+
+
+def _evaluate_rl(run, checkpoint: str, episodes: int, device: str) -> dict:
+    from fernn.agents.rl import evaluate_run
+
+    if checkpoint not in ("best", "final", "last"):
+        raise ValueError(f"--checkpoint for an RL run must be final or last; got {checkpoint!r}")
+    return evaluate_run(run.path, episodes=episodes, checkpoint="last" if checkpoint == "last" else "final",
+                        device=device)
+
+
+def _evaluate_supervised(run, checkpoint: str, what: str, target) -> dict:
+    from fernn.agents.supervised import TrainConfig, evaluate, make_task
+    from fernn.agents.supervised.tasks import TEST_SEED
+
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"--checkpoint must be best or last; got {checkpoint!r}")
+    config = TrainConfig.from_dict(run.read_config())
+    task = make_task(config, target)
+    model = task.build_model().to(target)
+    model.load_state_dict(run.load_checkpoint(f"{checkpoint}.pt", target)["model"])
+    return evaluate(task, model, run, seed=TEST_SEED, what=tuple(w.strip() for w in what.split(",") if w))
+
+
 def rollout(
-    run_dir: str = typer.Argument(..., help="A run directory (runs/<name>)."),
+    run_dir: str = typer.Argument(..., help="A run directory (runs/<name>), supervised or RL."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Write rollout strips (PNG) and GIFs of a trained run: ground truth against prediction, or for an RL
-    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it)."""
-    import json
+    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it). An RL run's
+    model.zip is SB3's archive format, see docs/reliability.md."""
     from pathlib import Path
 
-    config_path = Path(run_dir) / "config.json"
-    if config_path.is_file() and "algo" in json.loads(config_path.read_text()):
-        from fernn.agents.rl import episode_gif
+    from fernn.agents.runs import RunDir, RunFileError
 
-        if not (Path(run_dir) / "model.zip").is_file():
-            fail(f"{run_dir} has no model.zip yet; finish (or --resume) the run first")
-        path = episode_gif(Path(run_dir), Path(run_dir) / "episode.gif")
-        console.print(f"wrote {path}")
-        return
-    evaluate_command(run_dir, what="rollout", checkpoint="best", device=device)
-
-
-@app.command()
-def bounds(
-    env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id (an env with oracle_action())."),
-    episodes: int = typer.Option(100, "--episodes", min=1, help="Seeded episodes per policy (seeds 50000+)."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
-) -> None:
-    """Mean return of a uniformly random policy and of the env's scripted oracle: the RL reference lines."""
-    from pathlib import Path
-
-    from fernn.agents.rl import RLConfig, policy_bounds
-    from fernn.agents.runs import write_json
-
+    run = RunDir(run_dir)
     try:
-        figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo"), episodes)
-    except ValueError as error:
+        kind = run.kind()
+        if kind == "rl":
+            from fernn.agents.rl import episode_gif
+
+            if not (run.path / "model.zip").is_file():
+                raise FileNotFoundError(f"{run_dir} has no model.zip yet; finish (or --resume) the run first")
+            path = episode_gif(Path(run_dir), Path(run_dir) / "episode.gif")
+            console.print(f"wrote {path}")
+            return
+    except (FileNotFoundError, ValueError, RunFileError, OSError) as error:
         fail(str(error))
-    table = Table(title=f"{resolve_env(env)}: returns over {episodes} seeded episodes")
-    for column in ("policy", "mean return", "std"):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value['mean']:.2f}", f"{value['std']:.2f}")
-    console.print(table)
-    if json_out:
-        write_json(Path(json_out), figures)
+    evaluate_command(run_dir, what="rollout", checkpoint="best", episodes=1, device=device)
 
 
-@app.command()
 def demo(
     out: str = typer.Option("runs", "--out", help="Parent directory; the demo writes <out>/demo/."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """The main job: G-RNN vs FERNN-V2 on Flowing MNIST (embedded digits), trained on |v| <= 1 and tested on
     |v| <= 2 and on longer rollouts; prints a table and writes <out>/demo/ (results.json, heat maps, strips)."""
-    from fernn.agents.demo import DEMO_MODELS, run_demo
+    from fernn.agents.supervised.demo import DEMO_MODELS, run_demo
     from fernn.agents.progress import progress_display
 
     with progress_display(console, quiet=quiet) as reporter_for:
@@ -381,7 +350,3 @@ def demo(
     console.print(f"FERNN / G-RNN on unseen velocities: rollout {summary['unseen_rollout_mse_ratio_fernn_over_grnn']:.2f}x, "
                   f"one-step {summary['unseen_one_step_mse_ratio_fernn_over_grnn']:.2f}x (target <= 0.5x)")
     console.print(f"wrote {out}/demo/: results.json, " + ", ".join(summary["files"]))
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m fernn.agents.cli`
-    app(prog_name="fernn-rl")

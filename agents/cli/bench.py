@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from fernn.agents.console import console, fail, parse_int_list
+from fernn.agents.cli.console import console, fail, guarded, parse_int_list
 from fernn.agents.runs import write_json
 
 bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines measured in the same run.",
@@ -17,8 +17,8 @@ bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines me
 
 @bench_app.callback()
 def _warm_allocations() -> None:
-    """Every benchmark runs with large CPU allocations kept warm (see fernn.envs.allocator), as training does."""
-    from fernn.envs.allocator import keep_allocations_warm
+    """Every benchmark runs with large CPU allocations kept warm (see fernn.allocator), as training does."""
+    from fernn.allocator import keep_allocations_warm
 
     keep_allocations_warm()
 
@@ -43,7 +43,7 @@ def _report_timings(title: str, results: list, note: str, json_out: Optional[Pat
     """Print a table of step timings with ratios against the first row of each group; optionally JSON."""
     import torch
 
-    from fernn.agents.bench import timings_as_dicts
+    from fernn.agents.bench.models import timings_as_dicts
 
     table = Table(title=f"{title} ({meta['device']}, torch {torch.__version__})")
     for column in ("V", "implementation", "batch", "train step s", "forward s", "saved for backward MiB", "loss",
@@ -69,6 +69,7 @@ ROUNDS_OPTION = typer.Option(1, "--rounds", min=1, help="Measure every row this 
 
 
 @bench_app.command("step")
+@guarded
 def bench_step_command(
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
     image_size: int = typer.Option(28, "--image-size", min=3, help="Frame height and width (the paper: 28)."),
@@ -87,7 +88,7 @@ def bench_step_command(
     Compares the FERNN predictor with the paper's roll-loop implementation and with two floors, all
     measured in this run; prints seconds, memory saved for backward and ratios.
     """
-    from fernn.agents.bench import bench_step
+    from fernn.agents.bench.models import bench_step
 
     vmaxes = parse_int_list("--vmax", vmax)
     if any(v < 0 for v in vmaxes):
@@ -105,6 +106,7 @@ def bench_step_command(
 
 
 @bench_app.command("rotation")
+@guarded
 def bench_rotation_command(
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
     image_size: int = typer.Option(28, "--image-size", min=3, help="Digit frame size before padding (paper: 28)."),
@@ -125,7 +127,7 @@ def bench_rotation_command(
 ) -> None:
     """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop, and the
     transport alone; every row is measured in a fresh process."""
-    from fernn.agents.bench import bench_rotation
+    from fernn.agents.bench.models import bench_rotation
 
     velocities = parse_int_list("--angular-velocities", angular_velocities)
     widths = parse_int_list("--hidden", hidden)
@@ -151,6 +153,7 @@ def bench_rotation_command(
 
 
 @bench_app.command("world-model")
+@guarded
 def bench_world_model_command(
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Sequences per batch."),
     world_size: int = typer.Option(50, "--world-size", min=1, help="Side of the latent map (FloWM: 50)."),
@@ -166,7 +169,7 @@ def bench_world_model_command(
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """FloWM world model: our fused velocity+action gather against the per-sample roll loop."""
-    from fernn.agents.bench import bench_world_model
+    from fernn.agents.bench.models import bench_world_model
 
     if window_size > world_size:
         fail(f"--window-size must be <= --world-size; got {window_size} > {world_size}")
@@ -184,6 +187,7 @@ def bench_world_model_command(
 
 
 @bench_app.command("scenes")
+@guarded
 def bench_scenes_command(
     batch_size: int = typer.Option(128, "--batch-size", "-b", min=1, help="Sequences per generated batch."),
     seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Minimum timing window per measurement."),
@@ -195,7 +199,7 @@ def bench_scenes_command(
     steps per second (single env, SyncVectorEnv, native vector env), measured in one run on the CPU."""
     import torch
 
-    from fernn.agents.bench_scenes import bench_env_steps, bench_generators, throughputs_as_dicts
+    from fernn.agents.bench.scenes import bench_env_steps, bench_generators, throughputs_as_dicts
 
     with console.status("benchmarking") as status:
         generators = bench_generators(batch_size, seconds, progress=lambda msg: status.update(f"generating {msg}"))
@@ -226,6 +230,7 @@ def bench_scenes_command(
 
 
 @bench_app.command("rl")
+@guarded
 def bench_rl_command(
     n_envs: int = typer.Option(8, "--n-envs", min=1, help="Parallel envs."),
     n_steps: int = typer.Option(128, "--n-steps", min=1, help="Rollout length per env."),
@@ -237,7 +242,7 @@ def bench_rl_command(
     """RL on MNISTWorldTrack-v0: environment steps/s while collecting rollouts and PPO updates/s, per policy."""
     import torch
 
-    from fernn.agents.bench_rl import bench_rl
+    from fernn.agents.bench.rl import bench_rl
 
     with console.status("benchmarking") as status:
         rows = bench_rl(n_envs=n_envs, n_steps=n_steps, fernn_hidden=hidden, vmax=vmax, repeats=repeats,

@@ -1,9 +1,15 @@
-"""Shared pieces of the command line: the console, one-line errors, list parsing."""
+"""Shared pieces of the command line: the console, one-line errors, env names, list parsing."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import typer
 from rich.console import Console
+
+from fernn._extras import MissingExtraError
 
 console = Console()
 
@@ -44,3 +50,30 @@ def parse_pairs(name: str, text: str) -> list[list[int]]:
             fail(f"{name} must be (vx,vy) integer pairs separated by ';', such as 1,0;0,-1; got {text!r}")
         pairs.append(list(values))
     return pairs
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command so that a missing optional dependency is one ``error:`` line naming its extra."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MissingExtraError as error:
+            fail(str(error))
+
+    return wrapper
+
+
+def resolve_env(name: str) -> str:
+    """A CLI name (``kth-camera``) or a registered id (``KTHCamera-v0``) -> the id, or a one-line error."""
+    import gymnasium as gym
+
+    from fernn.envs import ENV_IDS
+
+    if name in ENV_IDS:
+        return ENV_IDS[name]
+    if name in gym.registry:
+        return name
+    fail(f"unknown env {name!r}; accepted: {', '.join(ENV_IDS)} or any registered Gymnasium id")
+    raise AssertionError  # fail() exits

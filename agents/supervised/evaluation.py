@@ -20,7 +20,7 @@ from fernn.envs import KTH_ACTIONS
 from fernn.envs.velocities import velocity_grid
 from fernn.agents import plots
 from fernn.agents.runs import RunDir
-from fernn.agents.tasks import Task
+from fernn.agents.supervised.tasks import Task
 
 EVALUATIONS = ("test", "length", "velocity", "rollout")
 
@@ -82,7 +82,7 @@ def _prediction(task: Task, model, run: RunDir, seed: int, what) -> dict[str, An
     if "velocity" in what:
         results["velocity_generalization"], new_files = _velocity_prediction(task, model, run, seed, count)
         files += new_files
-    results["files"] = [str(f.relative_to(run.path)) for f in files]
+    results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
     return results
 
 
@@ -169,7 +169,7 @@ def _classification(task: Task, model, run: RunDir, seed: int, what) -> dict[str
                                             title=f"Accuracy per camera velocity: {c.model}", label="accuracy",
                                             fmt=".2f"))
         results["velocity_generalization"] = {"velocities": grid, "accuracy": accuracy, "seen": seen}
-    results["files"] = [str(f.relative_to(run.path)) for f in files]
+    results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
     return results
 
 
@@ -225,5 +225,5 @@ def _world_model(task: Task, model, run: RunDir, seed: int, what) -> dict[str, A
                                       title=f"Length generalisation: {_name(task)}"))
         if "rollout" in what:
             files += _rollout_files(run, batch["frames"][:2], predictions[:2], c.context, _name(task))
-    results["files"] = [str(f.relative_to(run.path)) for f in files]
+    results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
     return results

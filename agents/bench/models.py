@@ -2,7 +2,7 @@
 way of writing them, measured in one run (each row in a fresh process).
 
 * ``step`` (translation predictor, for each velocity grid radius): ``fernn`` (fused shift+pad gather,
-  channels-last state), ``roll-loop (paper)`` (:class:`fernn.agents.naive.RollLoopPredictor`), the
+  channels-last state), ``roll-loop (paper)`` (:class:`fernn.agents.bench.reference.RollLoopPredictor`), the
   ``no-flow floor`` (every velocity set to zero: same convolutions, padding, pooling and decoder, no
   flow), ``G-RNN xV batch`` (one velocity channel at batch ``B * V``), ``fernn bf16 autocast``.
   A step: 10 context + 10 predicted frames, MSE, backward, Adam.
@@ -28,7 +28,7 @@ from fernn._validation import check_int
 from fernn.flows import RotationFlow, TranslationFlow
 from fernn.models import NextFramePredictor
 from fernn.world_model import WorldModel
-from fernn.agents.naive import PerSampleWorldModel, RollLoopPredictor, RotationLoopPredictor
+from fernn.agents.bench.reference import PerSampleWorldModel, RollLoopPredictor, RotationLoopPredictor
 
 
 @dataclass
@@ -118,7 +118,7 @@ def _measure_rows(measure: Callable[..., StepTiming], rows: Sequence[tuple], com
     round-robin; each row reports the median over its rounds (:func:`median_timing`).
 
     Fresh processes: a step at the papers' sizes keeps several GiB for backward, and a process that already
-    ran another configuration holds its freed heap (with warm allocations, see :mod:`fernn.envs.allocator`),
+    ran another configuration holds its freed heap (with warm allocations, see :mod:`fernn.allocator`),
     which skews timings and, round after round, runs a 24 GiB machine out of memory. Rounds: this machine's
     speed drifts over minutes; measured round-robin, a slow minute slows every row alike instead of whichever
     ran in it.
@@ -146,7 +146,7 @@ def median_timing(timings: Sequence[StepTiming]) -> StepTiming:
 
 def _start_measurement(warm_allocations: bool, seed: int) -> None:
     if warm_allocations:
-        from fernn.envs.allocator import keep_allocations_warm
+        from fernn.allocator import keep_allocations_warm
 
         keep_allocations_warm()
     torch.manual_seed(seed)

@@ -1,5 +1,5 @@
 """``fernn-rl bench scenes``: scene-generation throughput of the dataset adapters against the reference
-datasets' per-sequence, frame-by-frame generators (:mod:`fernn.agents.naive`), and env step throughput
+datasets' per-sequence, frame-by-frame generators (:mod:`fernn.agents.bench.reference`), and env step throughput
 (single env, Gymnasium's ``SyncVectorEnv`` of 8, and our native vector env of 8), in one run.
 
 Sequences per second count finished float batches ``(B, T, 1, H, W)`` in [0, 1] -- what a training
@@ -18,7 +18,7 @@ import torch
 
 import fernn.envs  # noqa: F401  (registers the ids)
 from fernn.envs import FlowingMNISTDataset, MNISTWorldDataset, RotatingMNISTDataset, load_mnist
-from fernn.agents.naive import frame_by_frame_rotation, frame_by_frame_translation, frame_by_frame_world
+from fernn.agents.bench.reference import frame_by_frame_rotation, frame_by_frame_translation, frame_by_frame_world
 
 
 @dataclass

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from fernn.agents import plots
-from fernn.agents.config import TrainConfig
+from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.runs import write_json
-from fernn.agents.trainer import train
+from fernn.agents.supervised.trainer import train
 
 DEMO_MODELS = {"grnn": "G-RNN", "fernn": "FERNN-V2"}
 DEMO_SETTINGS = dict(env="flowing-mnist", source="embedded", vmax=2, data_vmax=1, eval_vmax=2, hidden=16,
@@ -45,7 +45,7 @@ def run_demo(out: str = "runs", *, reporter_for: Callable[[str], Any] | None = N
     Args:
         out: parent of the ``demo`` directory.
         reporter_for: ``reporter_for(title)`` gives the progress reporter of each run (see
-            :func:`fernn.agents.trainer.train`).
+            :func:`fernn.agents.supervised.trainer.train`).
         overrides: TrainConfig fields changed for both models (tests shrink the budget).
 
     Returns:
@@ -85,7 +85,9 @@ def _train_seconds(rows: list[dict[str, str]]) -> float:
 
 def _figures(folder: Path, runs: dict) -> list[str]:
     """Side-by-side velocity heat maps on one colour scale, and the rollout strips of both models."""
-    import matplotlib.pyplot as plt
+    if not plots.available():
+        return []
+    plt = plots.pyplot()
 
     velocity = {m: r.results["velocity_generalization"] for m, r in runs.items()}
     vmax = max(max(abs(vx), abs(vy)) for vx, vy in velocity["grnn"]["velocities"])

@@ -1,0 +1,36 @@
+"""The ``fernn-rl`` command line (typer + rich): one module per command group.
+
+============  ======================================================
+module        commands
+============  ======================================================
+``train``     ``train`` (supervised and RL), ``eval``, ``rollout``, ``demo``
+``envs``      ``envs``, ``play``, ``bounds``
+``bench``     ``bench step | rotation | world-model | scenes | rl``
+============  ======================================================
+
+The CLI parses and validates flags, then calls the Python API: nothing a user needs is CLI-only.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fernn.agents.cli import envs as envs_commands
+from fernn.agents.cli import train as train_commands
+from fernn.agents.cli.bench import bench_app
+from fernn.agents.cli.console import guarded
+
+app = typer.Typer(help="Flow-equivariant recurrent networks for world models and RL.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(bench_app, name="bench")
+app.command()(guarded(envs_commands.envs))
+app.command()(guarded(envs_commands.play))
+app.command(epilog=train_commands.presets_epilog())(guarded(train_commands.train))
+app.command("eval")(guarded(train_commands.evaluate_command))
+app.command()(guarded(train_commands.rollout))
+app.command()(guarded(envs_commands.bounds))
+app.command()(guarded(train_commands.demo))
+
+train = train_commands.train
+
+__all__ = ["app", "train"]

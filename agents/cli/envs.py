@@ -1,0 +1,69 @@
+"""``fernn-rl envs``, ``play`` and ``bounds``: the environments, keyboard play and the RL reference returns."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from fernn.agents.cli.console import console, fail, resolve_env
+
+
+def envs() -> None:
+    """List every environment: id, CLI name, spaces, reward and gym.make defaults."""
+    from fernn.agents.catalog import catalog
+
+    table = Table(title="fernn.envs (import fernn.envs, then gym.make(id, **kwargs))", show_lines=True)
+    for column in ("id / CLI name", "observation", "action", "reward", "defaults (gym.make kwargs)"):
+        table.add_column(column, overflow="fold")
+    for entry in catalog():
+        defaults = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
+        if entry.max_episode_steps:
+            defaults += f"; max_episode_steps={entry.max_episode_steps}"
+        table.add_row(f"{entry.env_id}\n[dim]{entry.cli_name}[/]", entry.observation_space, entry.action_space,
+                      entry.reward, defaults)
+    console.print(table)
+
+
+def play(
+    env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id of a playable env."),
+    fps: int = typer.Option(8, "--fps", min=1, help="Steps per second."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the first episode."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps."),
+) -> None:
+    """Play an env with the keyboard: arrow keys move the window (two arrows: diagonals), Esc quits."""
+    from fernn.agents.play import play as play_env
+
+    env_id = resolve_env(env)
+    console.print(f"playing {env_id}: arrow keys move, Esc quits")
+    try:
+        play_env(env_id, fps=fps, seed=seed, max_steps=max_steps,
+                 report=lambda episode, total: console.print(f"episode {episode}: return {total:.2f}"))
+    except ValueError as error:
+        fail(str(error))
+
+
+def bounds(
+    env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id (an env with oracle_action())."),
+    episodes: int = typer.Option(100, "--episodes", min=1, help="Seeded episodes per policy (seeds 50000+)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
+    """Mean return of a uniformly random policy and of the env's scripted oracle: the RL reference lines."""
+    from pathlib import Path
+
+    from fernn.agents.rl import RLConfig, policy_bounds
+    from fernn.agents.runs import write_json
+
+    try:
+        figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo"), episodes)
+    except ValueError as error:
+        fail(str(error))
+    table = Table(title=f"{resolve_env(env)}: returns over {episodes} seeded episodes")
+    for column in ("policy", "mean return", "std"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for name, value in figures.items():
+        table.add_row(name, f"{value['mean']:.2f}", f"{value['std']:.2f}")
+    console.print(table)
+    if json_out:
+        write_json(Path(json_out), figures)

@@ -1,0 +1,38 @@
+"""Reinforcement learning with FERNN policies (Stable-Baselines3 / sb3-contrib).
+
+=====================  ==========================================================================
+module                 what lives there
+=====================  ==========================================================================
+``policies``           the FERNN recurrent policy, its core and lean rollout buffer, extractors
+``config``             :class:`RLConfig`, one run's settings
+``envs``               the vectorised training envs (reward scaling, frame stacks, action channels)
+``evaluation``         seeded evaluations, random / oracle bounds, the evaluate-and-checkpoint callback
+``models``             the SB3 model of a config, built or loaded
+``training``           :func:`train_rl`: a run directory from config to ``results.json``
+``figures``            reading ``eval.csv``, learning curves, episode GIFs
+=====================  ==========================================================================
+
+Needs the ``[rl]`` extra (``pip install 'fernn-rl[rl]'``).
+"""
+
+from fernn._extras import require
+
+require("stable_baselines3", "rl", "reinforcement learning (Stable-Baselines3)")
+require("sb3_contrib", "rl", "recurrent PPO (sb3-contrib)")
+
+from fernn.agents.rl.config import EVAL_SEED, RL_ALGOS, RL_POLICIES, RLConfig  # noqa: E402
+from fernn.agents.rl.envs import ScaledReward, make_vec_env  # noqa: E402
+from fernn.agents.rl.evaluation import (EvalCheckpointCallback, evaluate_policy, evaluate_run,  # noqa: E402
+                                        policy_bounds)
+from fernn.agents.rl.figures import episode_gif, learning_curve, read_evaluations  # noqa: E402
+from fernn.agents.rl.policies import (FERNNCore, FERNNFrameStackExtractor, FERNNRecurrentPolicy,  # noqa: E402
+                                      FERNNRecurrentPPO, LeanRecurrentRolloutBuffer, SmallCNN)
+from fernn.agents.rl.models import load_model, make_model  # noqa: E402
+from fernn.agents.rl.training import train_rl  # noqa: E402
+
+__all__ = [
+    "EVAL_SEED", "RL_ALGOS", "RL_POLICIES", "RLConfig", "ScaledReward", "make_vec_env", "EvalCheckpointCallback",
+    "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif", "learning_curve", "read_evaluations", "FERNNCore",
+    "FERNNFrameStackExtractor", "FERNNRecurrentPolicy", "FERNNRecurrentPPO", "LeanRecurrentRolloutBuffer",
+    "SmallCNN", "load_model", "make_model", "train_rl",
+]

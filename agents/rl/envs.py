@@ -1,0 +1,49 @@
+"""The vectorised training and evaluation envs of an RL run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stable_baselines3.common.vec_env import VecEnvWrapper
+
+from fernn.agents.rl.config import RLConfig
+
+
+def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str, Any] | None = None):
+    """The training envs: SB3 VecEnv of ``n_envs`` (frame-stacked for the frame-stack policies), rewards
+    multiplied by ``config.reward_scale``."""
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
+
+    env_id = config.env if ":" in config.env or not config.env.endswith("-v0") else f"fernn.envs:{config.env}"
+    env_id = env_id if env_id.split(":")[-1] in _fernn_ids() else config.env
+    from fernn.envs.wrappers import ActionChannels
+
+    envs = sb3_make_vec_env(env_id, n_envs=config.n_envs, seed=config.seed if seed is None else seed,
+                            vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv,
+                            env_kwargs=env_kwargs, wrapper_class=ActionChannels if config.self_motion else None)
+    if config.policy.startswith("frame-stack"):
+        envs = VecFrameStack(envs, config.frames)
+    return ScaledReward(envs, config.reward_scale) if config.reward_scale != 1 else envs
+
+
+class ScaledReward(VecEnvWrapper):
+    """Multiply the rewards of a VecEnv by a constant (stateless, so resuming needs nothing saved). SB3's
+    ``Monitor`` sits inside each env, so logged episode returns stay unscaled."""
+
+    def __init__(self, venv, scale: float) -> None:
+        super().__init__(venv)
+        self.scale = float(scale)
+
+    def reset(self):  # noqa: D102 - VecEnv API
+        return self.venv.reset()
+
+    def step_wait(self):  # noqa: D102 - VecEnv API
+        observations, rewards, dones, infos = self.venv.step_wait()
+        return observations, rewards * self.scale, dones, infos
+
+
+def _fernn_ids() -> set[str]:
+    from fernn.envs import ENV_IDS
+
+    return set(ENV_IDS.values())

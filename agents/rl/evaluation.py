@@ -1,0 +1,131 @@
+"""Evaluations of RL policies over seeded episodes, the random and oracle reference returns, and the callback
+that evaluates and checkpoints during training."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from fernn.agents.rl.config import EVAL_SEED, RLConfig
+from fernn.agents.rl.envs import make_vec_env
+from fernn.agents.runs import RunDir, write_csv, write_json
+from fernn.io import atomic_write
+
+
+def evaluate_policy(act: Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarray, Any]], config: RLConfig,
+                    episodes: int, seed: int = EVAL_SEED) -> list[float]:
+    """Returns of ``episodes`` episodes with seeds ``seed + i`` (one env, frame-stacked when needed).
+
+    ``act(obs, state, episode_start) -> (action, state)`` is ``model.predict`` or a scripted policy."""
+    envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0), seed=seed)
+    returns = []
+    for episode in range(episodes):
+        envs.seed(seed + episode)
+        obs, state, start, total = envs.reset(), None, np.ones(1, bool), 0.0
+        while True:
+            action, state = act(obs, state, start)
+            obs, reward, done, _ = envs.step(action)
+            total, start = total + float(reward[0]), done
+            if done[0]:
+                break
+        returns.append(total)
+    envs.close()
+    return returns
+
+
+def policy_bounds(config: RLConfig, episodes: int = 100) -> dict[str, dict[str, float]]:
+    """Mean and std of the return of a uniformly random policy and of the env's scripted oracle
+    (``oracle_action``; MNISTWorldTrack-v0) over ``episodes`` seeded episodes."""
+    space = gym.make(config.env).action_space
+    space.seed(config.seed)
+
+    def random_act(obs, state, start):
+        return np.array([space.sample()]), state
+
+    bounds = {"random": evaluate_policy(random_act, config, episodes)}
+    single = gym.make(config.env)
+    if hasattr(single.unwrapped, "oracle_action"):
+        bounds["oracle"] = _oracle_returns(config.env, episodes)
+    single.close()
+    return {name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "episodes": episodes}
+            for name, v in bounds.items()}
+
+
+def _oracle_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> list[float]:
+    env = gym.make(env_id)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.unwrapped.oracle_action())
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    return returns
+
+
+class EvalCheckpointCallback(BaseCallback):
+    """Every ``config.eval_every`` steps: evaluate on seeded episodes, append to ``eval.csv`` / ``eval.json``
+    and save ``checkpoints/last.zip`` (atomically); logs ``eval/mean_return`` to TensorBoard."""
+
+    def __init__(self, config: RLConfig, run: RunDir, rows: list[dict[str, float]],
+                 reporter: Callable[[dict], None] | None = None) -> None:
+        super().__init__()
+        self.config, self.run, self.rows, self.reporter = config, run, rows, reporter
+        self.next_eval = (rows[-1]["timesteps"] if rows else 0) + config.eval_every
+        self.started = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_eval:
+            self.evaluate()
+            self.next_eval += self.config.eval_every
+        return True
+
+    def evaluate(self) -> None:
+        returns = evaluate_policy(lambda o, s, e: self.model.predict(o, state=s, episode_start=e, deterministic=True),
+                                  self.config, self.config.eval_episodes)
+        row = {"timesteps": self.num_timesteps, "mean_return": float(np.mean(returns)),
+               "std_return": float(np.std(returns)), "seconds": time.perf_counter() - self.started}
+        self.rows.append(row)
+        self.logger.record("eval/mean_return", row["mean_return"])
+        write_csv(self.run.path / "eval.csv", self.rows, list(row))
+        write_json(self.run.path / "eval.json", self.rows)
+        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run.checkpoints / "last.zip", lambda tmp: self.model.save(tmp))
+        if self.reporter is not None:
+            self.reporter(row)
+
+
+def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, checkpoint: str = "final",
+                 device: str = "auto") -> dict[str, Any]:
+    """Re-evaluate a saved RL run's policy (deterministic actions) over ``episodes`` seeded episodes.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: ``"final"`` (``model.zip``) or ``"last"`` (``checkpoints/last.zip``).
+
+    Returns:
+        ``{"episodes", "seed", "checkpoint", "mean_return", "std_return", "returns"}``.
+    """
+    from fernn.agents.rl.models import load_model
+
+    run = RunDir(run_dir)
+    config = dataclasses.replace(RLConfig(**run.read_config()), device=device)
+    path = run.path / "model.zip" if checkpoint == "final" else run.checkpoints / "last.zip"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run.path} has no {path.relative_to(run.path)} yet; finish (or --resume) the run "
+                                "first" + (", or pass --checkpoint last" if checkpoint == "final" else ""))
+    envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0), seed=seed)
+    model = load_model(config, path, envs)
+    envs.close()
+    returns = evaluate_policy(lambda o, s, e: model.predict(o, state=s, episode_start=e, deterministic=True),
+                              config, episodes, seed)
+    return {"episodes": episodes, "seed": seed, "checkpoint": checkpoint, "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)), "returns": returns}

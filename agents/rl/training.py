@@ -1,0 +1,76 @@
+"""Reinforcement learning runs: ``fernn-rl train --env mnist-world-track --algo recurrent-ppo --policy fernn``.
+
+Policies:
+
+=====================  ===========================  ==================================================
+``--policy``           algorithm                    encoder
+=====================  ===========================  ==================================================
+``fernn``              :class:`FERNNRecurrentPPO`   the FERNN core (recurrent; lean rollout buffer)
+``cnn-lstm``           ``RecurrentPPO``             :class:`SmallCNN` + LSTM (sb3-contrib's policy)
+``frame-stack-cnn``    ``PPO``                      :class:`SmallCNN` over a ``VecFrameStack`` of 4
+``frame-stack-fernn``  ``PPO``                      :class:`FERNNFrameStackExtractor` over the stack
+=====================  ===========================  ==================================================
+
+A run directory holds ``config.json``, ``model.zip`` (final), ``checkpoints/last.zip`` (resume),
+TensorBoard logs, ``eval.csv`` / ``eval.json`` (mean and std of the return over seeded episodes at every
+evaluation), ``learning_curve.png`` (with the random and oracle returns as reference lines) and
+``results.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from fernn.agents.rl.config import RLConfig
+from fernn.agents.rl.envs import make_vec_env
+from fernn.agents.rl.evaluation import EvalCheckpointCallback, policy_bounds
+from fernn.agents.rl.figures import learning_curve, read_evaluations
+from fernn.agents.rl.models import load_model, make_model
+from fernn.agents.runs import RunDir, open_run, run_path, write_json
+from fernn.allocator import keep_allocations_warm
+from fernn.io import atomic_write
+
+
+def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
+             reporter: Callable[[dict], None] | None = None, bounds_episodes: int = 20,
+             explicit: Iterable[str] = ()) -> dict[str, Any]:
+    """Train ``config`` in ``<out>/<name>`` (see the module docstring); return ``results.json``'s content.
+
+    The run directory is created only once the envs and the model are built (:func:`fernn.agents.runs.open_run`);
+    the run's lock is held while it trains. With ``resume``, settings named in ``explicit`` that differ from the
+    stored run are refused (``timesteps`` may be raised to train longer).
+    """
+    run = RunDir(run_path(config.out, config.name))
+    with run.lock():
+        def setup(values: dict[str, Any]) -> tuple[RLConfig, Any, Any]:
+            stored = RLConfig(**values)
+            keep_allocations_warm()
+            envs = make_vec_env(stored)
+            tensorboard = str(run.path / "tensorboard")
+            if resume and (run.checkpoints / "last.zip").is_file():
+                model = load_model(stored, run.checkpoints / "last.zip", envs)
+                model.tensorboard_log = tensorboard
+            else:
+                model = make_model(stored, envs, tensorboard)
+            return stored, envs, model
+
+        _, (config, envs, model) = open_run(run, config.to_dict(), "rl", resume=resume, overwrite=overwrite,
+                                            setup=setup, explicit=explicit, extend="timesteps")
+        rows = [r for r in read_evaluations(run.path / "eval.csv") if r["timesteps"] <= model.num_timesteps] \
+            if resume else []
+        callback = EvalCheckpointCallback(config, run, rows, reporter)
+        remaining = config.timesteps - model.num_timesteps
+        if remaining > 0:
+            model.learn(remaining, callback=callback, reset_num_timesteps=not resume, tb_log_name="rl")
+        if not rows or rows[-1]["timesteps"] < model.num_timesteps:
+            callback.evaluate()
+        atomic_write(run.path / "model.zip", lambda tmp: model.save(tmp))
+        envs.close()
+        bounds = policy_bounds(config, bounds_episodes)
+        results = {"config": config.to_dict(), "final": rows[-1], "evaluations": rows, "bounds": bounds,
+                   "parameters": sum(p.numel() for p in model.policy.parameters())}
+        learning_curve(run.path / "learning_curve.png", {config.policy: rows}, bounds, title=config.name)
+        write_json(run.path / "results.json", results)
+    return results

@@ -1,0 +1,96 @@
+"""One run lifecycle for every kind of run: nothing is created before setup succeeds, resume refuses changed
+settings, one process at a time, names stay inside --out, eval/rollout dispatch on the recorded kind."""
+
+import json
+import multiprocessing
+
+import pytest
+from typer.testing import CliRunner
+
+from fernn.agents.cli import app
+from fernn.agents.runs import RunDir, RunLockedError, run_path
+
+runner = CliRunner()
+TINY_FLAGS = ["--env", "flowing-mnist", "--vmax", "1", "--data-vmax", "1", "--eval-vmax", "1", "--hidden", "2",
+              "--decoder-layers", "1", "--context", "2", "--predict", "2", "--epochs", "1", "--steps-per-epoch", "2",
+              "--batch-size", "2", "--val-batches", "1", "--eval-sequences", "2", "--source", "embedded",
+              "--device", "cpu", "--quiet"]
+RL_FLAGS = ["train", "--env", "mnist-world-track", "--algo", "recurrent-ppo", "--policy", "cnn-lstm", "--n-envs", "2",
+            "--n-steps", "8", "--batch-size", "8", "--eval-every", "16", "--eval-episodes", "1", "--timesteps", "16",
+            "--device", "cpu", "--quiet"]
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_a_failed_start_leaves_nothing_behind_and_the_retry_fails_the_same(tmp_path):
+    args = ["train", "--env", "kth-camera", "--data-dir", str(tmp_path / "nodata"), "--out", str(tmp_path / "runs"),
+            "--quiet"]
+    first, second = runner.invoke(app, args), runner.invoke(app, args)
+    one_line_error(first, "KTH")
+    assert second.output == first.output
+    assert not (tmp_path / "runs" / "kth-camera-fernn").exists()
+
+
+def test_resume_refuses_changed_settings_and_the_overwrite_pair(tmp_path):
+    base = ["train", *TINY_FLAGS, "--out", str(tmp_path), "--name", "r"]
+    assert runner.invoke(app, base).exit_code == 0
+    one_line_error(runner.invoke(app, [*base, "--resume", "--hidden", "4"]), "hidden=2 (asked 4)")
+    one_line_error(runner.invoke(app, [*base, "--resume", "--overwrite"]), "contradict")
+    resumed = runner.invoke(app, [*base, "--resume", "--epochs", "2"])  # more epochs: train longer
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["epochs"] == 2
+
+
+def test_rl_resume_refuses_a_changed_policy(tmp_path):
+    args = [*RL_FLAGS, "--out", str(tmp_path), "--name", "rl"]
+    assert runner.invoke(app, args).exit_code == 0
+    changed = [a if a != "cnn-lstm" else "fernn" for a in args]
+    one_line_error(runner.invoke(app, [*changed, "--resume"]), "policy='cnn-lstm' (asked 'fernn')")
+
+
+def test_names_stay_inside_out(tmp_path):
+    one_line_error(runner.invoke(app, ["train", *TINY_FLAGS, "--out", str(tmp_path), "--name", "../../escape"]),
+                   "inside --out")
+    with pytest.raises(ValueError, match="inside --out"):
+        run_path(tmp_path, "/etc")
+    assert not (tmp_path.parent.parent / "escape").exists()
+
+
+def _hold(path, ready, release):
+    with RunDir(path).lock():
+        ready.set()
+        release.wait(30)
+
+
+def test_a_live_run_is_locked_against_a_second_process(tmp_path):
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold, args=(tmp_path / "r", ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(RunLockedError, match="in use by process"):
+            with RunDir(tmp_path / "r").lock():
+                pass
+        one_line_error(runner.invoke(app, ["train", *TINY_FLAGS, "--out", str(tmp_path), "--name", "r",
+                                           "--overwrite"]), "in use")
+    finally:
+        release.set()
+        holder.join(30)
+    with RunDir(tmp_path / "r").lock():  # released when its holder exits
+        pass
+
+
+def test_eval_and_rollout_dispatch_on_the_recorded_kind(tmp_path):
+    assert runner.invoke(app, [*RL_FLAGS, "--out", str(tmp_path), "--name", "rl"]).exit_code == 0
+    run = RunDir(tmp_path / "rl")
+    assert run.kind() == "rl" and json.loads(run.info_path.read_text())["kind"] == "rl"
+    result = runner.invoke(app, ["eval", str(run.path), "--episodes", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run.path / "results.json").read_text())["reevaluation"]["episodes"] == 2
+    one_line_error(runner.invoke(app, ["eval", str(run.path), "--device", "tpu"]), "--device")
