@@ -35,6 +35,7 @@ import torch
 from fernn.io import atomic_write
 
 KINDS = ("supervised", "rl")
+LOCATION_FIELDS = ("out", "name")
 RUN_FORMAT = 1
 T = TypeVar("T")
 
@@ -193,7 +194,8 @@ class RunDir:
                 raise RunExistsError(f"run directory {self.path} already holds a run; pass --resume to continue it "
                                      "or --overwrite to start over")
             return config
-        stored = self.read_config()
+        # where the run lives is not one of its settings: a copied or moved run resumes where it now is
+        stored = {**self.read_config(), **{k: config[k] for k in LOCATION_FIELDS if k in config}}
         differ = sorted(k for k in set(explicit) if k != extend and k in config and stored.get(k) != config[k])
         if differ:
             details = ", ".join(f"{k}={stored.get(k)!r} (asked {config[k]!r})" for k in differ)

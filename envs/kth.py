@@ -31,6 +31,20 @@ from fernn.io import atomic_write
 KTH_URL = "http://www.csc.kth.se/cvap/actions/"
 ACTIONS = ("walking", "jogging", "running", "boxing", "handwaving", "handclapping")
 SEQUENCES_FILE = "00sequences.txt"
+#: SHA-1 digests of the official archives, as the vipy project records them (the only published digests);
+#: a download that differs is deleted. The segment list has none: it is parsed as text, size-bounded.
+KTH_DIGESTS = {
+    "walking.zip": {"sha1": "a3e81537271a0ab4576591774baa38c2d97b7e3a"},
+    "jogging.zip": {"sha1": "21943bdbcef9dad106db0d74661e49eaeaa15a25"},
+    "running.zip": {"sha1": "da83bb313edfd4455fffdda6263696fa10d43c6f"},
+    "boxing.zip": {"sha1": "adb36ed9c29c846d44d2ba15f348bd115c951bbd"},
+    "handwaving.zip": {"sha1": "0792f7cd69f7f895a205c08ac212ddaa7177e370"},
+    "handclapping.zip": {"sha1": "d3b81261aa822ef63d0d1523f945bfaff27814d2"},
+}
+#: archive members: an action folder at most, then ``personPP_action_dS_uncomp.avi``; each at most this big
+_MEMBER = re.compile(r"^(?:[a-z]+/)?person\d{2}_[a-z]+_d\d_uncomp\.avi$")
+MAX_MEMBER_BYTES = 64 << 20
+MAX_SEQUENCES_BYTES = 1 << 20
 PERSON_SPLITS = {"train": range(1, 17), "val": range(17, 21), "test": range(21, 26)}
 CACHE_VERSION = 1
 _VIDEO = re.compile(r"^person(?P<person>\d+)_(?P<action>[a-z]+)_d(?P<scenario>\d+)$")
@@ -54,7 +68,7 @@ def download_kth(data_dir: str | os.PathLike | None = None, *, timeout: float = 
     for name in expected_files():
         if not (folder / name).is_file():
             report = None if progress is None else (lambda done, total, name=name: progress(name, done, total))
-            download(KTH_URL + name, folder / name, timeout=timeout, progress=report)
+            download(KTH_URL + name, folder / name, digests=KTH_DIGESTS.get(name), timeout=timeout, progress=report)
     return folder
 
 
@@ -123,7 +137,7 @@ def load_kth(split: str = "train", *, data_dir: str | os.PathLike | None = None,
     chunks, offsets, segments, row = [], {}, [], 0
     factor = 64 // frame_size
     for video in videos:
-        frames = np.load(cache / f"{video['name']}.npy")
+        frames = np.load(cache / f"{video['name']}.npy", allow_pickle=False)
         if factor > 1:
             frames = frames.reshape(len(frames), frame_size, factor, frame_size, factor).mean((2, 4))
             frames = np.rint(frames).astype(np.uint8)
@@ -177,7 +191,11 @@ def _cached_index(folder: Path, progress: Callable[[str, int, int], None] | None
     """The cache index, building or repairing the per-video ``.npy`` files first where needed."""
     cache = folder / "cache_64"
     index_path = cache / "index.json"
-    sequences = parse_sequences((folder / SEQUENCES_FILE).read_text(errors="replace"))
+    sequences_path = folder / SEQUENCES_FILE
+    if sequences_path.stat().st_size > MAX_SEQUENCES_BYTES:
+        raise DataMissingError(f"{sequences_path} is {sequences_path.stat().st_size} bytes, far more than KTH's segment "
+                               f"list (about 30 KB); download it again from {KTH_URL}")
+    sequences = parse_sequences(sequences_path.read_text(errors="replace"))
     index = None
     if index_path.is_file():
         try:
@@ -214,18 +232,29 @@ def _cached_index(folder: Path, progress: Callable[[str, int, int], None] | None
 
 
 def _archive_videos(archive: Path) -> list[str]:
+    """The video members of a KTH archive, validated before anything is decoded: expected names only (no absolute
+    path, no ``..``), at most :data:`MAX_MEMBER_BYTES` each."""
     try:
         with zipfile.ZipFile(archive) as zf:
-            return sorted(n for n in zf.namelist() if n.endswith(".avi"))
+            members = [info for info in zf.infolist() if not info.is_dir()]
     except zipfile.BadZipFile as error:
         raise DataMissingError(f"{archive} is not a valid zip archive ({error}); delete it and download it again "
                                f"from {KTH_URL}") from error
+    for info in members:
+        if not _MEMBER.match(info.filename):
+            raise DataMissingError(f"{archive} holds an unexpected member {info.filename!r} (expected "
+                                   f"personPP_action_dS_uncomp.avi); it is not an official KTH archive: delete it and "
+                                   f"download it again from {KTH_URL}")
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise DataMissingError(f"{archive} member {info.filename!r} unpacks to {info.file_size} bytes, more than "
+                                   f"any KTH video ({MAX_MEMBER_BYTES} at most); delete the archive and download it again")
+    return sorted(info.filename for info in members)
 
 
 def _cache_ok(cache: Path, video: dict) -> bool:
     path = cache / f"{video['name']}.npy"
     try:
-        frames = np.load(path, mmap_mode="r")
+        frames = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
         return False
     return frames.shape == (video["frames"], 64, 64) and frames.dtype == np.uint8

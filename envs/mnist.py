@@ -4,7 +4,7 @@
   provenance and licence in ``envs/data/README.md``), split 4,000 train / 1,000 test (fixed and
   stratified, *not* the official split).
 * ``source="full"``: the official IDX files (``train-images-idx3-ubyte.gz`` ... ) in
-  ``<data_dir>/mnist``, downloaded with MD5 verification when ``download=True``; the official
+  ``<data_dir>/mnist``, downloaded with SHA-256 verification when ``download=True``; the official
   60,000 / 10,000 split.
 * ``source="auto"`` (default): the full set when its files are present, else the embedded subset; the
   choice is logged once per process.
@@ -27,11 +27,15 @@ from fernn.envs.storage import DataMissingError, download, resolve_data_dir
 SPLITS = ("train", "test")
 SOURCES = ("auto", "embedded", "full")
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-MNIST_FILES = {  # the official files and their MD5s
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+MNIST_FILES = {  # the official files: SHA-256 and the MD5 that torchvision publishes
+    "train-images-idx3-ubyte.gz": {"sha256": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                                   "md5": "f68b3c2dcbeaaa9fbdd348bbdeb94873"},
+    "train-labels-idx1-ubyte.gz": {"sha256": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                                   "md5": "d53e105ee54ea40749a09fcbcd1e9432"},
+    "t10k-images-idx3-ubyte.gz": {"sha256": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                                  "md5": "9fb629c4189551a2d022fa330f9573f3"},
+    "t10k-labels-idx1-ubyte.gz": {"sha256": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                                  "md5": "ec29112dd5afa0611ce80d1b7f02629c"},
 }
 _SPLIT_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                 "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -94,18 +98,18 @@ def load_mnist(split: str = "train", *, source: str = "auto", data_dir: str | os
 
 
 def download_mnist(data_dir: str | os.PathLike | None = None, *, timeout: float = 30.0) -> Path:
-    """Download the four official IDX files to ``<data_dir>/mnist`` (MD5-checked); return that folder."""
+    """Download the four official IDX files to ``<data_dir>/mnist`` (SHA-256 and MD5 checked); return that folder."""
     folder = mnist_dir(data_dir)
-    for name, md5 in MNIST_FILES.items():
+    for name, digests in MNIST_FILES.items():
         if not (folder / name).is_file():
-            download(MNIST_URL + name, folder / name, md5=md5, timeout=timeout)
+            download(MNIST_URL + name, folder / name, digests=digests, timeout=timeout)
     return folder
 
 
 @functools.lru_cache(maxsize=None)
 def _load_embedded(split: str) -> DigitSet:
     with resources.files("fernn.envs").joinpath("data/mnist_5k.npz").open("rb") as fh:
-        data = np.load(fh)
+        data = np.load(fh, allow_pickle=False)
         images, labels = data[f"{split}_images"], data[f"{split}_labels"]
     images.setflags(write=False)  # shared by every caller (cached)
     labels.setflags(write=False)

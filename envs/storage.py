@@ -2,8 +2,9 @@
 
 Downloads follow torchvision's convention: they happen only when asked (``download=True``, the CLI's
 ``--download``). A download goes to ``<name>.part`` (resumed with an HTTP ``Range`` request when a
-previous attempt left one), is checked against its MD5 when one is known, and is renamed into place
-only when complete, so an interrupted download never leaves a file that looks whole.
+previous attempt left one), is checked against its pinned digests (SHA-256, plus MD5 or SHA-1 where those
+are the published ones) and is renamed into place only when every digest matches: an interrupted or
+tampered download never leaves a file that looks whole.
 """
 
 from __future__ import annotations
@@ -38,22 +39,37 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return default_data_dir() if data_dir is None else Path(data_dir).expanduser()
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
+DIGEST_NAMES = {"sha256": "SHA-256", "sha1": "SHA-1", "md5": "MD5"}
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of a file (``algorithm``: ``sha256``, ``sha1`` or ``md5``), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def download(url: str, destination: Path, *, md5: str | None = None, timeout: float = 30.0,
+def verify_digests(path: Path, digests: dict[str, str], what: str) -> None:
+    """Raise ``OSError`` unless ``path`` has every digest of ``digests`` (``{"sha256": hex, ...}``)."""
+    for algorithm, expected in digests.items():
+        if algorithm not in DIGEST_NAMES:
+            raise ValueError(f"unknown digest {algorithm!r}; accepted: {', '.join(DIGEST_NAMES)}")
+        got = file_digest(path, algorithm)
+        if got != expected.lower():
+            raise OSError(f"checksum mismatch for {what}: expected {DIGEST_NAMES[algorithm]} {expected}, got {got}")
+
+
+def download(url: str, destination: Path, *, digests: dict[str, str] | None = None, timeout: float = 30.0,
              progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download ``url`` to ``destination`` (resumable, checksummed, atomic).
 
     Args:
         url: http(s) URL.
         destination: final path; ``destination.part`` holds the partial download.
-        md5: expected MD5 hex digest; a mismatch deletes the file and raises ``OSError``.
+        digests: pinned hex digests, ``{"sha256": ..., "md5": ...}``; a mismatch deletes the download and
+            raises ``OSError`` saying so.
         timeout: seconds to wait for the server on connect and on each read.
         progress: called with ``(bytes so far, total or None)`` after each chunk.
 
@@ -81,8 +97,11 @@ def download(url: str, destination: Path, *, md5: str | None = None, timeout: fl
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         raise OSError(f"could not download {url}: {getattr(error, 'reason', error)} (a partial download is kept "
                       f"in {partial} and resumed next time)") from error
-    if md5 is not None and md5sum(partial) != md5:
+    try:
+        verify_digests(partial, digests or {}, url)
+    except OSError as error:
         partial.unlink()
-        raise OSError(f"checksum mismatch for {url}: expected MD5 {md5}; the download was deleted, try again")
+        raise OSError(f"{error}; the download was deleted, try again (a persistent mismatch means the file at "
+                      "that address is not the official one)") from error
     os.replace(partial, destination)
     return destination

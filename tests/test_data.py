@@ -94,10 +94,13 @@ def test_download_is_checksummed_and_atomic(tmp_path, http_server):
     payload = bytes(range(256)) * 1000
     (served / "blob.bin").write_bytes(payload)
     target = tmp_path / "out" / "blob.bin"
-    download(url + "blob.bin", target, md5=hashlib.md5(payload).hexdigest())
+    download(url + "blob.bin", target, digests={"sha256": hashlib.sha256(payload).hexdigest(),
+                                                "md5": hashlib.md5(payload).hexdigest()})
     assert target.read_bytes() == payload
-    with pytest.raises(OSError, match="checksum mismatch"):
-        download(url + "blob.bin", tmp_path / "bad.bin", md5="0" * 32)
+    for digests in ({"sha256": "0" * 64}, {"sha256": hashlib.sha256(payload).hexdigest(), "md5": "0" * 32},
+                    {"sha1": "0" * 40}):
+        with pytest.raises(OSError, match="checksum mismatch.*the download was deleted"):
+            download(url + "blob.bin", tmp_path / "bad.bin", digests=digests)
     assert not (tmp_path / "bad.bin").exists() and not (tmp_path / "bad.bin.part").exists()
     with pytest.raises(OSError, match="could not download"):
         download(url + "missing.bin", tmp_path / "missing.bin")
@@ -107,7 +110,8 @@ def test_download_is_checksummed_and_atomic(tmp_path, http_server):
 def test_download_mnist_through_a_mirror(tmp_path, http_server, monkeypatch):
     served, url = http_server
     fake_mnist(served)
-    checksums = {name: hashlib.md5((served / "mnist" / name).read_bytes()).hexdigest() for name in MNIST_FILES}
+    checksums = {name: {"sha256": hashlib.sha256((served / "mnist" / name).read_bytes()).hexdigest()}
+                 for name in MNIST_FILES}
     monkeypatch.setattr("fernn.envs.mnist.MNIST_URL", url + "mnist/")
     monkeypatch.setattr("fernn.envs.mnist.MNIST_FILES", checksums)
     digits = load_mnist("train", source="full", data_dir=tmp_path, download=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from fernn.agents.rl.config import EVAL_SEED, RLConfig
 from fernn.agents.rl.envs import make_vec_env
 from fernn.agents.rl.models import load_model
 from fernn.agents.plots import optional
+from fernn.agents.runs import RunDir
 from fernn.io import atomic_write
 
 
@@ -58,7 +58,7 @@ def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: 
     MNIST World the whole world with the window drawn on it)."""
     from PIL import Image
 
-    config = RLConfig(**json.loads((run_dir / "config.json").read_text()))
+    config = RLConfig(**RunDir(run_dir).read_config())
     envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy"), seed=seed,
                         env_kwargs={"render_mode": "rgb_array"})
     model = load_model(config, run_dir / "model.zip", envs)

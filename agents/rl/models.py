@@ -36,11 +36,46 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
                                                      net_arch=dict(pi=[64], vf=[64])), **common)
 
 
-def load_model(config: RLConfig, path: Path, envs):
-    from sb3_contrib import RecurrentPPO
-    from stable_baselines3 import PPO
+def load_model(config: RLConfig, path: Path, envs, tensorboard: str | None = None):
+    """Load a model this project saved (SB3's ``.zip``) without unpickling anything.
 
-    from fernn.agents.rl.policies import FERNNRecurrentPPO
+    SB3's own ``load`` deserialises cloudpickled objects stored in the archive's ``data`` entry, so opening an
+    archive someone else made could run their code. This builds the model from ``config`` instead, then reads
+    the weights (``policy.pth``, ``policy.optimizer.pth``) with ``torch.load(weights_only=True)`` and the plain
+    counters (``num_timesteps``, ``_n_updates``) from the JSON ``data``; nothing else in the archive is read.
 
-    cls = {"fernn": FERNNRecurrentPPO, "cnn-lstm": RecurrentPPO}.get(config.policy, PPO)
-    return cls.load(path, env=envs, device=config.device)
+    Raises:
+        fernn.agents.runs.RunFileError: the archive is damaged, lacks the weights, or holds objects other than
+            tensors and plain data where the weights should be.
+    """
+    import io
+    import json
+    import pickle
+    import zipfile
+
+    import torch
+
+    from fernn.agents.runs import RunFileError
+
+    model = make_model(config, envs, tensorboard)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            data = json.loads(archive.read("data"))
+            policy = torch.load(io.BytesIO(archive.read("policy.pth")), map_location=model.device, weights_only=True)
+            optimizer = torch.load(io.BytesIO(archive.read("policy.optimizer.pth")), map_location=model.device,
+                                   weights_only=True) if "policy.optimizer.pth" in names else None
+        model.policy.load_state_dict(policy)
+        if optimizer is not None:
+            model.policy.optimizer.load_state_dict(optimizer)
+        model.num_timesteps = int(data.get("num_timesteps", 0))
+        model._n_updates = int(data.get("_n_updates", 0))
+    except pickle.UnpicklingError as error:
+        raise RunFileError(f"{path} holds objects other than tensors and plain data where the policy's weights "
+                           f"should be; they are not loaded (loading them could run code): "
+                           f"{str(error).splitlines()[0]}") from error
+    except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError, EOFError, OSError) as error:
+        raise RunFileError(f"{path} is not a readable model archive of this run ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else 'damaged'}); resume from another "
+                           "checkpoint or train the run again with --overwrite") from error
+    return model

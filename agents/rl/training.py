@@ -50,8 +50,7 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
             envs = make_vec_env(stored)
             tensorboard = str(run.path / "tensorboard")
             if resume and (run.checkpoints / "last.zip").is_file():
-                model = load_model(stored, run.checkpoints / "last.zip", envs)
-                model.tensorboard_log = tensorboard
+                model = load_model(stored, run.checkpoints / "last.zip", envs, tensorboard)
             else:
                 model = make_model(stored, envs, tensorboard)
             return stored, envs, model
