@@ -9,7 +9,7 @@ ESCNN ?= escnn==1.0.11
 STAMP := $(VENV)/.setup-$(shell printf '%s|%s' '$(TORCH)' '$(ESCNN)' | md5sum | cut -c1-10)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all test-gpu bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# On a machine with a CUDA build of torch (make setup TORCH=...): the cuda tests, then a one-minute benchmark.
+test-gpu: setup
+	$(PY) -m pytest -m cuda -q -rs $(PYTEST_ARGS)
+	$(VENV)/bin/fernn-rl bench step --device cuda --vmax 0,2 --repeats 3 --json docs/bench_step_cuda.json
 
 bench: setup
 	$(VENV)/bin/fernn-rl bench step --repeats 1 --rounds 3 --json docs/bench_step_h32.json

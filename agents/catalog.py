@@ -30,7 +30,7 @@ def _section(doc: str, title: str) -> str:
 
 def catalog() -> list[EnvEntry]:
     """Describe every id of :data:`fernn.envs.ENV_IDS` (spaces from a built env, or from the docs when
-    the env needs data that is not on this machine)."""
+    the env needs data that is not on disk)."""
     entries = []
     for name, env_id in ENV_IDS.items():
         spec = gym.spec(env_id)

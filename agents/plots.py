@@ -7,7 +7,6 @@ Figures are optional: without the ``[plots]`` extra (matplotlib, Pillow) every f
 from __future__ import annotations
 
 import functools
-import importlib.util
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from fernn._extras import install_line, require
+from fernn._extras import install_line, installed, require
 from fernn.io import atomic_write
 
 
 def available() -> bool:
     """Whether matplotlib and Pillow (the ``[plots]`` extra) are installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("matplotlib", "PIL"))
+    return installed("matplotlib") and installed("PIL")
 
 
 def pyplot():

@@ -4,7 +4,7 @@
 
 Every run is read from its ``eval.csv`` (finished or not) and cut at the common budget: ``--budget``, or by
 default the most environment steps that every run has reached. With SB3's constant learning rate and clip
-range (this project's defaults) the first N steps of a longer run are exactly a run with budget N. The
+range (fernn-rl's defaults) the first N steps of a longer run are exactly a run with budget N. The
 mean return over all evaluations (the area under the curve) measures sample efficiency.
 Parameter counts come from ``docs/bench_rl.json`` and the reference lines from ``docs/track_bounds.json``
 (``fernn-rl bench rl`` and ``fernn-rl bounds`` write them).

@@ -27,16 +27,20 @@ def install_line(extra: str) -> str:
     return f"pip install 'fernn-rl[{extra}]'"
 
 
+def installed(module: str) -> bool:
+    """Whether ``module``'s top-level package can be found (without importing it)."""
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def require(module: str, extra: str, feature: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingExtraError` saying that ``feature`` needs ``extra``."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        try:
-            installed = importlib.util.find_spec(module.split(".")[0]) is not None
-        except (ImportError, ValueError):
-            installed = False
-        if installed:
+        if installed(module):
             raise  # installed but broken: the original error says more
         raise MissingExtraError(f"{feature} needs the optional package {module.split('.')[0]!r}, which is not "
                                 f"installed: {install_line(extra)}") from error

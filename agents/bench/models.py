@@ -119,7 +119,7 @@ def _measure_rows(measure: Callable[..., StepTiming], rows: Sequence[tuple], com
 
     Fresh processes: a step at the papers' sizes keeps several GiB for backward, and a process that already
     ran another configuration holds its freed heap (with warm allocations, see :mod:`fernn.allocator`),
-    which skews timings and, round after round, runs a 24 GiB machine out of memory. Rounds: this machine's
+    which skews timings and, round after round, runs a 24 GiB machine out of memory. Rounds: a shared machine's
     speed drifts over minutes; measured round-robin, a slow minute slows every row alike instead of whichever
     ran in it.
     """

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from stable_baselines3.common.callbacks import CallbackList
-
-from fernn.agents.rl import RL_POLICIES, RLConfig, make_model, make_vec_env
+from fernn.agents.rl import RL_POLICIES, RLConfig, make_model, make_vec_env  # first: names the [rl] extra
+from stable_baselines3.common.callbacks import CallbackList  # noqa: I001
 
 
 def bench_rl(*, n_envs: int = 8, n_steps: int = 128, fernn_hidden: int = 16, vmax: int = 2, repeats: int = 2,

@@ -240,8 +240,11 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Rerun the evaluations of a trained run on its checkpoint and merge them into results.json (RL runs:
-    the saved policy over seeded episodes). Checkpoints load as data only (no pickled code runs); an RL
-    run's model.zip is SB3's archive format, see docs/reliability.md."""
+    the saved policy over seeded episodes).
+
+    Safe on runs from others: checkpoints load as data only, and an RL run's model.zip is read for its
+    weights alone (SB3's own PPO.load would unpickle objects stored in the archive and can run code from
+    an untrusted file; see docs/reliability.md)."""
     import json
 
     from fernn.agents.runs import RunDir, RunFileError, write_json
@@ -303,8 +306,11 @@ def rollout(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Write rollout strips (PNG) and GIFs of a trained run: ground truth against prediction, or for an RL
-    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it). An RL run's
-    model.zip is SB3's archive format, see docs/reliability.md."""
+    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it).
+
+    Safe on runs from others: checkpoints load as data only, and an RL run's model.zip is read for its
+    weights alone (SB3's own PPO.load would unpickle objects stored in the archive and can run code from
+    an untrusted file; see docs/reliability.md)."""
     from pathlib import Path
 
     from fernn.agents.runs import RunDir, RunFileError

@@ -1,5 +1,5 @@
 """The papers' runs by name (``fernn-rl train --preset NAME``), each with the table or figure it
-reproduces and the hyperparameters of the paper / reference code (``../shared/PAPERS.md``).
+reproduces and the hyperparameters of the paper / reference code (docs/reproduction.md).
 
 A preset sets the fields below; flags given on the command line override them (the README's CPU-scale
 tables pass smaller ``--epochs --steps-per-epoch --batch-size --hidden --lr``). Presets are sized

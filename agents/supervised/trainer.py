@@ -12,7 +12,6 @@ a run on N processes sees the data of a single process with the same global batc
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import warnings
@@ -25,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fernn._extras import install_line
+from fernn._extras import install_line, installed
 from fernn.allocator import keep_allocations_warm
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
@@ -281,7 +280,7 @@ def _wrap(model: nn.Module, config: TrainConfig, group: Distributed, device: tor
 
 def _tensorboard(run: RunDir):
     """A TensorBoard writer in the run directory, or ``None`` (with a warning) without the package."""
-    if importlib.util.find_spec("tensorboard") is None:
+    if not installed("tensorboard"):
         warnings.warn(f"TensorBoard logs skipped (tensorboard missing): {install_line('rl')}", stacklevel=2)
         return None
     from torch.utils.tensorboard import SummaryWriter
