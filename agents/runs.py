@@ -168,6 +168,8 @@ class RunDir:
             finally:
                 handle.seek(0)
                 handle.truncate()
+                if not self.path.exists():  # a start that failed leaves nothing behind, its lock file included
+                    self.lock_path.unlink(missing_ok=True)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def resolve(self, config: dict[str, Any], *, resume: bool, overwrite: bool, explicit: Iterable[str] = (),

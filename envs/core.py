@@ -207,21 +207,29 @@ class CoreVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        if isinstance(seed, (np.integer, int)) and not isinstance(seed, bool):
+            seed = int(seed)
         super().reset(seed=seed if isinstance(seed, int) else None)
         if seed is None:
             seeds = [int(self.np_random.integers(SEED_RANGE)) for _ in range(self.num_envs)]
         elif isinstance(seed, int):
             seeds = [seed + i for i in range(self.num_envs)]
         else:
-            if len(seed) != self.num_envs:
-                raise ValueError(f"seed must be an int or a list of {self.num_envs} ints, got {len(seed)} seeds")
-            seeds = list(seed)
+            if not isinstance(seed, (list, tuple, np.ndarray)) or len(seed) != self.num_envs:
+                raise ValueError(f"seed must be None, an int or a list of {self.num_envs} ints, got {seed!r}")
+            seeds = [int(s) for s in seed]
         mask = np.ones(self.num_envs, bool)
         if options and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"], bool)
-            if mask.shape != (self.num_envs,):
-                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
+            mask = np.asarray(options["reset_mask"])
+            if mask.dtype != bool or mask.shape != (self.num_envs,):
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got "
+                                 f"{options['reset_mask']!r}")
         indices = np.flatnonzero(mask)
+        if len(indices) == 0:  # nothing to reset: a no-op, once there is something to observe
+            if not self._started:
+                raise ValueError("options['reset_mask'] selects no env, but no env has been reset yet: the first "
+                                 "reset must reset every env")
+            return self.core.observe(), {}
         for i in indices:
             self.core.generators[i].manual_seed(int(np.random.default_rng(seeds[i]).integers(SEED_RANGE)))
         self.core.reset_envs(indices)

@@ -39,11 +39,19 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+#: the largest frame or world side: a 4096 x 4096 frame is 16 MiB per uint8 frame, 64 MiB per float frame
+MAX_SIDE = 4096
+
+
 def check_digit_room(name: str, value: Any) -> int:
-    """A frame or world side: an integer large enough for a 28x28 MNIST digit, or a named error."""
+    """A frame or world side: an integer large enough for a 28x28 MNIST digit and at most :data:`MAX_SIDE`, or
+    a named error."""
     value = check_count(name, value)
     if value < DIGIT_SIZE:
         raise ValueError(f"{name} must be >= {DIGIT_SIZE} so that a {DIGIT_SIZE}x{DIGIT_SIZE} MNIST digit fits, got {value}")
+    if value > MAX_SIDE:
+        raise ValueError(f"{name} must be <= {MAX_SIDE} (a {value}-px frame is {value * value / 2 ** 30:,.1f} GiB as "
+                         f"uint8, per frame), got {value}")
     return value
 
 

@@ -84,6 +84,9 @@ class WorldScenes:
         self.target_velocities = self.velocities if target_velocities is None else \
             parse_velocities("target_velocities", target_velocities).to(self.bank.device)
         self.step_size = check_count("step_size", step_size, minimum=0)
+        if self.step_size > self.world_size // 2:
+            raise ValueError(f"step_size must be <= world_size // 2 = {self.world_size // 2} (on a torus a longer move "
+                             f"is a shorter one the other way), got {step_size}")
 
     def random_actions(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Uniform random-walk actions ``(B, T, 2)`` with ``actions[:, 0] = (0, 0)``."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from fernn._validation import check_channels, check_choice, check_float_tensor, check_int, check_module_tensor, \
     module_device
+from fernn.budget import check_fits
 from fernn.core import RecurrentCore
 from fernn.flows import Flow
 
@@ -55,6 +56,11 @@ class FERNN(nn.Module):
         check_choice("recurrence", recurrence, RECURRENCES)
         self.flow = flow
         self.recurrence = recurrence
+        state = self.hidden_channels * flow.field_size
+        weights = state * state * kernel_size ** 2 + self.in_channels * state * input_kernel_size ** 2
+        check_fits(4 * 4 * weights, f"the convolution weights of a FERNN with {state:,} state channels "
+                   "(with their gradients, optimizer moments and filter bases)",
+                   "lower hidden_channels" + (" or group_order" if flow.field_size > 1 else ""))
         self.core: RecurrentCore = flow.build_core(self.in_channels, self.hidden_channels, kernel_size, input_kernel_size,
                                     activation, bool(bias), recurrence)
 

@@ -35,6 +35,11 @@ class Flow(abc.ABC):
     def __len__(self) -> int:
         return self.num_velocities
 
+    @property
+    def field_size(self) -> int:
+        """State channels per hidden channel: 1, or N for the C_N regular fields of a rotation flow."""
+        return 1
+
     @abc.abstractmethod
     def element(self, nu: Any) -> Any:
         """Validate a flow element (one velocity) and return it in canonical form."""
@@ -68,6 +73,11 @@ class Flow(abc.ABC):
         """Build the :class:`fernn.core.RecurrentCore` that :class:`fernn.FERNN` runs for this flow."""
 
 
+#: the most velocity channels a flow may have (a 99 x 99 grid, vmax 49): beyond it one state dwarfs any frame
+MAX_VELOCITIES = 99 * 99
+MAX_VMAX = 49
+
+
 class TranslationFlow(Flow):
     """Integer translation velocities ``(vx, vy)`` in pixels per step.
 
@@ -90,8 +100,12 @@ class TranslationFlow(Flow):
                             f"not both or neither; got vmax={vmax!r}, velocities={velocities!r}")
         if velocities is None:
             vmax = check_int("vmax", vmax, minimum=0)
-            grid = range(-vmax, vmax + 1)
-            self.velocities = torch.tensor([(vx, vy) for vx in grid for vy in grid], dtype=torch.long)
+            if (2 * vmax + 1) ** 2 > MAX_VELOCITIES:
+                raise ValueError(f"vmax={vmax} gives {(2 * vmax + 1) ** 2:,} velocity channels; at most "
+                                 f"{MAX_VELOCITIES:,} are accepted (vmax <= {MAX_VMAX}); a velocity larger than the "
+                                 "frame is the same as a smaller one on a torus")
+            grid = torch.arange(-vmax, vmax + 1)
+            self.velocities = torch.cartesian_prod(grid, grid).reshape(-1, 2)  # vx major, as the reference code
         else:
             self.velocities = _parse_velocity_list(velocities)
 
@@ -146,6 +160,8 @@ def _parse_velocity_list(velocities: Sequence[Sequence[int]]) -> torch.Tensor:
         parsed.append((check_int(f"velocities[{i}][0]", v[0]), check_int(f"velocities[{i}][1]", v[1])))
     if len(set(parsed)) != len(parsed):
         raise ValueError(f"velocities must not repeat a velocity, got {parsed}")
+    if len(parsed) > MAX_VELOCITIES:
+        raise ValueError(f"velocities lists {len(parsed):,} velocities; at most {MAX_VELOCITIES:,} are accepted")
     return torch.tensor(parsed, dtype=torch.long)
 
 
@@ -189,6 +205,10 @@ class RotationFlow(Flow):
     @property
     def num_velocities(self) -> int:
         return int(self.angular_velocities.shape[0])
+
+    @property
+    def field_size(self) -> int:
+        return self.group_order
 
     def __repr__(self) -> str:
         return (f"RotationFlow({self.angular_velocities.tolist()}, group_order={self.group_order}, "

@@ -228,3 +228,58 @@ def test_self_motion_with_a_rotation_flow_is_refused():
         FERNNRecurrentPPO("FERNNPolicy", env, n_steps=8, batch_size=8, device="cpu",
                           policy_kwargs=dict(fernn_hidden=2, features_dim=16, self_motion=True,
                                              flow=RotationFlow([0, 90], group_order=4)))
+
+
+class _ImageEnv(gym.Env):
+    """A tiny env with the observation space under test: a bright pixel that drifts right."""
+
+    def __init__(self, space):
+        self.observation_space, self.action_space = space, gym.spaces.Discrete(2)
+        self.t = 0
+
+    def _obs(self):
+        obs = np.zeros(self.observation_space.shape, self.observation_space.dtype)
+        obs.flat[self.t % obs.size] = self.observation_space.high.flat[0]
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), float(action), self.t >= 5, False, {}
+
+
+IMAGE_SPACES = {
+    "uint8 channels-last": (gym.spaces.Box(0, 255, (12, 12, 1), np.uint8), {}, (1, 12, 12)),
+    "uint8 channels-first": (gym.spaces.Box(0, 255, (2, 12, 12), np.uint8), {}, (2, 12, 12)),
+    "float channels-last": (gym.spaces.Box(0, 1, (12, 12, 1), np.float32), {"normalize_images": False}, (1, 12, 12)),
+    "float channels-first": (gym.spaces.Box(0, 1, (1, 12, 12), np.float32), {"normalize_images": False}, (1, 12, 12)),
+}
+
+
+@pytest.mark.parametrize("name", list(IMAGE_SPACES))
+def test_image_spaces_are_read_the_way_sb3_reads_them(name):
+    space, kwargs, shape = IMAGE_SPACES[name]
+    env = DummyVecEnv([lambda: _ImageEnv(space)])
+    ppo = FERNNRecurrentPPO("FERNNPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu",
+                            policy_kwargs=dict(fernn_hidden=2, vmax=1, features_dim=8, **kwargs))
+    assert ppo.policy.lstm_actor.observation_shape == shape
+    ppo.learn(8)
+    plain = RecurrentPPO("CnnLstmPolicy", env, n_steps=8, batch_size=8, n_epochs=1, seed=0, device="cpu",
+                         policy_kwargs=dict(features_extractor_class=SmallCNN, lstm_hidden_size=8,
+                                            features_extractor_kwargs=dict(normalized_image=bool(kwargs)), **kwargs))
+    plain.learn(8)
+
+
+def test_image_spaces_that_are_not_accepted_say_what_is():
+    float_space = gym.spaces.Box(0, 1, (12, 12, 1), np.float32)
+    with pytest.raises(ValueError, match=r"FERNNRecurrentPolicy takes image observations.*normalize_images=False"):
+        FERNNRecurrentPPO("FERNNPolicy", DummyVecEnv([lambda: _ImageEnv(float_space)]), device="cpu")
+    flat = gym.spaces.Box(0, 255, (12, 12), np.uint8)
+    with pytest.raises(ValueError, match=r"2-D .*keep_dim=True"):
+        FERNNRecurrentPPO("FERNNPolicy", DummyVecEnv([lambda: _ImageEnv(flat)]), device="cpu")
+    with pytest.raises(ValueError, match=r"takes image observations.*render_mode='rgb_array'"):
+        FERNNRecurrentPPO("FERNNPolicy", "CartPole-v1", device="cpu")

@@ -139,7 +139,7 @@ def test_kth_archive_members_are_validated_before_decoding(tmp_path, kth_root, m
     from fernn.envs import DataMissingError, load_kth
 
     data = tmp_path / "data"
-    shutil.copytree(kth_root, data)
+    shutil.copytree(kth_root, data, ignore=shutil.ignore_patterns("cache_*"))  # the archives are read to decode
     _zip_with(data / "kth" / "walking.zip", {member: b"x"})
     with pytest.raises(DataMissingError, match="unexpected member"):
         load_kth("train", data_dir=data)
@@ -150,7 +150,7 @@ def test_kth_archive_members_are_size_bounded(tmp_path, kth_root, monkeypatch):
     from fernn.envs import DataMissingError, load_kth
 
     data = tmp_path / "data"
-    shutil.copytree(kth_root, data)
+    shutil.copytree(kth_root, data, ignore=shutil.ignore_patterns("cache_*"))
     monkeypatch.setattr("fernn.envs.kth.MAX_MEMBER_BYTES", 16)
     with pytest.raises(DataMissingError, match="unpacks to"):
         load_kth("train", data_dir=data)

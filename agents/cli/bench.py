@@ -23,6 +23,26 @@ def _warm_allocations() -> None:
     keep_allocations_warm()
 
 
+def _check_json_path(path: Optional[Path]) -> None:
+    """Fail before a benchmark runs when ``--json`` cannot be written (a file where a folder must be)."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"--json {path} is a directory; give a file path such as {path / 'bench.json'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                fail(f"--json {path} cannot be written: {parent} is a file, not a directory")
+            break
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    try:
+        write_json(path, payload)
+    except OSError as error:
+        fail(f"cannot write --json {path}: {error}")
+
+
 def _ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "-"
 
@@ -58,7 +78,7 @@ def _report_timings(title: str, results: list, note: str, json_out: Optional[Pat
     console.print(table)
     console.print(f"[dim]{note}[/]")
     if json_out is not None:
-        write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
+        _write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
         console.print(f"wrote {json_out}")
 
 
@@ -88,6 +108,7 @@ def bench_step_command(
     Compares the FERNN predictor with the paper's roll-loop implementation and with two floors, all
     measured in this run; prints seconds, memory saved for backward and ratios.
     """
+    _check_json_path(json_out)
     from fernn.agents.bench.models import bench_step
 
     vmaxes = parse_int_list("--vmax", vmax)
@@ -127,6 +148,7 @@ def bench_rotation_command(
 ) -> None:
     """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop, and the
     transport alone; every row is measured in a fresh process."""
+    _check_json_path(json_out)
     from fernn.agents.bench.models import bench_rotation
 
     velocities = parse_int_list("--angular-velocities", angular_velocities)
@@ -169,6 +191,7 @@ def bench_world_model_command(
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """FloWM world model: our fused velocity+action gather against the per-sample roll loop."""
+    _check_json_path(json_out)
     from fernn.agents.bench.models import bench_world_model
 
     if window_size > world_size:
@@ -197,6 +220,7 @@ def bench_scenes_command(
 ) -> None:
     """Scene generation: the dataset adapters against the reference's frame-by-frame generators, and env
     steps per second (single env, SyncVectorEnv, native vector env), measured in one run on the CPU."""
+    _check_json_path(json_out)
     import torch
 
     from fernn.agents.bench.scenes import bench_env_steps, bench_generators, throughputs_as_dicts
@@ -223,7 +247,7 @@ def bench_scenes_command(
                          f"{row['native_vector']:,.0f}", f"{row['native_vector'] / row['sync_vector']:.1f}x")
         console.print(envs)
     if json_out is not None:
-        write_json(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
+        _write_json(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
                                      "batch_size": batch_size, "generators": throughputs_as_dicts(generators),
                                      "env_steps": steps})
         console.print(f"wrote {json_out}")
@@ -240,6 +264,7 @@ def bench_rl_command(
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """RL on MNISTWorldTrack-v0: environment steps/s while collecting rollouts and PPO updates/s, per policy."""
+    _check_json_path(json_out)
     import torch
 
     from fernn.agents.bench.rl import bench_rl
@@ -256,6 +281,6 @@ def bench_rl_command(
                       f"{row['parameters']:,}")
     console.print(table)
     if json_out is not None:
-        write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
+        _write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
                               "rows": rows})
         console.print(f"wrote {json_out}")

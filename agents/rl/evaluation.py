@@ -72,8 +72,10 @@ def _oracle_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> list[f
 
 
 class EvalCheckpointCallback(BaseCallback):
-    """Every ``config.eval_every`` steps: evaluate on seeded episodes, append to ``eval.csv`` / ``eval.json``
-    and save ``checkpoints/last.zip`` (atomically); logs ``eval/mean_return`` to TensorBoard."""
+    """Every ``config.eval_every`` steps, at the first rollout boundary after them (so after the PPO update of
+    the rollout that crossed them): evaluate on seeded episodes, append to ``eval.csv`` / ``eval.json``, and save
+    the resume point, ``checkpoints/last.zip`` (model and optimizer) and ``checkpoints/rng.pt`` (the torch,
+    numpy and Python RNG states), each atomically. Logs ``eval/mean_return`` to TensorBoard."""
 
     def __init__(self, config: RLConfig, run: RunDir, rows: list[dict[str, float]],
                  reporter: Callable[[dict], None] | None = None) -> None:
@@ -82,13 +84,18 @@ class EvalCheckpointCallback(BaseCallback):
         self.next_eval = (rows[-1]["timesteps"] if rows else 0) + config.eval_every
         self.started = time.perf_counter()
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.next_eval:
             self.evaluate()
-            self.next_eval += self.config.eval_every
+            while self.next_eval <= self.num_timesteps:
+                self.next_eval += self.config.eval_every
+
+    def _on_step(self) -> bool:
         return True
 
     def evaluate(self) -> None:
+        """Evaluate now, and save the resume point first (a kill between the two loses only the row)."""
+        save_resume_point(self.model, self.run)
         returns = evaluate_policy(lambda o, s, e: self.model.predict(o, state=s, episode_start=e, deterministic=True),
                                   self.config, self.config.eval_episodes)
         row = {"timesteps": self.num_timesteps, "mean_return": float(np.mean(returns)),
@@ -97,10 +104,47 @@ class EvalCheckpointCallback(BaseCallback):
         self.logger.record("eval/mean_return", row["mean_return"])
         write_csv(self.run.path / "eval.csv", self.rows, list(row))
         write_json(self.run.path / "eval.json", self.rows)
-        self.run.checkpoints.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.run.checkpoints / "last.zip", lambda tmp: self.model.save(tmp))
         if self.reporter is not None:
             self.reporter(row)
+
+
+def save_resume_point(model, run: RunDir) -> None:
+    """``checkpoints/last.zip`` and ``checkpoints/rng.pt`` (plain data: loads with ``weights_only=True``)."""
+    import random
+
+    import torch
+
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    atomic_write(run.checkpoints / "last.zip", lambda tmp: model.save(tmp))
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states = {"timesteps": int(model.num_timesteps), "torch": torch.get_rng_state(),
+              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                        "has_gauss": int(has_gauss), "cached": float(cached)},
+              "python": [list(part) if isinstance(part, tuple) else part for part in random.getstate()]}
+    atomic_write(run.checkpoints / "rng.pt", lambda tmp: torch.save(states, tmp))
+
+
+def restore_rngs(run: RunDir, timesteps: int) -> bool:
+    """Restore the RNG states saved with the resume point at ``timesteps``; ``False`` when there are none."""
+    import random
+
+    import torch
+
+    from fernn.agents.runs import load_checkpoint
+
+    path = run.checkpoints / "rng.pt"
+    if not path.is_file():
+        return False
+    states = load_checkpoint(path)
+    if states.get("timesteps") != timesteps:
+        return False
+    torch.set_rng_state(states["torch"])
+    numpy = states["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached"]))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    return True
 
 
 def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, checkpoint: str = "final",

@@ -16,14 +16,15 @@ from fernn.io import atomic_write
 
 
 def read_evaluations(path: Path) -> list[dict[str, float]]:
-    """The rows of a run's ``eval.csv`` (``timesteps``, ``mean_return``, ``std_return``, ``seconds``) as
-    floats; ``[]`` when the file does not exist yet."""
+    """The rows of a run's ``eval.csv`` (``timesteps`` as an int; ``mean_return``, ``std_return``, ``seconds`` as
+    floats, so that rewriting kept rows writes them unchanged); ``[]`` when the file does not exist yet."""
     import csv
 
     if not path.is_file():
         return []
     with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: int(float(v)) if k == "timesteps" else float(v) for k, v in row.items()}
+                for row in csv.DictReader(fh)]
 
 
 @optional

@@ -79,3 +79,18 @@ def load_model(config: RLConfig, path: Path, envs, tensorboard: str | None = Non
                            f"{str(error).splitlines()[0] if str(error) else 'damaged'}); resume from another "
                            "checkpoint or train the run again with --overwrite") from error
     return model
+
+
+def saved_timesteps(path: Path) -> int:
+    """The environment steps recorded in a saved model archive (its JSON ``data``), read as data."""
+    import json
+    import zipfile
+
+    from fernn.agents.runs import RunFileError
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return int(json.loads(archive.read("data")).get("num_timesteps", 0))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+        raise RunFileError(f"{path} is not a readable model archive of this run ({error}); resume from another "
+                           "checkpoint or train the run again with --overwrite") from error

@@ -25,9 +25,9 @@ from typing import Any
 
 from fernn.agents.rl.config import RLConfig
 from fernn.agents.rl.envs import make_vec_env
-from fernn.agents.rl.evaluation import EvalCheckpointCallback, policy_bounds
+from fernn.agents.rl.evaluation import EvalCheckpointCallback, policy_bounds, restore_rngs
 from fernn.agents.rl.figures import learning_curve, read_evaluations
-from fernn.agents.rl.models import load_model, make_model
+from fernn.agents.rl.models import load_model, make_model, saved_timesteps
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
 from fernn.allocator import keep_allocations_warm
 from fernn.io import atomic_write
@@ -41,17 +41,28 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
     The run directory is created only once the envs and the model are built (:func:`fernn.agents.runs.open_run`);
     the run's lock is held while it trains. With ``resume``, settings named in ``explicit`` that differ from the
     stored run are refused (``timesteps`` may be raised to train longer).
+
+    Resuming restores what the last resume point saved, after the PPO update of a rollout: the model, the
+    optimizer, the step and update counts, and the torch / numpy / Python RNG states; evaluation rows up to that
+    step are kept as they are. Not restored: the training envs' episodes in progress (they restart with fresh
+    episodes seeded by ``seed + steps done``, and the recurrent state with them) and SB3's episode-statistics
+    buffer; so a resumed run matches the uninterrupted one up to the resume point and continues as a run of
+    the same model on other episodes.
     """
     run = RunDir(run_path(config.out, config.name))
     with run.lock():
         def setup(values: dict[str, Any]) -> tuple[RLConfig, Any, Any]:
             stored = RLConfig(**values)
             keep_allocations_warm()
-            envs = make_vec_env(stored)
             tensorboard = str(run.path / "tensorboard")
-            if resume and (run.checkpoints / "last.zip").is_file():
-                model = load_model(stored, run.checkpoints / "last.zip", envs, tensorboard)
+            checkpoint = run.checkpoints / "last.zip"
+            if resume and checkpoint.is_file():
+                done = saved_timesteps(checkpoint)
+                envs = make_vec_env(stored, seed=stored.seed + done)  # fresh episodes, not the first ones again
+                model = load_model(stored, checkpoint, envs, tensorboard)
+                restore_rngs(run, model.num_timesteps)
             else:
+                envs = make_vec_env(stored)
                 model = make_model(stored, envs, tensorboard)
             return stored, envs, model
 

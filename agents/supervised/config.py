@@ -137,12 +137,25 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1]; got {value!r}")
+        side = self.frame_side()
+        for name in ("vmax", "data_vmax", "eval_vmax"):
+            if getattr(self, name) > (side - 1) // 2:
+                raise ValueError(f"{name} must be <= {(side - 1) // 2} for {self.env}'s {side}-px frames (a velocity "
+                                 f"of half the frame or more is the same as a smaller one on a torus); got "
+                                 f"{getattr(self, name)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
         if self.window_size > self.world_size:
             raise ValueError(f"window_size must be <= world_size; got {self.window_size} > {self.world_size}")
         if self.source not in ("auto", "embedded", "full"):
             raise ValueError(f"source must be auto, embedded or full; got {self.source!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+    def frame_side(self) -> int:
+        """The side of the frames (or, for MNIST World, of the world) that the task's velocities move on."""
+        return {"flowing-mnist": 28, "rotating-mnist": 40, "kth-camera": self.frame_size,
+                "mnist-world": self.world_size}[self.env]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -26,9 +26,10 @@ from torch import nn
 
 from fernn._extras import install_line, installed
 from fernn.allocator import keep_allocations_warm
+from fernn.budget import check_fits
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
-from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task
+from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task, step_memory
 
 BASE_COLUMNS = ["step", "epoch", "split", "loss", "lr", "sequences_per_s", "seconds"]
 
@@ -132,6 +133,9 @@ class _Setup:
 
 def _setup(values: dict[str, Any], device: torch.device) -> _Setup:
     config = TrainConfig.from_dict(values)
+    check_fits(step_memory(config), "the hidden states of one training step (batch x frames x velocities x "
+               "channels x height x width, and their transports)",
+               "lower --batch-size, --vmax, --hidden (or --group-order, --context, --predict)", device)
     torch.manual_seed(config.seed)
     task = make_task(config, device)
     model = task.build_model().to(device)
