@@ -29,7 +29,7 @@ test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 test-all: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=slow $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # On a machine with a CUDA build of torch (make setup TORCH=...): the cuda tests, then a one-minute benchmark.
 test-gpu: setup

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fernn.envs.kth import ACTIONS, SEQUENCES_FILE
+from fernn.io import atomic_write
 
 HEIGHT, WIDTH = 60, 80
 
@@ -95,16 +96,23 @@ def make_synthetic_kth(root: str | Path, *, persons: tuple[int, ...] = tuple(ran
     lines = ["Synthetic KTH stand-in written by fernn.envs.kth_synthetic (not the real data set)", ""]
     with tempfile.TemporaryDirectory() as scratch:
         for action in ACTIONS:
-            with zipfile.ZipFile(folder / f"{action}.zip", "w") as archive:
-                for person in persons:
-                    for scenario in range(1, scenarios + 1):
-                        name = f"person{person:02d}_{action}_d{scenario}"
-                        path = Path(scratch) / f"{name}_uncomp.avi"
-                        _write_avi(av, path, _video(action, frames, rng, person, scenario))
-                        archive.write(path, path.name)
-                        lines.append(f"{name}\t\tframes\t1-{frames // 2}, {frames // 2 + 1}-{frames}")
-    (folder / SEQUENCES_FILE).write_text("\n".join(lines) + "\n")
+            videos = []
+            for person in persons:
+                for scenario in range(1, scenarios + 1):
+                    name = f"person{person:02d}_{action}_d{scenario}"
+                    path = Path(scratch) / f"{name}_uncomp.avi"
+                    _write_avi(av, path, _video(action, frames, rng, person, scenario))
+                    videos.append(path)
+                    lines.append(f"{name}\t\tframes\t1-{frames // 2}, {frames // 2 + 1}-{frames}")
+            atomic_write(folder / f"{action}.zip", lambda tmp, videos=videos: _write_zip(tmp, videos))
+    atomic_write(folder / SEQUENCES_FILE, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return root
+
+
+def _write_zip(path: Path, members: list[Path]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for member in members:
+            archive.write(member, member.name)
 
 
 def _write_avi(av, path: Path, video: np.ndarray) -> None:

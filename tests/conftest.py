@@ -8,6 +8,12 @@ warnings.filterwarnings("ignore", message=".*py3nj.*")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Hypothesis: few examples per property in `make test` (bounded CI time), many in `make test-all`.
+settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True)
+settings.register_profile("slow", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(config, items):

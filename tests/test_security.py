@@ -61,12 +61,18 @@ def test_a_malicious_checkpoint_is_refused_by_eval_rollout_and_resume(supervised
 def test_a_truncated_checkpoint_or_config_is_one_line(supervised_run, tmp_path):
     theirs = tmp_path / "theirs"
     shutil.copytree(supervised_run, theirs)
-    best = theirs / "checkpoints" / "best.pt"
+    best, last = theirs / "checkpoints" / "best.pt", theirs / "checkpoints" / "last.pt"
     best.write_bytes(best.read_bytes()[:100])
+    last.write_bytes(last.read_bytes()[:2000])
     one_line_error(runner.invoke(app, ["eval", str(theirs)]), "best.pt", "damaged")
+    one_line_error(runner.invoke(app, ["eval", str(theirs), "--checkpoint", "last"]), "last.pt", "damaged")
+    one_line_error(runner.invoke(app, ["train", *TINY_FLAGS, "--out", str(tmp_path), "--name", "theirs",
+                                       "--resume"]), "last.pt", "damaged")
     (theirs / "config.json").write_text('{"env": "flowing-mnist",\x01')
     one_line_error(runner.invoke(app, ["eval", str(theirs)]), "config.json", "not valid JSON")
     one_line_error(runner.invoke(app, ["rollout", str(theirs)]), "config.json")
+    one_line_error(runner.invoke(app, ["train", *TINY_FLAGS, "--out", str(tmp_path), "--name", "theirs",
+                                       "--resume"]), "config.json")
 
 
 def test_this_projects_checkpoints_load_as_data(supervised_run):

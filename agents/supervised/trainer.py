@@ -176,7 +176,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.amp else nullcontext()
     started, steps_this_call, interrupted = time.perf_counter(), 0, False
 
-    def save(name: str) -> None:
+    def save_state(name: str) -> None:
         if group.main:
             run.save_checkpoint(name, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                        "state": dict(state), "rngs": _rngs(train_data, device),
@@ -235,14 +235,14 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
                      "loss": metrics.get("val_loss", metrics.get("val_mse")), **metrics,
                      "seconds": time.perf_counter() - started})
                 if improved:
-                    save("best.pt")
-                save("last.pt")
+                    save_state("best.pt")
+                save_state("last.pt")
             elif state["step"] % config.checkpoint_every == 0:
-                save("last.pt")
+                save_state("last.pt")
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
-        save("last.pt")
+        save_state("last.pt")
     result = TrainResult(run, state["step"], interrupted, state["best"])
     if writer is not None:
         writer.close()
