@@ -37,7 +37,8 @@ class _WindowPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, maps, top, left, size, pool):  # noqa: D102 - autograd API
-        window = maps[:, :, top:top + size, left:left + size]
+        height, width = size
+        window = maps[:, :, top:top + height, left:left + width]
         pooled = window.amax(1) if pool == "max" else window.mean(1)
         ctx.save_for_backward(maps, pooled)  # maps: the caller's tensor (a view), not a copy
         ctx.window, ctx.pool = (top, left, size), pool
@@ -47,10 +48,10 @@ class _WindowPool(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: D102 - autograd API
         maps, pooled = ctx.saved_tensors
-        top, left, size = ctx.window
-        window = maps[:, :, top:top + size, left:left + size]
+        top, left, (height, width) = ctx.window
+        window = maps[:, :, top:top + height, left:left + width]
         grad_maps = torch.zeros_like(maps, memory_format=torch.contiguous_format)
-        target = grad_maps[:, :, top:top + size, left:left + size]
+        target = grad_maps[:, :, top:top + height, left:left + width]
         if ctx.pool == "max":  # as amax: the gradient split evenly between tied maxima
             ties = window == pooled[:, None]
             torch.mul(grad[:, None] / ties.sum(1, keepdim=True), ties, out=target)
@@ -59,10 +60,12 @@ class _WindowPool(torch.autograd.Function):
         return grad_maps, None, None, None, None
 
 
-def pool_velocities_window(maps: torch.Tensor, top: int, left: int, size: int, pool: str = "max") -> torch.Tensor:
-    """:func:`pool_velocities` of the ``size x size`` window at ``(top, left)`` of ``maps (B, V, H, W, C)``:
-    ``(B, size, size, C)``, the values of slicing then pooling. Keeps no copy of the window for backward,
+def pool_velocities_window(maps: torch.Tensor, top: int, left: int, size: int | tuple[int, int],
+                           pool: str = "max") -> torch.Tensor:
+    """:func:`pool_velocities` of the ``size`` (``h`` or ``(h, w)``) window at ``(top, left)`` of ``maps (B, V, H, W, C)``:
+    ``(B, h, w, C)``, the values of slicing then pooling. Keeps no copy of the window for backward,
     and its backward zero-fills one gradient of ``maps`` instead of one per sliced dim."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
     return _WindowPool.apply(maps, top, left, size, pool)
 
 

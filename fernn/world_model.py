@@ -1,7 +1,7 @@
 """Self-motion: the FloWM world model, an action-conditioned FERNN with a world-sized latent map.
 
 The latent map is kept in the agent's frame (egocentric): the observation window always occupies
-rows ``0 .. h-1`` and columns ``0 .. w-1`` of the ``(H, W) = (world_size, world_size)`` torus, and the
+rows ``0 .. h-1`` and columns ``0 .. w-1`` of the ``(H, W)`` (``world_size``) torus, and the
 world moves past it. One step, for an observation ``o_t`` taken after the window moved by
 ``a_t = (dx, dy)``::
 
@@ -47,8 +47,8 @@ class WorldModel(nn.Module):
         in_channels: observation channels ``C``.
         hidden_channels: hidden channels per velocity channel (FloWM: 64).
         flow: a :class:`fernn.TranslationFlow` (FloWM-V2: ``TranslationFlow(2)``; ablation: ``TranslationFlow(0)``).
-        world_size: side ``H = W`` of the latent map (FloWM: 50).
-        window_size: side ``h = w`` of an observation (FloWM: 32), at most ``world_size``.
+        world_size: ``(H, W)`` of the latent map, or one side for a square map (FloWM: 50).
+        window_size: ``(h, w)`` of an observation, or one side (FloWM: 32); at most the world along each axis.
         self_motion: shift the map by minus the action every step (the ablation turns it off).
         action_concat: feed the action ``(dx, dy)`` as two constant extra channels to the input and the
             recurrent convolution instead of shifting the map (the action-concat baseline).
@@ -61,18 +61,19 @@ class WorldModel(nn.Module):
         -> predictions ``(B, T, C, h, w)`` (and the maps ``(B, T, V, hidden, H, W)`` on request).
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, flow: TranslationFlow, *, world_size: int = 50,
-                 window_size: int = 32, self_motion: bool = True, action_concat: bool = False, kernel_size: int = 3,
+    def __init__(self, in_channels: int, hidden_channels: int, flow: TranslationFlow, *,
+                 world_size: int | tuple[int, int] = 50, window_size: int | tuple[int, int] = 32, self_motion: bool = True, action_concat: bool = False, kernel_size: int = 3,
                  decoder_layers: int = 1, pool: str = "max") -> None:
         super().__init__()
         if not isinstance(flow, TranslationFlow):
             raise TypeError("WorldModel needs a TranslationFlow (its map lives on a torus that actions translate); "
                             f"got {type(flow).__name__}")
-        self.world_size = check_int("world_size", world_size, minimum=1)
-        self.window_size = check_int("window_size", window_size, minimum=1)
-        if self.window_size > self.world_size:
-            raise ValueError(f"window_size must be <= world_size (the window looks at part of the world); got "
-                             f"window_size={window_size}, world_size={world_size}")
+        self.world_size, self.window_size = world_size, window_size
+        self.world_hw = _size_pair("world_size", world_size)
+        self.window_hw = _size_pair("window_size", window_size)
+        if self.window_hw[0] > self.world_hw[0] or self.window_hw[1] > self.world_hw[1]:
+            raise ValueError(f"window_size must be <= world_size along each axis (the window looks at part of the "
+                             f"world); got window_size={window_size}, world_size={world_size}")
         if action_concat and self_motion:
             raise ValueError("action_concat=True is the baseline that replaces the self-motion shift; pass "
                              "self_motion=False with it")
@@ -96,7 +97,7 @@ class WorldModel(nn.Module):
     def initial_state(self, batch_size: int, *, device: torch.device | str | None = None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The empty map ``(B, V, hidden, H, W)``."""
-        return self.rnn.initial_state(batch_size, self.world_size, self.world_size, device=device, dtype=dtype)
+        return self.rnn.initial_state(batch_size, *self.world_hw, device=device, dtype=dtype)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor | None = None, *,
                 return_maps: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -178,7 +179,7 @@ class WorldModel(nn.Module):
 
         def decode(moved: torch.Tensor | None, t: int) -> torch.Tensor:
             if moved is None:
-                empty = drives[t].new_zeros(batch, self.window_size, self.window_size, drives[t].shape[-1])
+                empty = drives[t].new_zeros(batch, *self.window_hw, drives[t].shape[-1])
                 return self.decoder(empty.permute(0, 3, 1, 2))
             return self._decode(moved, batch)
 
@@ -198,7 +199,7 @@ class WorldModel(nn.Module):
         """Pool the moved map over velocities and decode the window region: ``(B, C, h, w)``."""
         core = self.rnn.core
         maps = core.advected(transported, batch, padded=True)
-        pooled = pool_velocities_window(maps, core.pad, core.pad, self.window_size, self.pool)
+        pooled = pool_velocities_window(maps, core.pad, core.pad, self.window_hw, self.pool)
         return self.decoder(pooled.permute(0, 3, 1, 2))
 
     def _drives(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -207,14 +208,13 @@ class WorldModel(nn.Module):
         drive = self.rnn.core.drive(obs.flatten(0, 1), None)
         if self.action_concat:
             drive = drive + self.action_in(actions.flatten(0, 1).to(drive.dtype))[:, None, None, :]
-        margin = self.world_size - self.window_size
-        drive = F.pad(drive, (0, 0, 0, margin, 0, margin))
+        drive = F.pad(drive, (0, 0, 0, self.world_hw[1] - self.window_hw[1], 0, self.world_hw[0] - self.window_hw[0]))
         return drive.view(batch, steps, *drive.shape[1:])
 
     def _internal_state(self, state: torch.Tensor | None, obs: torch.Tensor) -> torch.Tensor:
         if state is None:
             state = self.initial_state(obs.shape[0], device=obs.device, dtype=obs.dtype)
-        expected = (obs.shape[0], self.num_velocities, self.rnn.state_channels, self.world_size, self.world_size)
+        expected = (obs.shape[0], self.num_velocities, self.rnn.state_channels, *self.world_hw)
         if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected or state.dtype != obs.dtype:
             got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
             raise ValueError(f"state must be a {obs.dtype} tensor of shape (B, V, hidden, H, W) = {expected}, got {got}")
@@ -224,8 +224,8 @@ class WorldModel(nn.Module):
         layout = "(B, T, C, h, w)"
         check_float_tensor("obs", obs, ndim=5, layout=layout)
         check_channels("obs", obs, 2, self.rnn.in_channels, layout)
-        if obs.shape[-2:] != (self.window_size, self.window_size):
-            raise ValueError(f"obs windows must be {self.window_size}x{self.window_size} (window_size), got "
+        if tuple(obs.shape[-2:]) != self.window_hw:
+            raise ValueError(f"obs windows must be {self.window_hw[0]}x{self.window_hw[1]} (window_size), got "
                              f"{obs.shape[-2]}x{obs.shape[-1]} in shape {tuple(obs.shape)}")
         actions = self._check_actions("actions", actions, obs.shape[0])
         if actions.shape[1] != obs.shape[1]:
@@ -243,7 +243,17 @@ class WorldModel(nn.Module):
             raise ValueError(f"{name} must have shape (B, T, 2) = ({batch}, T >= 1, 2) of (dx, dy), got "
                              f"{tuple(actions.shape)}")
         largest = int(actions.abs().max())
-        if largest > self.world_size:
+        if largest > max(self.world_hw):
             raise ValueError(f"{name} moves the window by up to {largest} px, larger than the world "
-                             f"(world_size={self.world_size}); accepted: |dx|, |dy| <= {self.world_size}")
+                             f"(world_size={self.world_size}); accepted: |dx|, |dy| <= {max(self.world_hw)}")
         return actions.to(device=self.decoder[0].weight.device, dtype=torch.long)
+
+
+def _size_pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` from one side or a pair of sides, each an integer >= 1."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be a side or a pair (H, W), got {value!r}")
+        return check_int(f"{name}[0]", value[0], minimum=1), check_int(f"{name}[1]", value[1], minimum=1)
+    side = check_int(name, value, minimum=1)
+    return side, side

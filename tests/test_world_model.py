@@ -174,3 +174,29 @@ def test_bad_arguments_are_named():
         model(obs.long(), torch.zeros(2, 3, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="state must be"):
         model(obs, torch.zeros(2, 3, 2, dtype=torch.long), torch.zeros(2, 9, 3, 8, 8))
+
+
+def test_non_square_worlds_and_windows_keep_the_contracts():
+    """World (9, 13) seen whole, and world (11, 15) seen through a (6, 9) window: self-motion equivariance, the
+    relabelling of a co-moving agent into velocity channels, and the per-sample reference loop."""
+    obs = torch.rand(2, 5, 1, 9, 13)
+    actions = torch.randint(-3, 4, (2, 5, 2))
+    positions = actions.cumsum(1)
+    seen = torch.stack([roll_batched(obs[:, t], -positions[:, t]) for t in range(5)], 1)
+    model = make(flow=TranslationFlow(1), world=(9, 13), window=(9, 13))
+    _, maps = model(obs, torch.zeros_like(actions), return_maps=True)
+    _, maps_moving = model(seen, actions, return_maps=True)
+    expected = torch.stack([roll_batched(maps[:, t], -positions[:, t]) for t in range(5)], 1)
+    assert (maps_moving - expected).abs().max() <= 1e-6 * maps.abs().max()
+    flow = TranslationFlow(2)
+    model = make(flow=flow, world=(11, 15), window=(6, 9))
+    obs, actions = torch.rand(2, 4, 1, 6, 9), torch.randint(-2, 3, (2, 4, 2))
+    pred, maps = model(obs, actions, return_maps=True)
+    assert pred.shape == (2, 4, 1, 6, 9) and maps.shape == (2, 4, 25, 3, 11, 15)
+    _, comoving = model(obs, actions + torch.tensor((1, -1)), return_maps=True)
+    source, valid = flow.relabel((1, -1))
+    torch.testing.assert_close(comoving[:, :, valid], maps[:, :, source[valid]], rtol=0, atol=1e-6)
+    torch.testing.assert_close(PerSampleWorldModel(model)(obs, actions), pred, rtol=1e-5, atol=1e-6)
+    assert model.rollout(obs, actions, torch.zeros(2, 3, 2, dtype=torch.long)).shape == (2, 3, 1, 6, 9)
+    with pytest.raises(ValueError, match="window_size must be <= world_size along each axis"):
+        make(world=(8, 20), window=(9, 4))

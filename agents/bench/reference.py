@@ -137,9 +137,9 @@ class PerSampleWorldModel(nn.Module):
         self.conv_in, self.conv_rec, self.pad = core.conv_in, core.conv_rec, core.pad
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        batch, steps, _, window, _ = obs.shape
-        world, model = self.model.world_size, self.model
-        h = obs.new_zeros(batch, len(self.velocities), self.conv_rec.out_channels, world, world)
+        batch, steps, _, height, width = obs.shape
+        model = self.model
+        h = obs.new_zeros(batch, len(self.velocities), self.conv_rec.out_channels, *model.world_hw)
         predictions = []
         for t in range(steps):
             flowed = torch.stack([torch.roll(h[:, i], shifts=(vy, vx), dims=(-2, -1))
@@ -147,10 +147,10 @@ class PerSampleWorldModel(nn.Module):
             moved = torch.stack([torch.roll(flowed[b], shifts=(-int(actions[b, t, 1].item()),
                                                                -int(actions[b, t, 0].item())), dims=(-2, -1))
                                  for b in range(batch)], 0)
-            pooled = moved[..., :window, :window].amax(1)
+            pooled = moved[..., :height, :width].amax(1)
             predictions.append(model.decoder(pooled))
-            drive = obs.new_zeros(batch, self.conv_rec.out_channels, world, world)
-            drive[:, :, :window, :window] = self.conv_in(obs[:, t])
+            drive = obs.new_zeros(batch, self.conv_rec.out_channels, *model.world_hw)
+            drive[:, :, :height, :width] = self.conv_in(obs[:, t])
             padded = F.pad(moved.flatten(0, 1), [self.pad] * 4, mode="circular")
             rec = F.conv2d(padded, self.conv_rec.weight).view_as(moved)
             h = torch.relu(drive[:, None] + rec)
