@@ -7,6 +7,7 @@
     [play]      pygame                                      (human rendering, keyboard play)
     [plots]     matplotlib                                  (figures of evaluations and learning curves)
     [video]     av, pillow                                  (GIFs and videos of rollouts; KTH's .avi decoding)
+    [pixels]    opencv-python-headless                      (resized rendered frames: --pixels --frame-size)
     [atari]     ale-py                                      (the Atari example)
     [all]       everything above
 """

@@ -5,6 +5,7 @@ module        commands
 ============  ======================================================
 ``train``     ``train`` (supervised and RL), ``eval``, ``rollout``, ``demo``
 ``envs``      ``envs``, ``play``, ``bounds``
+``data``      ``collect``
 ``bench``     ``bench step | rotation | world-model | scenes | rl``
 ============  ======================================================
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import typer
 
+from fernn.agents.cli import data as data_commands
 from fernn.agents.cli import envs as envs_commands
 from fernn.agents.cli import train as train_commands
 from fernn.agents.cli.bench import bench_app
@@ -30,6 +32,7 @@ app.command("eval")(guarded(train_commands.evaluate_command))
 app.command()(guarded(train_commands.rollout))
 app.command()(guarded(envs_commands.bounds))
 app.command()(guarded(train_commands.demo))
+app.command()(guarded(data_commands.collect))
 
 train = train_commands.train
 

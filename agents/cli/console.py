@@ -67,14 +67,41 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def resolve_env(name: str) -> str:
-    """A CLI name (``kth-camera``) or a registered id (``KTHCamera-v0``) -> the id, or a one-line error."""
+    """A CLI name (``kth-camera``), a registered id (``KTHCamera-v0``) or a ``module:Id`` (the module is imported,
+    as ``gym.make`` does) -> the id to ``gym.make``, or a one-line error."""
     import gymnasium as gym
 
-    from fernn.envs import ENV_IDS
+    from fernn.envs import ENV_IDS, make_env  # noqa: F401 - importing fernn.envs registers its ids
 
     if name in ENV_IDS:
         return ENV_IDS[name]
     if name in gym.registry:
         return name
-    fail(f"unknown env {name!r}; accepted: {', '.join(ENV_IDS)} or any registered Gymnasium id")
+    if ":" in name:
+        module, _, env_id = name.partition(":")
+        try:
+            import importlib
+
+            importlib.import_module(module)
+        except ImportError as error:
+            fail(f"env {name!r}: cannot import module {module!r} ({error})")
+        if env_id in gym.registry:
+            return name
+    fail(f"unknown env {name!r}; accepted: {', '.join(ENV_IDS)}, any registered Gymnasium id, or module:Id (the "
+         "module is imported first)")
     raise AssertionError  # fail() exits
+
+
+def parse_json_object(name: str, text: str | None) -> dict:
+    """Parse a JSON object flag (``--env-kwargs '{"world_size": 40}'``), or fail naming the flag."""
+    import json
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"{name} must be a JSON object such as '{{\"world_size\": 40}}'; got {text!r} ({error})")
+    if not isinstance(value, dict):
+        fail(f"{name} must be a JSON object (keyword arguments), got {text!r}")
+    return value

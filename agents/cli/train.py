@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from fernn.agents.cli.console import console, fail, parse_float_list, parse_pairs, resolve_env
+from fernn.agents.cli.console import console, fail, parse_float_list, parse_json_object, parse_pairs, resolve_env
 
 
 def presets_epilog() -> str:
@@ -58,7 +59,8 @@ def train(
     world_size: Optional[int] = typer.Option(None, "--world-size", min=1, help="MNIST World torus side (50)."),
     window_size: Optional[int] = typer.Option(None, "--window-size", min=1, help="MNIST World window side (32)."),
     clip_len: Optional[int] = typer.Option(None, "--clip-len", min=1, help="KTH frames per clip (16)."),
-    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=1, help="KTH frame side (32)."),
+    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=1, help="KTH frame side (32); with --pixels "
+                                                                              "(RL), the side of the resized frames."),
     group_order: Optional[int] = typer.Option(None, "--group-order", min=1, help="N of C_N for rotation flows (8)."),
     eval_sequences: Optional[int] = typer.Option(None, "--eval-sequences", min=1,
                                                  help="Sequences per evaluation cell."),
@@ -84,6 +86,11 @@ def train(
     eval_episodes: int = typer.Option(10, "--eval-episodes", min=1, help="RL: seeded episodes per evaluation."),
     self_motion: bool = typer.Option(False, "--self-motion", help="RL, --policy fernn: shift the memory by the "
                                                                   "agent's own move (env info['action'])."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Train on a trajectory file (fernn-rl collect): the world "
+                                                             "model when it records moves, else the predictor."),
+    env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="RL: gym.make kwargs of --env as JSON."),
+    pixels: bool = typer.Option(False, "--pixels", help="RL: observe the env's rendered frames (state-based envs)."),
+    grayscale: bool = typer.Option(False, "--grayscale", help="RL: grayscale pixel observations (with --pixels)."),
     reward_scale: float = typer.Option(0.01, "--reward-scale", help="RL: training rewards are multiplied by this "
                                                                    "(evaluations report unscaled returns)."),
 ) -> None:
@@ -100,9 +107,15 @@ def train(
         _launch_torchrun(nproc)
         return
     if algo is not None:
+        if data is not None:
+            fail("--data trains a world model or predictor on collected episodes; it does not go with --algo")
+        pixel_settings = {"pixels": True, "frame_size": frame_size, "grayscale": grayscale} if pixels else {}
+        if not pixels and grayscale:
+            fail("--grayscale applies to rendered frames: add --pixels")
         _train_rl(env or "mnist-world-track", algo, policy, timesteps=timesteps, n_envs=n_envs, vec_env=vec_env,
                   n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, self_motion=self_motion,
-                  reward_scale=reward_scale, seed=seed, lr=lr,
+                  reward_scale=reward_scale, seed=seed, lr=lr, env_kwargs=parse_json_object("--env-kwargs", env_kwargs),
+                  **pixel_settings,
                   hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
                   overwrite=overwrite, quiet=quiet, explicit_rl=_given_on_command_line(ctx, RL_FLAGS))
         return
@@ -121,6 +134,10 @@ def train(
              "window_size": window_size, "clip_len": clip_len, "frame_size": frame_size, "group_order": group_order}
     if env is not None:
         flags["env"] = {v: k for k, v in ENV_IDS.items()}.get(env, env)
+    if data is not None:
+        if not data.is_file():
+            fail(f"--data {data} does not exist; write one with fernn-rl collect")
+        flags["data"] = str(data)
     settings.update({k: v for k, v in flags.items() if v is not None})
     if download:
         settings["download"] = True
@@ -143,7 +160,7 @@ def train(
 
 #: RL flags with defaults (not None): compared with a stored run on --resume only when given on the command line
 RL_FLAGS = ("policy", "timesteps", "n_envs", "vec_env", "n_steps", "eval_every", "eval_episodes", "self_motion",
-            "reward_scale")
+            "reward_scale", "env_kwargs", "pixels", "grayscale")
 
 
 def _given_on_command_line(context: typer.Context, names: tuple[str, ...]) -> set[str]:

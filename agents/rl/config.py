@@ -6,7 +6,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 
 RL_POLICIES = ("fernn", "cnn-lstm", "frame-stack-cnn", "frame-stack-fernn")
 RL_ALGOS = ("recurrent-ppo", "ppo")
@@ -18,7 +17,16 @@ class RLConfig:
     """An RL run (defaults: the README's MNISTWorldTrack learning curves)."""
 
     env: str = "MNISTWorldTrack-v0"
-    """A registered Gymnasium id with a Discrete or Box action space."""
+    """A registered Gymnasium id or ``module:Id``, with a Discrete or Box action space."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``gym.make`` keyword arguments of the env."""
+    pixels: bool = False
+    """Observe the env's rendered frames (``render_mode="rgb_array"`` + ``AddRenderObservation``): a state-based
+    env becomes an image env."""
+    frame_size: int | None = None
+    """Resize pixel observations to this square side (with ``pixels``)."""
+    grayscale: bool = False
+    """Grayscale pixel observations (channel axis kept; with ``pixels``)."""
     algo: str = "recurrent-ppo"
     """recurrent-ppo (fernn, cnn-lstm) | ppo (frame-stack policies)."""
     policy: str = "fernn"
@@ -68,7 +76,7 @@ class RLConfig:
 
     def __post_init__(self) -> None:
         if not self.name:
-            self.name = f"{self.env.split('-v')[0].lower()}-{self.policy}-s{self.seed}"
+            self.name = f"{self.env.split(':')[-1].split('-v')[0].lower()}-{self.policy}-s{self.seed}"
         if self.policy not in RL_POLICIES:
             raise ValueError(f"policy must be one of {', '.join(RL_POLICIES)}; got {self.policy!r}")
         if self.algo not in RL_ALGOS:
@@ -93,8 +101,16 @@ class RLConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
             raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
-        if gym.spec(self.env) is None:  # raises gym's NameNotFound for unknown ids
-            raise ValueError(f"unknown env {self.env!r}")
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {self.env_kwargs!r}")
+        if (self.frame_size is not None or self.grayscale) and not self.pixels:
+            raise ValueError("frame_size and grayscale apply to pixel observations: pass pixels=True (--pixels) too")
+        if self.frame_size is not None and (isinstance(self.frame_size, bool) or not isinstance(self.frame_size, int)
+                                            or not 8 <= self.frame_size <= 512):
+            raise ValueError(f"frame_size must be an integer in [8, 512]; got {self.frame_size!r}")
+        from fernn.envs.trajectories import registered_id
+
+        registered_id(self.env)  # a clear error for an unknown id (a module:Id's module is imported)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnvWrapper
@@ -17,14 +18,25 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
 
     env_id = config.env if ":" in config.env or not config.env.endswith("-v0") else f"fernn.envs:{config.env}"
     env_id = env_id if env_id.split(":")[-1] in _fernn_ids() else config.env
-    from fernn.envs.wrappers import ActionChannels
-
+    kwargs = {**config.env_kwargs, **(env_kwargs or {})}
+    if config.pixels:
+        kwargs["render_mode"] = "rgb_array"
     envs = sb3_make_vec_env(env_id, n_envs=config.n_envs, seed=config.seed if seed is None else seed,
                             vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv,
-                            env_kwargs=env_kwargs, wrapper_class=ActionChannels if config.self_motion else None)
+                            env_kwargs=kwargs, wrapper_class=partial(_wrap, config=config))
     if config.policy.startswith("frame-stack"):
         envs = VecFrameStack(envs, config.frames)
     return ScaledReward(envs, config.reward_scale) if config.reward_scale != 1 else envs
+
+
+def _wrap(env, config: RLConfig):
+    """The per-env wrappers of a run: pixel observations, then the action channels of self-motion."""
+    from fernn.envs import pixel_observations
+    from fernn.envs.wrappers import ActionChannels
+
+    if config.pixels:
+        env = pixel_observations(env, frame_size=config.frame_size, grayscale=config.grayscale)
+    return ActionChannels(env) if config.self_motion else env
 
 
 class ScaledReward(VecEnvWrapper):

@@ -43,23 +43,24 @@ def evaluate_policy(act: Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarra
 def policy_bounds(config: RLConfig, episodes: int = 100) -> dict[str, dict[str, float]]:
     """Mean and std of the return of a uniformly random policy and of the env's scripted oracle
     (``oracle_action``; MNISTWorldTrack-v0) over ``episodes`` seeded episodes."""
-    space = gym.make(config.env).action_space
+    single = gym.make(config.env, **config.env_kwargs)
+    space = single.action_space
     space.seed(config.seed)
 
     def random_act(obs, state, start):
         return np.array([space.sample()]), state
 
     bounds = {"random": evaluate_policy(random_act, config, episodes)}
-    single = gym.make(config.env)
     if hasattr(single.unwrapped, "oracle_action"):
-        bounds["oracle"] = _oracle_returns(config.env, episodes)
+        bounds["oracle"] = _oracle_returns(config.env, episodes, env_kwargs=config.env_kwargs)
     single.close()
     return {name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "episodes": episodes}
             for name, v in bounds.items()}
 
 
-def _oracle_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> list[float]:
-    env = gym.make(env_id)
+def _oracle_returns(env_id: str, episodes: int, seed: int = EVAL_SEED,
+                    env_kwargs: dict[str, Any] | None = None) -> list[float]:
+    env = gym.make(env_id, **(env_kwargs or {}))
     returns = []
     for episode in range(episodes):
         env.reset(seed=seed + episode)

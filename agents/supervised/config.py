@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("flowing-mnist", "rotating-mnist", "kth-camera", "mnist-world")
+TASKS = ("flowing-mnist", "rotating-mnist", "kth-camera", "mnist-world", "trajectories")
 MODELS = ("fernn", "grnn", "grnn-plus", "cnn3d", "action-concat", "fernn-no-self-motion")
 #: which models each task can train
 TASK_MODELS = {
@@ -16,6 +16,7 @@ TASK_MODELS = {
     "rotating-mnist": ("fernn", "grnn"),
     "kth-camera": ("fernn", "grnn", "grnn-plus", "cnn3d"),
     "mnist-world": ("fernn", "grnn", "fernn-no-self-motion", "action-concat"),
+    "trajectories": ("fernn", "grnn", "grnn-plus", "fernn-no-self-motion", "action-concat"),
 }
 
 
@@ -24,7 +25,10 @@ class TrainConfig:
     """A supervised training run (next-frame prediction, KTH classification or MNIST World)."""
 
     env: str = "flowing-mnist"
-    """Task: flowing-mnist | rotating-mnist | kth-camera | mnist-world."""
+    """Task: flowing-mnist | rotating-mnist | kth-camera | mnist-world | trajectories (set by ``data``)."""
+    data: str | None = None
+    """A trajectory file (``fernn-rl collect``): with the observer's moves recorded the action-conditioned world
+    model is trained on it, without them the next-frame predictor. Sets ``env`` to ``trajectories``."""
     model: str = "fernn"
     """fernn | grnn (one velocity channel) | grnn-plus (learned shifts) | cnn3d (KTH) |
     action-concat / fernn-no-self-motion (MNIST World ablations)."""
@@ -107,6 +111,8 @@ class TrainConfig:
     """The preset this config started from (informational)."""
 
     def __post_init__(self) -> None:
+        if self.data is not None:
+            self.env = "trajectories"
         if not self.name:
             self.name = f"{self.env}-{self.model}"
         self.validate()
@@ -137,15 +143,17 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1]; got {value!r}")
+        if (self.env == "trajectories") != (self.data is not None):
+            raise ValueError("env 'trajectories' goes with data=<trajectory file> (--data FILE.npz), and data with it")
         side = self.frame_side()
-        for name in ("vmax", "data_vmax", "eval_vmax"):
+        for name in ("vmax", "data_vmax", "eval_vmax") if side else ():
             if getattr(self, name) > (side - 1) // 2:
                 raise ValueError(f"{name} must be <= {(side - 1) // 2} for {self.env}'s {side}-px frames (a velocity "
                                  f"of half the frame or more is the same as a smaller one on a torus); got "
                                  f"{getattr(self, name)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
             raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
-        if self.window_size > self.world_size:
+        if self.env == "mnist-world" and self.window_size > self.world_size:
             raise ValueError(f"window_size must be <= world_size; got {self.window_size} > {self.world_size}")
         if self.source not in ("auto", "embedded", "full"):
             raise ValueError(f"source must be auto, embedded or full; got {self.source!r}")
@@ -155,7 +163,7 @@ class TrainConfig:
     def frame_side(self) -> int:
         """The side of the frames (or, for MNIST World, of the world) that the task's velocities move on."""
         return {"flowing-mnist": 28, "rotating-mnist": 40, "kth-camera": self.frame_size,
-                "mnist-world": self.world_size}[self.env]
+                "mnist-world": self.world_size, "trajectories": 0}[self.env]  # trajectories: checked on the file
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -64,14 +64,18 @@ def _prediction(task: Task, model, run: RunDir, seed: int, what) -> dict[str, An
     if "length" in what or "rollout" in what:
         trained = c.context + c.predict
         lengths = {}
-        for total in (2 * trained, 4 * trained):
-            frames = task.dataset("test", seed, seq_len=total).sample_batch(count)["frames"]
+        for wanted in (2 * trained, 4 * trained):
+            frames = task.dataset("test", seed, seq_len=wanted).sample_batch(count)["frames"]
+            total = frames.shape[1]  # collected episodes may be shorter than asked
+            if str(total) in lengths:
+                continue
             predictions = task.predict(model, frames, total - c.context)
             per_step = _per_step(predictions, frames[:, c.context:])
             lengths[str(total)] = {"mse": float(np.mean(per_step)), "mse_per_step": per_step,
                                    "mse_within_trained_horizon": float(np.mean(per_step[:c.predict])),
-                                   "mse_beyond_trained_horizon": float(np.mean(per_step[c.predict:]))}
-            if total == 2 * trained and "rollout" in what:
+                                   "mse_beyond_trained_horizon": float(np.mean(per_step[c.predict:]))
+                                   if total > trained else None}
+            if wanted == 2 * trained and "rollout" in what:
                 files += _rollout_files(run, frames[:2], predictions[:2], c.context, _name(task))
         if "length" in what:
             results["length_generalization"] = lengths
@@ -79,7 +83,7 @@ def _prediction(task: Task, model, run: RunDir, seed: int, what) -> dict[str, An
                                       {f"{k} frames": v["mse_per_step"] for k, v in lengths.items()},
                                       xlabel="predicted frame", ylabel="MSE", marks={"trained": c.predict},
                                       title=f"Length generalisation: {_name(task)}"))
-    if "velocity" in what:
+    if "velocity" in what and task.velocity_grid:
         results["velocity_generalization"], new_files = _velocity_prediction(task, model, run, seed, count)
         files += new_files
     results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
@@ -173,20 +177,22 @@ def _classification(task: Task, model, run: RunDir, seed: int, what) -> dict[str
     return results
 
 
-def fov_masks(positions: torch.Tensor, context: int, window: int, world: int) -> torch.Tensor:
-    """For each predicted window ``k``, which pixels lie inside the last observed window (on the torus).
+def fov_masks(positions: torch.Tensor, context: int, window: int | tuple[int, int],
+              world: int | tuple[int, int]) -> torch.Tensor:
+    """Pixels of each predicted window that lay inside the last observed window (in view).
 
     Args:
         positions: ``(B, T, 2)`` window top-lefts ``(x, y)``.
+        window, world: ``(h, w)`` and ``(H, W)`` (or one side each).
 
     Returns:
-        Bool ``(B, T - context, window, window)``.
+        Bool ``(B, T - context, h, w)``.
     """
+    (height, width), (world_h, world_w) = [(v, v) if isinstance(v, int) else tuple(v) for v in (window, world)]
     last = positions[:, context - 1, None, :]
     future = positions[:, context:]
-    offsets = torch.arange(window, device=positions.device)
-    cols = (future[..., 0, None] + offsets - last[..., 0, None]) % world < window  # (B, K, w)
-    rows = (future[..., 1, None] + offsets - last[..., 1, None]) % world < window  # (B, K, h)
+    cols = (future[..., 0, None] + torch.arange(width, device=positions.device) - last[..., 0, None]) % world_w < width
+    rows = (future[..., 1, None] + torch.arange(height, device=positions.device) - last[..., 1, None]) % world_h < height
     return rows[..., :, None] & cols[..., None, :]
 
 
@@ -198,7 +204,7 @@ def _world_model(task: Task, model, run: RunDir, seed: int, what) -> dict[str, A
         predictions = task.predict(model, batch).float()
         targets = batch["frames"][:, c.context:]
         error = (predictions - targets).pow(2)[:, :, 0]
-        inside = fov_masks(batch["positions"], c.context, c.window_size, c.world_size)
+        inside = fov_masks(batch["positions"], c.context, task.window_hw, task.world_hw)
         per_step = error.mean((0, 2, 3)).tolist()
         in_view = ((error * inside).sum((0, 2, 3)) / inside.sum((0, 2, 3)).clamp_min(1)).tolist()
         out_view = ((error * ~inside).sum((0, 2, 3)) / (~inside).sum((0, 2, 3)).clamp_min(1)).tolist()
@@ -211,15 +217,16 @@ def _world_model(task: Task, model, run: RunDir, seed: int, what) -> dict[str, A
                                                                   "out of view": out_view},
                                   xlabel="predicted frame", ylabel="MSE", title=f"Rollout MSE: {_name(task)}"))
     if "length" in what or "rollout" in what:
-        total = c.context + 2 * c.predict
-        batch = task.dataset("test", seed, seq_len=total).sample_batch(count)
+        batch = task.dataset("test", seed, seq_len=c.context + 2 * c.predict).sample_batch(count)
+        total = batch["frames"].shape[1]  # collected episodes may be shorter than asked
         predictions = task.predict(model, batch).float()
         per_step = _per_step(predictions, batch["frames"][:, c.context:])
         if "length" in what:
             results["length_generalization"] = {str(total): {
                 "mse": float(np.mean(per_step)), "mse_per_step": per_step,
                 "mse_within_trained_horizon": float(np.mean(per_step[:c.predict])),
-                "mse_beyond_trained_horizon": float(np.mean(per_step[c.predict:]))}}
+                "mse_beyond_trained_horizon": float(np.mean(per_step[c.predict:])) if total > c.context + c.predict
+                else None}}
             files.append(plots.curves(run.path / "length_generalization.png", {f"{total} frames": per_step},
                                       xlabel="predicted frame", ylabel="MSE", marks={"trained": c.predict},
                                       title=f"Length generalisation: {_name(task)}"))

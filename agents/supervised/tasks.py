@@ -21,7 +21,8 @@ from torch import nn
 
 from fernn import (CNN3DClassifier, NextFramePredictor, RotationFlow, SequenceClassifier, TranslationFlow,
                    WorldModel)
-from fernn.envs import FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset, SceneDataset
+from fernn.envs import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset, SceneDataset,
+                        TrajectoryDataset)
 from fernn.agents.supervised.config import TrainConfig
 
 VAL_SEED, TEST_SEED = 10_007, 20_011
@@ -38,6 +39,8 @@ class Task:
     """Base class; see the module docstring. ``batch`` dicts come from :meth:`SceneDataset.sample_batch`."""
 
     kind = ""
+    #: whether the data can be generated at any velocity of a grid (the velocity-generalisation evaluation)
+    velocity_grid = True
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
@@ -163,6 +166,14 @@ class WorldModelTask(Task):
 
     kind = "world-model"
 
+    @property
+    def window_hw(self) -> tuple[int, int]:
+        return self.config.window_size, self.config.window_size
+
+    @property
+    def world_hw(self) -> tuple[int, int]:
+        return self.config.world_size, self.config.world_size
+
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
         kwargs = dict(source=c.source, data_dir=c.data_dir, download=c.download, world_size=c.world_size,
@@ -216,7 +227,93 @@ def step_memory(config: TrainConfig) -> float:
     return 2 * 4 * c.batch_size * steps * velocities * channels * side * side
 
 
+class _TrajectoryData:
+    """A trajectory file opened once, split by episodes (the last 10% are the test set)."""
+
+    def __init__(self, config: TrainConfig, device: torch.device) -> None:
+        from fernn.envs import TrajectoryDataset
+
+        self.config, self.device = config, device
+        self.file = TrajectoryDataset.load(config.data, window=1, device=device)
+        height, width, channels = self.file.observation_shape
+        self.frame_hw, self.channels = (height, width), channels
+        side = min(height, width)
+        for name in ("vmax", "eval_vmax"):
+            if getattr(config, name) > (side - 1) // 2:
+                raise ValueError(f"{name} must be <= {(side - 1) // 2} for the {height}x{width} frames of "
+                                 f"{config.data}; got {getattr(config, name)}")
+        self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=config.context + config.predict)))
+        longest = int(self.file.lengths.max()) + 1
+        if config.context + config.predict > longest:
+            raise ValueError(f"context + predict = {config.context + config.predict} frames, but the longest episode "
+                             f"of {config.data} has {longest}; lower --context / --predict or collect longer episodes")
+
+    def dataset(self, split: str, seed: int, seq_len: int | None = None) -> TrajectoryDataset:
+        part = self.parts["test" if split in ("val", "test") else "train"]
+        wanted = seq_len or self.config.context + self.config.predict
+        longest = int(part.lengths.max()) + 1
+        part.windows(max(min(wanted, longest), self.config.context + 1))
+        part.generator.manual_seed(seed)
+        return part
+
+
+class TrajectoryPredictionTask(PredictionTask):
+    """Next-frame prediction on collected episodes without recorded moves (``--data FILE.npz``)."""
+
+    velocity_grid = False
+
+    def __init__(self, config: TrainConfig, device: torch.device, data: _TrajectoryData) -> None:
+        super().__init__(config, device)
+        self.data = data
+
+    def dataset(self, split: str, seed: int, **overrides: Any):
+        return self.data.dataset(split, seed, overrides.get("seq_len"))
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        if c.model in ("fernn-no-self-motion", "action-concat"):
+            raise ValueError(f"model {c.model!r} conditions on the observer's moves, which {c.data} does not record; "
+                             "collect with moves (an info key or a function: --moves) or train fernn / grnn / grnn-plus")
+        return NextFramePredictor(self.data.channels, c.hidden, translation_flow(c), decoder_layers=c.decoder_layers,
+                                  recurrence="learned" if c.model == "grnn-plus" else "exact")
+
+
+class TrajectoryWorldModelTask(WorldModelTask):
+    """The action-conditioned world model on collected episodes with recorded moves (``--data FILE.npz``): the
+    window is the observation, the world ``max(world_size, frame)`` along each axis."""
+
+    velocity_grid = False
+
+    def __init__(self, config: TrainConfig, device: torch.device, data: _TrajectoryData) -> None:
+        super().__init__(config, device)
+        self.data = data
+
+    @property
+    def window_hw(self) -> tuple[int, int]:
+        return self.data.frame_hw
+
+    @property
+    def world_hw(self) -> tuple[int, int]:
+        return tuple(max(self.config.world_size, side) for side in self.data.frame_hw)
+
+    def dataset(self, split: str, seed: int, **overrides: Any):
+        return self.data.dataset(split, seed, overrides.get("seq_len"))
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        if c.model == "grnn-plus":
+            raise ValueError("grnn-plus is a next-frame predictor; a trajectory file with moves trains the world model "
+                             "(fernn, grnn, fernn-no-self-motion, action-concat)")
+        return ContextRollout(WorldModel(self.data.channels, c.hidden, translation_flow(c), world_size=self.world_hw,
+                                         window_size=self.window_hw, self_motion=c.model in ("fernn", "grnn"),
+                                         action_concat=c.model == "action-concat", decoder_layers=c.decoder_layers))
+
+
 def make_task(config: TrainConfig, device: torch.device) -> Task:
+    if config.env == "trajectories":
+        data = _TrajectoryData(config, device)
+        cls = TrajectoryWorldModelTask if data.file.has_moves else TrajectoryPredictionTask
+        return cls(config, device, data)
     cls = {"flowing-mnist": PredictionTask, "rotating-mnist": PredictionTask, "kth-camera": ClassificationTask,
            "mnist-world": WorldModelTask}[config.env]
     return cls(config, device)

@@ -1,0 +1,79 @@
+"""``fernn-rl collect``: episodes of any Gymnasium env with image (or rendered) observations, into one ``.npz``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fernn.agents.cli.console import console, fail, parse_json_object, resolve_env
+
+
+def collect(
+    env: str = typer.Option(..., "--env", help="A registered id, module:Id, or a short name (mnist-world, ...)."),
+    out: Path = typer.Option(..., "--out", help="The trajectory file to write (.npz, atomically)."),
+    episodes: int = typer.Option(100, "--episodes", min=1, help="Episodes to collect."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Cut episodes after this many steps."),
+    env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="gym.make kwargs as JSON, e.g. "
+                                                                        "'{\"world_size\": 40}'."),
+    policy: str = typer.Option("random", "--policy", help="random (uniform), or an RL run directory whose saved "
+                                                          "policy acts (deterministic)."),
+    pixels: bool = typer.Option(False, "--pixels", help="Observe the env's rendered frames (render_mode="
+                                                        "'rgb_array'): for state-based envs."),
+    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512,
+                                             help="Resize pixel observations to this side (with --pixels)."),
+    grayscale: bool = typer.Option(False, "--grayscale", help="Grayscale pixel observations (with --pixels)."),
+    moves: Optional[str] = typer.Option(None, "--moves", help="The info key holding the observer's own move (dx, dy); "
+                                                              "default: info['action'] when the env reports it."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2 ** 32 - 1, help="Seed of the first reset and the policy."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Collect episodes (observations, actions, rewards, terminations, and the observer's moves when the env
+    reports them) into one compressed .npz that `fernn-rl train --data FILE` trains on. Examples:
+    fernn-rl collect --env mnist-world --episodes 200 --max-steps 40 --out world.npz;
+    fernn-rl collect --env CartPole-v1 --pixels --frame-size 32 --grayscale --episodes 50 --out cartpole.npz."""
+    from rich.progress import Progress
+
+    from fernn.envs import TrajectoryFileError, collect_episodes, make_env, pixel_observations
+
+    env_id = resolve_env(env)
+    kwargs = parse_json_object("--env-kwargs", env_kwargs)
+    if (frame_size is not None or grayscale) and not pixels:
+        fail("--frame-size and --grayscale apply to rendered frames: add --pixels")
+    if out.suffix != ".npz":
+        fail(f"--out must name a .npz file, got {out}")
+    try:
+        made = make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if pixels else {}))
+        if pixels:
+            made = pixel_observations(made, frame_size=frame_size, grayscale=grayscale)
+        acting = None if policy == "random" else _saved_policy(Path(policy), made)
+        with Progress(console=console, disable=quiet, transient=True) as bar:
+            task = bar.add_task(f"collecting {env_id}", total=episodes)
+            dataset = collect_episodes(made, episodes, max_steps=max_steps, policy=acting, seed=seed, moves=moves,
+                                       progress=lambda done, total: bar.update(task, completed=done))
+        dataset.meta.update(env_id=env_id, env_kwargs=kwargs, pixels=pixels, frame_size=frame_size,
+                            grayscale=grayscale, policy=policy)
+        dataset.save(out)
+    except (ValueError, TypeError, OSError, TrajectoryFileError) as error:
+        fail(str(error))
+    lengths = dataset.lengths
+    console.print(f"wrote {out}: {len(lengths)} episodes of {int(lengths.min())}-{int(lengths.max())} steps, "
+                  f"observations {dataset.observation_shape}, moves {'recorded' if dataset.has_moves else 'not recorded'}")
+
+
+def _saved_policy(run_dir: Path, env):
+    """The saved policy of an RL run (loaded without unpickling), acting on ``env``'s observations."""
+    import dataclasses
+
+    from fernn.agents.rl import RLConfig, load_model, make_vec_env
+    from fernn.agents.runs import RunDir
+
+    run = RunDir(run_dir)
+    if not run.exists() or run.kind() != "rl":
+        raise ValueError(f"--policy must be 'random' or an RL run directory; {run_dir} is not one")
+    config = dataclasses.replace(RLConfig(**run.read_config()), n_envs=1, vec_env="dummy", device="cpu")
+    envs = make_vec_env(config)
+    model = load_model(config, run.path / "model.zip", envs)
+    envs.close()
+    return model

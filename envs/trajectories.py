@@ -1,0 +1,382 @@
+"""Trajectories: episodes of any Gymnasium env with image observations, collected once and trained on.
+
+``collect_episodes(env, episodes)`` runs an env (an id, a ``module:Id``, an env or a vector env) with a policy
+and returns a :class:`TrajectoryDataset`; ``save`` writes it as one ``.npz`` (data only: loaded with
+``allow_pickle=False``), ``TrajectoryDataset.load`` reads it back lazily (one episode decompressed at a time),
+so a dataset larger than memory still trains.
+
+Step ``t`` of an episode holds the observation ``o_t`` and what led to it: ``actions[t]`` (the action taken after
+``o_{t-1}``; zeros at ``t = 0``), ``rewards[t]``, ``terminated[t]``, ``truncated[t]`` and, when the env reports the
+observer's own motion, ``moves[t] = (dx, dy)`` (the move just before ``o_t``; ``(0, 0)`` at ``t = 0``) -- the
+convention of :class:`fernn.WorldModel`. Episodes may differ in length (ragged storage, one array per episode).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from fernn.envs.scenes import check_count
+from fernn.io import atomic_write
+
+FORMAT = "fernn-trajectories"
+VERSION = 1
+FIELDS = ("obs", "actions", "rewards", "terminated", "truncated")
+
+
+class TrajectoryFileError(ValueError):
+    """A trajectory file that cannot be read: truncated, corrupt, from another version or not one at all."""
+
+
+def registered_id(env_id: str) -> str:
+    """The registered Gymnasium id of a registered id, a ``module:Id`` (the module is imported first, as
+    ``gym.make`` does) or a short name of :data:`fernn.envs.ENV_IDS`; a clear ``ValueError`` for an unknown one."""
+    from fernn.envs import ENV_IDS
+
+    name = ENV_IDS.get(env_id, env_id)
+    if ":" in name:
+        module, _, name = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(f"env {env_id!r}: cannot import module {module!r} ({error})") from error
+    if name not in gym.registry:
+        raise ValueError(f"unknown env {env_id!r}; accepted: a registered Gymnasium id, 'module:Id' (the module is "
+                         f"imported first) or one of {', '.join(ENV_IDS)}")
+    return name
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
+    """``gym.make`` of :func:`registered_id` ``(env_id)`` with ``env_kwargs``."""
+    return gym.make(registered_id(env_id), **(env_kwargs or {}), **make_kwargs)
+
+
+def pixel_observations(env: gym.Env, *, frame_size: int | None = None, grayscale: bool = False) -> gym.Env:
+    """Wrap an env rendered with ``render_mode="rgb_array"`` so that its observations are its frames
+    (Gymnasium's ``AddRenderObservation``), optionally resized to ``frame_size`` (``ResizeObservation``, the
+    ``[pixels]`` extra) and grayscale (``GrayscaleObservation``, channel axis kept). Envs that draw with pygame
+    (classic control) render offscreen: without a display, set ``SDL_VIDEODRIVER=dummy``."""
+    from gymnasium.wrappers import AddRenderObservation, GrayscaleObservation, ResizeObservation
+
+    from fernn._extras import require
+
+    if env.render_mode != "rgb_array":
+        raise ValueError(f"pixel observations need an env made with render_mode='rgb_array', got "
+                         f"render_mode={env.render_mode!r}")
+    env = AddRenderObservation(env, render_only=True)
+    if frame_size is not None:
+        require("cv2", "pixels", "resizing rendered frames (Gymnasium's ResizeObservation)")
+        env = ResizeObservation(env, (check_count("frame_size", frame_size), frame_size))
+    if grayscale:
+        env = GrayscaleObservation(env, keep_dim=True)
+    return env
+
+
+def check_image_space(space: gym.Space, where: str) -> tuple[int, int, int]:
+    """``(H, W, C)`` of a uint8 image observation space, or a ``ValueError`` saying what is accepted."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 2 and space.dtype == np.uint8:
+        raise ValueError(f"{where}: the observations are 2-D images {space}; add a channel axis, e.g. "
+                         "gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True)")
+    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8):
+        raise ValueError(f"{where}: the observations must be uint8 images (H, W, C); got {space}. For a state-based "
+                         "env, collect its rendered frames: render_mode='rgb_array' and pixel_observations(env) "
+                         "(CLI: --pixels --frame-size S)")
+    return tuple(int(s) for s in space.shape)
+
+
+def _moves_reader(moves: str | Callable | None, info_keys: Sequence[str]) -> Callable | None:
+    if moves is None:
+        return (lambda action, info: info["action"]) if "action" in info_keys else None
+    if isinstance(moves, str):
+        if moves not in info_keys:
+            raise ValueError(f"moves={moves!r} names an info key the env does not report; its info has "
+                             f"{sorted(info_keys) or 'no keys'}")
+        return lambda action, info: info[moves]
+    if callable(moves):
+        return moves
+    raise TypeError(f"moves must be None, an info key or a function (action, info) -> (dx, dy); got {moves!r}")
+
+
+def _policy_function(policy: Any, space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
+    """``obs batch -> action batch`` for None (uniform random), an SB3 model or a callable ``obs -> action``."""
+    if policy is None:
+        return lambda obs: np.stack([space.sample() for _ in range(len(obs))])
+    if hasattr(policy, "predict"):
+        state = {"value": None}
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            actions, state["value"] = policy.predict(obs, state=state["value"], deterministic=True)
+            return actions
+
+        return act
+    if callable(policy):
+        return lambda obs: np.stack([np.asarray(policy(o)) for o in obs])
+    raise TypeError(f"policy must be None (uniform random), a callable obs -> action or an SB3 model; got {policy!r}")
+
+
+def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *, max_steps: int | None = None,
+                     policy: Any = None, seed: int | None = None, moves: str | Callable | None = None,
+                     env_kwargs: dict[str, Any] | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> TrajectoryDataset:
+    """Run ``env`` for ``episodes`` episodes and return them as a :class:`TrajectoryDataset`.
+
+    Args:
+        env: a registered id, a ``module:Id``, a short name, a ``gym.Env`` or a ``gym.vector.VectorEnv`` (all its
+            envs step together; episodes are collected as they end).
+        episodes: how many episodes to keep.
+        max_steps: cut an episode after this many steps (it is then marked truncated).
+        policy: ``None`` (uniform random, seeded by ``seed``), a callable ``obs -> action`` or an SB3 model.
+        seed: the seed of the first reset (episode ``i`` of env ``j`` continues the env's own seeding).
+        moves: the observer's own moves: ``None`` (``info["action"]`` when the env reports it, as this package's
+            envs do), an ``info`` key, or a function ``(action, info) -> (dx, dy)``.
+        env_kwargs: ``gym.make`` kwargs when ``env`` is an id.
+        progress: called with ``(episodes done, episodes)``.
+    """
+    episodes = check_count("episodes", episodes)
+    if max_steps is not None:
+        max_steps = check_count("max_steps", max_steps)
+    env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
+    if isinstance(env, str):
+        env = make_env(env, env_kwargs)
+    vector = isinstance(env, gym.vector.VectorEnv)
+    space = env.single_observation_space if vector else env.observation_space
+    action_space = env.single_action_space if vector else env.action_space
+    shape = check_image_space(space, f"collect_episodes({env_id or type(env).__name__})")
+    action_space.seed(seed)
+    act = _policy_function(policy, action_space)
+    count = env.num_envs if vector else 1
+    obs, info = env.reset(seed=seed)
+    obs = obs if vector else obs[None]
+    read_moves = _moves_reader(moves, list(info))
+    blank_action = np.zeros(action_space.shape, action_space.dtype)
+    current = [_Episode(o, blank_action, read_moves is not None) for o in obs]
+    done: list[_Episode] = []
+    while len(done) < episodes:
+        actions = act(obs)
+        step_obs, rewards, terminated, truncated, infos = env.step(actions if vector else actions[0])
+        if not vector:
+            step_obs, rewards, terminated, truncated = step_obs[None], [rewards], [terminated], [truncated]
+            infos = [infos]
+        else:
+            infos = [{key: value[i] for key, value in infos.items() if not key.startswith("_")} for i in range(count)]
+        for i in range(count):
+            if current[i] is None:  # a vector env's autoreset step: the new episode's first observation
+                current[i] = _Episode(step_obs[i], blank_action, read_moves is not None)
+                continue
+            move = None if read_moves is None else read_moves(actions[i], infos[i])
+            cut = max_steps is not None and len(current[i]) + 1 >= max_steps
+            current[i].add(step_obs[i], actions[i], rewards[i], terminated[i], truncated[i] or cut, move)
+            if terminated[i] or truncated[i] or cut:
+                if len(done) < episodes:
+                    done.append(current[i])
+                    if progress is not None:
+                        progress(len(done), episodes)
+                current[i] = None
+                if not vector:
+                    step_obs[0] = env.reset()[0]
+                    current[0] = _Episode(step_obs[0], blank_action, read_moves is not None)
+        obs = step_obs
+    meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "max_steps": max_steps,
+            "policy": "random" if policy is None else getattr(policy, "__class__", type(policy)).__name__,
+            "observation_shape": list(shape), "action_space": str(action_space)}
+    return TrajectoryDataset([e.arrays() for e in done], meta)
+
+
+class _Episode:
+    """One episode being collected: lists of per-step arrays."""
+
+    def __init__(self, first_obs: np.ndarray, blank_action: np.ndarray, with_moves: bool) -> None:
+        self.steps = {"obs": [np.array(first_obs)], "actions": [blank_action], "rewards": [0.0],
+                      "terminated": [False], "truncated": [False]}
+        if with_moves:
+            self.steps["moves"] = [np.zeros(2, np.int64)]
+
+    def __len__(self) -> int:
+        return len(self.steps["obs"]) - 1
+
+    def add(self, obs, action, reward, terminated, truncated, move) -> None:
+        for key, value in (("obs", np.array(obs)), ("actions", np.asarray(action)), ("rewards", float(reward)),
+                           ("terminated", bool(terminated)), ("truncated", bool(truncated))):
+            self.steps[key].append(value)
+        if "moves" in self.steps:
+            move = np.asarray(move, np.int64).reshape(-1)
+            if move.shape != (2,):
+                raise ValueError(f"the observer's move must be (dx, dy), got {move!r}")
+            self.steps["moves"].append(move)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        dtypes = {"obs": np.uint8, "rewards": np.float32, "terminated": bool, "truncated": bool, "moves": np.int64}
+        return {key: np.stack(values).astype(dtypes.get(key, np.stack(values).dtype)) for key, values in self.steps.items()}
+
+
+class TrajectoryDataset(torch.utils.data.Dataset):
+    """Episodes of an env, served as fixed-length windows for training.
+
+    ``len(dataset)`` and ``dataset[i]`` are the windows of ``window`` steps (set with :meth:`windows`; default: the
+    shortest episode); items and :meth:`sample_batch` give ``frames`` float ``(T, C, H, W)`` / ``(B, T, C, H, W)``
+    in [0, 1], ``actions``, ``rewards`` and, when recorded, ``moves`` ``(B, T, 2)`` and ``positions`` (the
+    observer's summed moves, ``(B, T, 2)``).
+
+    Attributes:
+        meta: the env id, its kwargs, the seed, the policy and the shapes, as recorded at collection.
+        lengths: ``(N,)`` steps per episode (observations - 1).
+    """
+
+    def __init__(self, episodes: list[dict[str, np.ndarray]] | _LazyEpisodes, meta: dict[str, Any], *,
+                 window: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> None:
+        self._episodes, self.meta = episodes, meta
+        self.lengths = np.array([len(e["obs"]) - 1 for e in episodes] if isinstance(episodes, list)
+                                else episodes.lengths, np.int64)
+        if len(self.lengths) == 0:
+            raise ValueError("a trajectory dataset needs at least one episode")
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device if self.device.type == "cuda" else "cpu").manual_seed(seed)
+        self.windows(window or int(self.lengths.min()) + 1)
+
+    @property
+    def has_moves(self) -> bool:
+        return "moves" in self.episode(0)
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the observations."""
+        return tuple(int(s) for s in self.episode(0)["obs"].shape[1:])
+
+    def episode(self, index: int) -> dict[str, np.ndarray]:
+        """The arrays of episode ``index`` (loaded on demand from a file)."""
+        return self._episodes[index]
+
+    def windows(self, window: int) -> TrajectoryDataset:
+        """Serve windows of ``window`` observations (every start in every episode long enough); returns ``self``."""
+        window = check_count("window", window)
+        starts = [(e, s) for e, length in enumerate(self.lengths) for s in range(int(length) + 2 - window)]
+        if not starts:
+            raise ValueError(f"no episode has {window} observations (the longest has {int(self.lengths.max()) + 1}); "
+                             f"collect longer episodes (--max-steps) or ask for shorter windows")
+        self.window, self.starts = window, np.array(starts, np.int64)
+        return self
+
+    def split(self, fraction: float, *, min_steps: int = 0, seed: int = 0) -> tuple[TrajectoryDataset, TrajectoryDataset]:
+        """``(train, held out)`` by episodes: the last ``fraction`` (at least one) of the episodes with at least
+        ``min_steps`` observations are held out; with a single such episode both parts hold it."""
+        eligible = [i for i, length in enumerate(self.lengths) if length + 1 >= min_steps]
+        if not eligible:
+            raise ValueError(f"no episode has {min_steps} observations (the longest has {int(self.lengths.max()) + 1}); "
+                             "collect longer episodes (--max-steps) or ask for shorter windows")
+        held = eligible[-max(1, int(round(len(eligible) * fraction))):] if len(eligible) > 1 else []
+        kept = [i for i in range(len(self.lengths)) if i not in held]
+        parts = [TrajectoryDataset(_Subset(self._episodes, indices or eligible), self.meta, window=self.window,
+                                   seed=seed, device=self.device) for indices in (kept, held)]
+        return parts[0], parts[1]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} windows")
+        return {key: value[0] for key, value in self._gather(self.starts[[index]]).items()}
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """``batch_size`` windows drawn uniformly (from the dataset's own generator by default), on ``device``."""
+        batch_size = check_count("batch_size", batch_size)
+        picks = torch.randint(len(self.starts), (batch_size,), generator=generator or self.generator,
+                              device=self.generator.device).cpu().numpy()
+        return self._gather(self.starts[picks])
+
+    def _gather(self, starts: np.ndarray) -> dict[str, torch.Tensor]:
+        by_episode: dict[int, dict[str, np.ndarray]] = {}
+        fields: dict[str, list[np.ndarray]] = {}
+        for episode, start in starts:
+            arrays = by_episode.setdefault(int(episode), self.episode(int(episode)))
+            for key, value in arrays.items():
+                fields.setdefault(key, []).append(value[start:start + self.window])
+        batch = {key: torch.from_numpy(np.stack(values)).to(self.device) for key, values in fields.items()}
+        frames = batch.pop("obs").permute(0, 1, 4, 2, 3).float().div_(255)
+        out = {"frames": frames, **batch}
+        if "moves" in out:
+            out["actions_taken"], out["actions"] = out["actions"], out.pop("moves")
+            out["positions"] = out["actions"].cumsum(1)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write one compressed ``.npz`` (atomically): per-episode arrays, the lengths, and ``meta`` as JSON."""
+        path = Path(path)
+        arrays = {"format": np.array(FORMAT), "version": np.array(VERSION), "lengths": self.lengths,
+                  "meta": np.array(json.dumps(self.meta, default=str))}
+        for index in range(len(self.lengths)):
+            for key, value in self.episode(index).items():
+                arrays[f"{key}_{index:06d}"] = value
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, window: int | None = None, seed: int = 0,
+             device: torch.device | str = "cpu") -> TrajectoryDataset:
+        """Open a file written by :meth:`save`, as data only (``allow_pickle=False``); episodes are decompressed
+        when used. Raises :class:`TrajectoryFileError` naming the file for anything else."""
+        lazy = _LazyEpisodes(Path(path))
+        return cls(lazy, lazy.meta, window=window, seed=seed, device=device)
+
+
+class _LazyEpisodes:
+    """The episodes of a trajectory file, decompressed one at a time (the most recent few kept)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.npz = np.load(path, allow_pickle=False)
+            if str(self.npz["format"]) != FORMAT:
+                raise TrajectoryFileError(f"{path} is not a trajectory file of fernn-rl")
+            if int(self.npz["version"]) != VERSION:
+                raise TrajectoryFileError(f"{path} is a trajectory file of format version {int(self.npz['version'])}; "
+                                          f"this version of fernn-rl reads version {VERSION}: collect it again")
+            self.lengths = self.npz["lengths"]
+            self.meta = json.loads(str(self.npz["meta"]))
+            self.keys = sorted({name.rsplit("_", 1)[0] for name in self.npz.files if name[-6:].isdigit()})
+        except TrajectoryFileError:
+            raise
+        except FileNotFoundError as error:
+            raise TrajectoryFileError(f"{path} does not exist") from error
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as error:
+            raise TrajectoryFileError(f"{path} is not a readable trajectory file ({type(error).__name__}: "
+                                      f"{str(error).splitlines()[0] if str(error) else 'damaged'}); collect it "
+                                      "again") from error
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        if index not in self._cache:
+            if len(self._cache) >= 64:
+                self._cache.pop(next(iter(self._cache)))
+            try:
+                self._cache[index] = {key: self.npz[f"{key}_{index:06d}"] for key in self.keys}
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+                raise TrajectoryFileError(f"{self.path}: episode {index} cannot be read ({error}); the file is "
+                                          "truncated or corrupt: collect it again") from error
+        return self._cache[index]
+
+
+class _Subset:
+    """Some episodes of a list or of a file, re-indexed."""
+
+    def __init__(self, episodes: list | _LazyEpisodes | _Subset, indices: list[int]) -> None:
+        self.episodes, self.indices = episodes, indices
+        lengths = episodes.lengths if hasattr(episodes, "lengths") else [len(e["obs"]) - 1 for e in episodes]
+        self.lengths = np.asarray(lengths, np.int64)[indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.episodes[self.indices[index]]
