@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet --no-deps $(ESCNN)
-	$(PY) -m pip install --quiet -e '.[rl,play,plots,video,pixels,rotation,dev]'
+	$(PY) -m pip install --quiet -e '.[rl,play,plots,video,pixels,rotation,atari,dev]'
 	@rm -f $(VENV)/.setup-*
 	@touch $@
 

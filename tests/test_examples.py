@@ -46,3 +46,17 @@ def test_rl_learning_curves_cuts_every_run_at_the_common_budget(tmp_path, monkey
     assert "| FERNN RecurrentPPO | 2 | 75.00 ± 5.00 | 80.0, 70.0 | 65.00 ± 0.00 | 16k, never |" in printed
     assert "| CNN-LSTM RecurrentPPO | 1 | 65.00 ± 0.00 | 65.0 | 60.00 ± 0.00 | never |" in printed
     assert out.stat().st_size > 0
+
+
+def test_atari_pong_example_runs_on_a_tiny_budget(tmp_path, monkeypatch):
+    """The Pong example end to end on a tiny budget (skipped without the [atari] extra)."""
+    import pytest
+
+    pytest.importorskip("ale_py")
+    monkeypatch.setattr(sys, "argv", ["atari_pong.py", "--out", str(tmp_path), "--episodes", "4", "--steps", "12",
+                                      "--train-steps", "2", "--hidden", "2", "--batch-size", "2"])
+    namespace = runpy.run_path(str(EXAMPLES / "atari_pong.py"), run_name="pong")
+    summary = namespace["main"](sys.argv[1:])
+    assert set(summary["models"]) == {"grnn", "fernn"} and (tmp_path / "pong.npz").is_file()
+    moves = [tuple(int(v) for v in key.strip("()").split(",")) for key in summary["ball_velocities_px_per_step"]]
+    assert moves and max(max(abs(dx), abs(dy)) for dx, dy in moves) <= 3

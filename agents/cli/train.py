@@ -257,11 +257,7 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Rerun the evaluations of a trained run on its checkpoint and merge them into results.json (RL runs:
-    the saved policy over seeded episodes).
-
-    Safe on runs from others: checkpoints load as data only, and an RL run's model.zip is read for its
-    weights alone (SB3's own PPO.load would unpickle objects stored in the archive and can run code from
-    an untrusted file; see docs/reliability.md)."""
+    the saved policy over seeded episodes)."""
     import json
 
     from fernn.agents.runs import RunDir, RunFileError, write_json
@@ -318,16 +314,20 @@ def _evaluate_supervised(run, checkpoint: str, what: str, target) -> dict:
     return evaluate(task, model, run, seed=TEST_SEED, what=tuple(w.strip() for w in what.split(",") if w))
 
 
+SAFE_TO_OPEN = """
+
+    Safe on runs from others: checkpoints load as data only, and an RL run's model.zip is read for its
+    weights alone (SB3's own PPO.load would unpickle objects stored in the archive and can run code from
+    an untrusted file; see docs/reliability.md)."""
+evaluate_command.__doc__ += SAFE_TO_OPEN
+
+
 def rollout(
     run_dir: str = typer.Argument(..., help="A run directory (runs/<name>), supervised or RL."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Write rollout strips (PNG) and GIFs of a trained run: ground truth against prediction, or for an RL
-    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it).
-
-    Safe on runs from others: checkpoints load as data only, and an RL run's model.zip is read for its
-    weights alone (SB3's own PPO.load would unpickle objects stored in the archive and can run code from
-    an untrusted file; see docs/reliability.md)."""
+    run a GIF of an episode (for MNIST World: the whole world with the window drawn on it)."""
     from pathlib import Path
 
     from fernn.agents.runs import RunDir, RunFileError
@@ -346,6 +346,9 @@ def rollout(
     except (FileNotFoundError, ValueError, RunFileError, OSError) as error:
         fail(str(error))
     evaluate_command(run_dir, what="rollout", checkpoint="best", episodes=1, device=device)
+
+
+rollout.__doc__ += SAFE_TO_OPEN
 
 
 def demo(
