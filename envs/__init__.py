@@ -15,6 +15,7 @@ id                       task
 ``MNISTWorld-v0``        FloWM's partially observed world of moving digits (self-motion)
 ``MNISTWorldStatic-v0``  the same with static digits
 ``MNISTWorldTrack-v0``   RL: keep a moving target digit in view
+``MNISTWorldTrackOccluded-v0``  the same, the window dark for 4 of every 10 steps
 =======================  ===============================================================
 """
 
@@ -41,6 +42,7 @@ ENV_IDS = {
     "mnist-world": "MNISTWorld-v0",
     "mnist-world-static": "MNISTWorldStatic-v0",
     "mnist-world-track": "MNISTWorldTrack-v0",
+    "mnist-world-track-occluded": "MNISTWorldTrackOccluded-v0",
 }
 
 _ENVS = {
@@ -50,6 +52,8 @@ _ENVS = {
     "MNISTWorld-v0": ("mnist_world:MNISTWorldEnv", "mnist_world:MNISTWorldVectorEnv", {}, 100),
     "MNISTWorldStatic-v0": ("mnist_world:MNISTWorldEnv", "mnist_world:MNISTWorldVectorEnv", {"velocities": 0}, 100),
     "MNISTWorldTrack-v0": ("mnist_world:MNISTWorldTrackEnv", "mnist_world:MNISTWorldTrackVectorEnv", {}, 100),
+    "MNISTWorldTrackOccluded-v0": ("mnist_world:MNISTWorldTrackEnv", "mnist_world:MNISTWorldTrackVectorEnv",
+                                   {"gap_every": 10, "gap_length": 4}, 100),
 }
 
 for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():

@@ -28,8 +28,13 @@ class WorldCore(BatchedCore):
     digits one frame and renders all N windows (every digit) in one batched op."""
 
     def __init__(self, num_envs: int, scenes: WorldScenes, *, action_type: str, track: bool,
-                 world_in_info: bool) -> None:
+                 world_in_info: bool, gap_every: int = 0, gap_length: int = 0) -> None:
         super().__init__(num_envs)
+        self.gap_every = check_count("gap_every", gap_every, minimum=0)
+        self.gap_length = check_count("gap_length", gap_length, minimum=0)
+        if self.gap_length and (not self.gap_every or self.gap_length >= self.gap_every):
+            raise ValueError(f"gap_length must be < gap_every (each period starts visible); got gap_length="
+                             f"{gap_length}, gap_every={gap_every}")
         if action_type not in ACTION_TYPES:
             raise ValueError(f"action_type must be one of {ACTION_TYPES}, got {action_type!r}")
         if not isinstance(world_in_info, bool):
@@ -77,11 +82,19 @@ class WorldCore(BatchedCore):
         rows = (self.positions[index, 1, None] + torch.arange(self.scenes.window_size)) % self.scenes.world_size
         self.visited[index.numpy()[:, None, None], rows.numpy()[:, :, None], cols.numpy()[:, None, :]] = True
 
+    def occluded(self) -> np.ndarray:
+        """``(N,)`` bool: whose window is dark now (the last ``gap_length`` steps of every ``gap_every``)."""
+        if not self.gap_length:
+            return np.zeros(self.num_envs, bool)
+        return (self.t.numpy() % self.gap_every) >= self.gap_every - self.gap_length
+
     def observe(self) -> np.ndarray:
         channels = [composite(self.layers[:, :, None])[:, 0]]
         if self.track:
             channels.append(self.layers[:, 0])
-        return torch.stack(channels, -1).numpy()
+        observations = torch.stack(channels, -1).numpy()
+        observations[self.occluded()] = 0  # a gap: the window goes dark, the world goes on
+        return observations
 
     def displacement(self, actions: np.ndarray) -> np.ndarray:
         """Window moves ``(N, 2)`` of ``(dx, dy)`` for the actions of the action space."""
@@ -97,7 +110,7 @@ class WorldCore(BatchedCore):
         self.last_action = moves
         self._render(torch.arange(self.num_envs))
         info: dict[str, np.ndarray] = {"position": self.positions.numpy().copy(), "action": moves.copy(),
-                                       "t": self.t.numpy().copy()}
+                                       "t": self.t.numpy().copy(), "occluded": self.occluded()}
         if self.track:
             fraction = (self.layers[:, 0].sum((-2, -1), dtype=torch.float32) / self.scene["mass"][:, 0]).numpy()
             reward = fraction.astype(np.float32)
@@ -120,7 +133,8 @@ class WorldCore(BatchedCore):
         return composite(render_layers(self.scene["canvases"], shifts)).numpy()[:, 0]
 
     def reset_info(self, index: int) -> dict[str, Any]:
-        info = {"position": self.positions[index].numpy().copy(), "action": np.zeros(2, np.int64), "t": 0}
+        info = {"position": self.positions[index].numpy().copy(), "action": np.zeros(2, np.int64), "t": 0,
+                "occluded": False}
         if self.track:
             info["target_position"] = self._target_positions()[index].numpy()
         if self.world_in_info:
@@ -170,14 +184,16 @@ def make_world_core(num_envs: int, *, split: str = "train", source: str = "auto"
 def make_track_core(num_envs: int, *, split: str = "train", source: str = "auto",
                     data_dir: str | os.PathLike | None = None, download: bool = False, world_size: int = 50,
                     window_size: int = 32, num_digits: int = 5, velocities: Any = 2, step_size: int = 2,
-                    action_type: str = "discrete", world_in_info: bool = False) -> WorldCore:
+                    action_type: str = "discrete", world_in_info: bool = False, target_velocities: Any = None,
+                    gap_every: int = 0, gap_length: int = 0) -> WorldCore:
     check_count("num_digits", num_digits)
     moving = [v for v in velocity_grid(velocities) if v != (0, 0)] if isinstance(velocities, int) and velocities > 0 \
         else None
     scenes = _world_scenes(split, source, data_dir, download, world_size=world_size, window_size=window_size,
                            num_digits=num_digits, velocities=velocities, step_size=step_size,
-                           target_velocities=moving)
-    return WorldCore(num_envs, scenes, action_type=action_type, track=True, world_in_info=world_in_info)
+                           target_velocities=moving if target_velocities is None else target_velocities)
+    return WorldCore(num_envs, scenes, action_type=action_type, track=True, world_in_info=world_in_info,
+                     gap_every=gap_every, gap_length=gap_length)
 
 
 class MNISTWorldEnv(CoreEnv):
@@ -271,14 +287,23 @@ class MNISTWorldTrackEnv(MNISTWorldEnv):
     Never terminates; truncated after ``max_episode_steps`` (100).
 
     ## Arguments
-    As ``MNISTWorld-v0``, with defaults ``velocities=2`` and ``step_size=2``.
+    As ``MNISTWorld-v0``, with defaults ``velocities=2`` and ``step_size=2``, and:
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``target_velocities`` | every non-zero velocity of ``velocities`` | the target's velocity set (a radius or a list of ``(vx, vy)``): ``fernn.envs.unseen_velocities(1, 2)`` tests velocities never seen in training |
+    | ``gap_every``, ``gap_length`` | 0, 0 | occlusion: the window goes dark (both channels zero) for the last ``gap_length`` steps of every ``gap_every``; the world and the reward go on, so only a remembered motion says where the target went. ``info["occluded"]`` says when |
+
+    ``MNISTWorldTrackOccluded-v0`` is the variant with ``gap_every=10, gap_length=4``::
+
+        gym.make("MNISTWorldTrackOccluded-v0", target_velocities=fernn.envs.unseen_velocities(1, 2), gap_length=6)
 
     ## Vectorized environment
     ``gym.make_vec("MNISTWorldTrack-v0", num_envs=8, vectorization_mode="vector_entry_point")``;
     its ``oracle_actions()`` gives the oracle's actions for all scenes.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version (``target_velocities``, ``gap_every``, ``gap_length`` added, defaults unchanged).
     """
 
     make_core = staticmethod(make_track_core)

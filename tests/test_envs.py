@@ -13,7 +13,8 @@ from gymnasium.utils.env_checker import check_env
 import fernn.envs  # noqa: F401  (registers the ids)
 from fernn.envs import ENV_IDS, DataMissingError
 
-MNIST_IDS = ["FlowingMNIST-v0", "RotatingMNIST-v0", "MNISTWorld-v0", "MNISTWorldStatic-v0", "MNISTWorldTrack-v0"]
+MNIST_IDS = ["FlowingMNIST-v0", "RotatingMNIST-v0", "MNISTWorld-v0", "MNISTWorldStatic-v0", "MNISTWorldTrack-v0",
+             "MNISTWorldTrackOccluded-v0"]
 
 
 @pytest.fixture(params=MNIST_IDS + ["KTHCamera-v0"])
@@ -258,3 +259,22 @@ def test_bad_actions_and_stepping_after_the_end():
     flowing.step(np.zeros((28, 28, 1), np.float32))
     with pytest.raises(RuntimeError, match="after the episode ended"):
         flowing.step(np.zeros((28, 28, 1), np.float32))
+
+
+def test_occluded_tracking_goes_dark_in_gaps_while_the_world_and_reward_go_on():
+    env = gym.make("MNISTWorldTrackOccluded-v0", gap_every=5, gap_length=2,
+                   target_velocities=fernn.envs.unseen_velocities(1, 2))
+    obs, info = env.reset(seed=3)
+    assert not info["occluded"] and obs.any()
+    rewards, dark = [], []
+    for t in range(1, 16):
+        obs, reward, _, _, info = env.step(env.unwrapped.oracle_action())
+        assert bool(info["occluded"]) == (t % 5 >= 3) == (not obs.any())
+        rewards.append(reward)
+        velocity = env.unwrapped.core.scene["velocities"][0, 0].tolist()
+        assert max(abs(v) for v in velocity) == 2  # an unseen target velocity
+    assert min(rewards) > 0.9  # the oracle keeps the target in the (dark) window
+    for kwargs, message in (({"gap_every": 5, "gap_length": 5}, "gap_length must be < gap_every"),
+                            ({"gap_every": -1}, "gap_every")):
+        with pytest.raises(ValueError, match=message):
+            gym.make("MNISTWorldTrack-v0", **kwargs)

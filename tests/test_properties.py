@@ -16,7 +16,8 @@ from fernn import FERNN, TranslationFlow, check_equivariance
 from fernn.agents.cli import app
 
 runner = CliRunner()
-MNIST_IDS = ["FlowingMNIST-v0", "RotatingMNIST-v0", "MNISTWorld-v0", "MNISTWorldStatic-v0", "MNISTWorldTrack-v0"]
+MNIST_IDS = ["FlowingMNIST-v0", "RotatingMNIST-v0", "MNISTWorld-v0", "MNISTWorldStatic-v0", "MNISTWorldTrack-v0",
+             "MNISTWorldTrackOccluded-v0"]
 ints = st.integers(min_value=-3, max_value=80)
 KWARGS = {
     "FlowingMNIST-v0": st.fixed_dictionaries({}, optional={"image_size": ints, "num_digits": st.integers(-1, 4),
@@ -29,6 +30,8 @@ KWARGS = {
     "MNISTWorldStatic-v0": st.fixed_dictionaries({}, optional={"world_size": ints, "window_size": ints}),
     "MNISTWorldTrack-v0": st.fixed_dictionaries({}, optional={"world_size": ints, "window_size": ints,
                                                              "step_size": st.integers(-2, 40)}),
+    "MNISTWorldTrackOccluded-v0": st.fixed_dictionaries({}, optional={"gap_every": st.integers(-1, 8),
+                                                                     "gap_length": st.integers(-1, 8)}),
 }
 ACCEPTED_ERRORS = (TypeError, ValueError)
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from fernn.agents.cli.console import console, fail, resolve_env
+from fernn.agents.cli.console import console, fail, parse_json_object, resolve_env
 
 
 def envs() -> None:
@@ -47,6 +47,8 @@ def play(
 def bounds(
     env: str = typer.Option("mnist-world-track", "--env", help="CLI name or id (an env with oracle_action())."),
     episodes: int = typer.Option(100, "--episodes", min=1, help="Seeded episodes per policy (seeds 50000+)."),
+    env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="gym.make kwargs as JSON, e.g. "
+                                                                        "'{\"gap_length\": 6}'."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """Mean return of a uniformly random policy and of the env's scripted oracle: the RL reference lines."""
@@ -56,7 +58,8 @@ def bounds(
     from fernn.agents.runs import write_json
 
     try:
-        figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo"), episodes)
+        figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo",
+                                         env_kwargs=parse_json_object("--env-kwargs", env_kwargs)), episodes)
     except ValueError as error:
         fail(str(error))
     table = Table(title=f"{resolve_env(env)}: returns over {episodes} seeded episodes")
