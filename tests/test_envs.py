@@ -266,7 +266,7 @@ def test_occluded_tracking_goes_dark_in_gaps_while_the_world_and_reward_go_on():
                    target_velocities=fernn.envs.unseen_velocities(1, 2))
     obs, info = env.reset(seed=3)
     assert not info["occluded"] and obs.any()
-    rewards, dark = [], []
+    rewards = []
     for t in range(1, 16):
         obs, reward, _, _, info = env.step(env.unwrapped.oracle_action())
         assert bool(info["occluded"]) == (t % 5 >= 3) == (not obs.any())

@@ -47,7 +47,7 @@ def test_models_and_envs_work_without_the_extras():
 
 
 def test_the_cli_lists_envs_and_trains_without_the_extras(tmp_path):
-    result = run(f"""
+    result = run("""
         import sys
         from fernn.agents.cli import app
         sys.argv = ["fernn-rl", "envs"]

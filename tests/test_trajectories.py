@@ -3,7 +3,6 @@ store them as data, and train and evaluate the world model or the predictor on t
 
 import json
 import textwrap
-import zipfile
 
 import gymnasium as gym
 import numpy as np

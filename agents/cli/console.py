@@ -71,7 +71,7 @@ def resolve_env(name: str) -> str:
     as ``gym.make`` does) -> the id to ``gym.make``, or a one-line error."""
     import gymnasium as gym
 
-    from fernn.envs import ENV_IDS, make_env  # noqa: F401 - importing fernn.envs registers its ids
+    from fernn.envs import ENV_IDS  # importing fernn.envs registers its ids
 
     if name in ENV_IDS:
         return ENV_IDS[name]

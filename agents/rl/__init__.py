@@ -3,7 +3,8 @@
 =====================  ==========================================================================
 module                 what lives there
 =====================  ==========================================================================
-``policies``           the FERNN recurrent policy, its core and lean rollout buffer, extractors
+``policies``           the FERNN recurrent policy, its core and lean rollout buffer
+``extractors``         image spaces read as SB3 reads them, the FERNN readout, small-window extractors
 ``config``             :class:`RLConfig`, one run's settings
 ``envs``               the vectorised training envs (reward scaling, frame stacks, action channels)
 ``evaluation``         seeded evaluations, random / oracle bounds, the evaluate-and-checkpoint callback

@@ -20,7 +20,6 @@ evaluation), ``learning_curve.png`` (with the random and oracle returns as refer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from fernn.agents.rl.config import RLConfig
