@@ -105,20 +105,22 @@ def _moves_reader(moves: str | Callable | None, info_keys: Sequence[str]) -> Cal
     raise TypeError(f"moves must be None, an info key or a function (action, info) -> (dx, dy); got {moves!r}")
 
 
-def _policy_function(policy: Any, space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
-    """``obs batch -> action batch`` for None (uniform random), an SB3 model or a callable ``obs -> action``."""
+def _policy_function(policy: Any, space: gym.Space) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``(obs batch, episode starts) -> action batch`` for None (uniform random), an SB3 model (recurrent ones get
+    their state reset at episode starts) or a callable ``obs -> action``."""
     if policy is None:
-        return lambda obs: np.stack([space.sample() for _ in range(len(obs))])
+        return lambda obs, starts: np.stack([space.sample() for _ in range(len(obs))])
     if hasattr(policy, "predict"):
         state = {"value": None}
 
-        def act(obs: np.ndarray) -> np.ndarray:
-            actions, state["value"] = policy.predict(obs, state=state["value"], deterministic=True)
+        def act(obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+            actions, state["value"] = policy.predict(obs, state=state["value"], episode_start=starts,
+                                                     deterministic=True)
             return actions
 
         return act
     if callable(policy):
-        return lambda obs: np.stack([np.asarray(policy(o)) for o in obs])
+        return lambda obs, starts: np.stack([np.asarray(policy(o)) for o in obs])
     raise TypeError(f"policy must be None (uniform random), a callable obs -> action or an SB3 model; got {policy!r}")
 
 
@@ -160,7 +162,7 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
     current = [_Episode(o, blank_action, read_moves is not None) for o in obs]
     done: list[_Episode] = []
     while len(done) < episodes:
-        actions = act(obs)
+        actions = act(obs, np.array([c is not None and len(c) == 0 for c in current]))
         step_obs, rewards, terminated, truncated, infos = env.step(actions if vector else actions[0])
         if not vector:
             step_obs, rewards, terminated, truncated = step_obs[None], [rewards], [terminated], [truncated]

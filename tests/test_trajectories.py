@@ -174,3 +174,22 @@ def test_pixel_cartpole_trains_a_fernn_policy_through_the_cli(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "cartpole-fernn-s0" / "config.json").read_text())
     assert config["pixels"] and config["frame_size"] == 16
+
+
+def test_a_saved_rl_policy_collects_through_the_cli(tmp_path):
+    """--policy RUN_DIR: the run's policy (loaded without unpickling) acts, its recurrent state reset per episode."""
+    kwargs = json.dumps(SMALL_WORLD)
+    result = runner.invoke(app, ["train", "--env", "mnist-world-track", "--env-kwargs", kwargs, "--algo",
+                                 "recurrent-ppo", "--policy", "cnn-lstm", "--timesteps", "16", "--n-envs", "2",
+                                 "--n-steps", "8", "--batch-size", "8", "--eval-every", "16", "--eval-episodes", "1",
+                                 "--device", "cpu", "--quiet", "--out", str(tmp_path), "--name", "agent"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["collect", "--env", "mnist-world-track", "--env-kwargs", kwargs, "--episodes", "3",
+                                 "--max-steps", "5", "--policy", str(tmp_path / "agent"), "--out",
+                                 str(tmp_path / "agent.npz"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    loaded = TrajectoryDataset.load(tmp_path / "agent.npz")
+    assert loaded.meta["policy"] == str(tmp_path / "agent") and list(loaded.lengths) == [5, 5, 5]
+    result = runner.invoke(app, ["collect", "--env", "mnist-world", "--episodes", "1", "--policy",
+                                 str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npz"), "--quiet"])
+    assert result.exit_code == 2 and "--policy must be 'random' or an RL run directory" in result.output
