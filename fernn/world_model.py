@@ -145,9 +145,17 @@ class WorldModel(nn.Module):
         feedback = Feedback(targets, teacher_forcing, detach=detach_feedback, clip=feedback_range)
         feedback.check_targets((obs.shape[0], future_actions.shape[1], *obs.shape[2:]))
         _, maps = self._observe(obs, actions, None, keep_maps=False)
-        return self.imagine(maps[-1], future_actions, feedback)
+        return self._imagine(maps[-1], future_actions, feedback)
 
-    def imagine(self, h: torch.Tensor, future_actions: torch.Tensor, feedback: Feedback | None = None) -> torch.Tensor:
+    def imagine(self, state: torch.Tensor, future_actions: torch.Tensor) -> torch.Tensor:
+        """Free-running predictions from a map ``state (B, V, hidden, H, W)`` (e.g. ``maps[:, -1]`` of
+        :meth:`forward`) after each of the integer ``future_actions (B, K, 2)``: ``(B, K, C, h, w)``. A planner
+        imagines many candidate futures of one state this way, in one batched call."""
+        check_float_tensor("state", state, ndim=5, layout="(B, V, hidden, H, W)")
+        future_actions = self._check_actions("future_actions", future_actions, state.shape[0])
+        return self._imagine(self._internal_state(state, like=state), future_actions)
+
+    def _imagine(self, h: torch.Tensor, future_actions: torch.Tensor, feedback: Feedback | None = None) -> torch.Tensor:
         """Free-running predictions from the internal map ``h`` (``(B, V, H, W, C)``, the core's layout) after
         each of the checked ``future_actions (B, K, 2)``; ``feedback`` defaults to the clipped, detached
         prediction. Returns ``(B, K, C, h, w)``."""
@@ -211,13 +219,15 @@ class WorldModel(nn.Module):
         drive = F.pad(drive, (0, 0, 0, self.world_hw[1] - self.window_hw[1], 0, self.world_hw[0] - self.window_hw[0]))
         return drive.view(batch, steps, *drive.shape[1:])
 
-    def _internal_state(self, state: torch.Tensor | None, obs: torch.Tensor) -> torch.Tensor:
+    def _internal_state(self, state: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """A map ``(B, V, hidden, H, W)`` checked against the batch and dtype of ``like`` (``None``: the empty
+        map), in the core's internal layout."""
         if state is None:
-            state = self.initial_state(obs.shape[0], device=obs.device, dtype=obs.dtype)
-        expected = (obs.shape[0], self.num_velocities, self.rnn.state_channels, *self.world_hw)
-        if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected or state.dtype != obs.dtype:
+            state = self.initial_state(like.shape[0], device=like.device, dtype=like.dtype)
+        expected = (like.shape[0], self.num_velocities, self.rnn.state_channels, *self.world_hw)
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected or state.dtype != like.dtype:
             got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
-            raise ValueError(f"state must be a {obs.dtype} tensor of shape (B, V, hidden, H, W) = {expected}, got {got}")
+            raise ValueError(f"state must be a {like.dtype} tensor of shape (B, V, hidden, H, W) = {expected}, got {got}")
         return self.rnn.core.state_from_public(state)
 
     def _check(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

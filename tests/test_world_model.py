@@ -200,3 +200,17 @@ def test_non_square_worlds_and_windows_keep_the_contracts():
     assert model.rollout(obs, actions, torch.zeros(2, 3, 2, dtype=torch.long)).shape == (2, 3, 1, 6, 9)
     with pytest.raises(ValueError, match="window_size must be <= world_size along each axis"):
         make(world=(8, 20), window=(9, 4))
+
+
+def test_imagining_from_a_state_continues_the_observed_sequence():
+    """``imagine(maps[:, -1], future)`` is ``rollout(obs, actions, future)``: a planner can carry the map across
+    real steps and imagine candidate futures from it, batched."""
+    model = make()
+    obs, actions = torch.rand(2, 4, 1, 8, 8), torch.randint(-3, 4, (2, 4, 2))
+    future = torch.randint(-3, 4, (2, 3, 2))
+    _, maps = model(obs, actions, return_maps=True)
+    torch.testing.assert_close(model.imagine(maps[:, -1], future), model.rollout(obs, actions, future))
+    candidates = model.imagine(maps[:, -1].repeat_interleave(5, 0), future.repeat_interleave(5, 0))
+    assert candidates.shape == (10, 3, 1, 8, 8)
+    with pytest.raises(ValueError, match="state must be"):
+        model.imagine(maps[:, -1, :, :2], future)
