@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fernn.agents.planning import CEMPlanner
 from fernn.models import NextFramePredictor
 from fernn.rotation import orientation_shift_matrix
 
@@ -229,3 +230,18 @@ def frame_by_frame_world(images: torch.Tensor, batch_size: int, *, seq_len: int 
         windows.append(frames)
         all_actions.append(torch.as_tensor(actions))
     return torch.stack(windows), torch.stack(all_actions)
+
+
+
+class NaivePlanner(CEMPlanner):
+    """The reference for :class:`fernn.agents.planning.CEMPlanner`: the same planner (same arguments, same
+    sampling, so the same actions on the same seeds), but every candidate of every env imagined on its own."""
+
+    def score_candidates(self, maps: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        batch, count = sequences.shape[:2]
+        scores = torch.empty(batch, count)
+        for b in range(batch):
+            for k in range(count):
+                moves = self.moves[sequences[b, k]].to(maps.device)[None]
+                scores[b, k] = self.score(self.world_model.imagine(maps[b:b + 1], moves)).float().cpu()[0]
+        return scores

@@ -1,0 +1,130 @@
+"""Planning with the world model: model-predictive control by the cross-entropy method (random shooting is its
+one-iteration case), imagining every candidate of every env in one batched call.
+
+Each real step: observe the new window (the map carried from the previous step moves by the action taken and
+takes the observation in: one step of :class:`fernn.WorldModel`), then imagine ``candidates`` action sequences
+of ``horizon`` steps from that map with :meth:`fernn.WorldModel.imagine`, score the imagined windows, refit the
+action distribution to the ``elites`` best, and after ``iterations`` rounds execute the first action of the best
+sequence seen. The map is carried across real steps, never recomputed from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fernn import WorldModel
+from fernn._validation import check_int
+
+
+def target_ink(predictions: torch.Tensor) -> torch.Tensor:
+    """The tracking task's reward applied to imagined windows ``(N, H, C, h, w)``: the target channel's ink
+    inside each window (channel 1, clipped to [0, 1]), summed over the horizon -> ``(N,)``."""
+    return predictions[:, :, 1].clamp(0, 1).sum((-3, -2, -1))
+
+
+@dataclass
+class PlannerState:
+    """What a planner carries across real steps: the maps ``(B, V, hidden, H, W)`` and the last moves ``(B, 2)``."""
+
+    maps: torch.Tensor
+    moves: torch.Tensor
+
+
+class CEMPlanner:
+    """Model-predictive control with the cross-entropy method over a discrete action space.
+
+    Args:
+        world_model: a trained :class:`fernn.WorldModel` whose windows are the env's observations.
+        moves: ``(A, 2)`` integer table, the window move ``(dx, dy)`` of each of the ``A`` actions.
+        score: imagined windows ``(N, horizon, C, h, w)`` -> scores ``(N,)`` (higher is better); default
+            :func:`target_ink`.
+        horizon, candidates, iterations, elites: the CEM's sizes (``iterations=1``: random shooting).
+        seed: seed of the candidate sampling.
+
+    ``predict(observation, state, episode_start)`` has SB3's signature (observations uint8 ``(B, h, w, C)``), so
+    the RL evaluation and rollout code can run a planner like a policy.
+    """
+
+    def __init__(self, world_model: WorldModel, moves: torch.Tensor | np.ndarray,
+                 score: Callable[[torch.Tensor], torch.Tensor] = target_ink, *, horizon: int = 6,
+                 candidates: int = 32, iterations: int = 2, elites: int = 4, seed: int = 0) -> None:
+        if not isinstance(world_model, WorldModel):
+            raise TypeError(f"world_model must be a fernn.WorldModel, got {type(world_model).__name__}")
+        self.world_model = world_model.eval()
+        self.moves = torch.as_tensor(np.asarray(moves), dtype=torch.long)
+        if self.moves.dim() != 2 or self.moves.shape[1] != 2 or len(self.moves) < 1:
+            raise ValueError(f"moves must be an (A, 2) table of integer (dx, dy) moves, got shape {tuple(self.moves.shape)}")
+        self.score = score
+        self.horizon = check_int("horizon", horizon, minimum=1)
+        self.candidates = check_int("candidates", candidates, minimum=1)
+        self.iterations = check_int("iterations", iterations, minimum=1)
+        self.elites = check_int("elites", elites, minimum=1)
+        if self.elites > self.candidates:
+            raise ValueError(f"elites must be <= candidates, got elites={elites}, candidates={candidates}")
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.world_model.parameters()).device
+
+    def initial_state(self, batch: int) -> PlannerState:
+        return PlannerState(self.world_model.initial_state(batch, device=self.device),
+                            torch.zeros(batch, 2, dtype=torch.long, device=self.device))
+
+    @torch.no_grad()
+    def observe(self, observation: np.ndarray | torch.Tensor, state: PlannerState | None,
+                episode_start: np.ndarray | None = None) -> PlannerState:
+        """Move the maps by the last moves and take the observations ``(B, h, w, C)`` uint8 in: the new state."""
+        frames = torch.as_tensor(np.asarray(observation), device=self.device)
+        if frames.dim() == 3:
+            frames = frames[None]
+        frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (B, 1, C, h, w)
+        batch = frames.shape[0]
+        state = self.initial_state(batch) if state is None else state
+        maps, moves = state.maps, state.moves
+        if episode_start is not None:
+            keep = 1.0 - torch.as_tensor(np.asarray(episode_start), dtype=maps.dtype, device=self.device)
+            maps, moves = maps * keep.view(-1, 1, 1, 1, 1), moves * keep.view(-1, 1).long()
+        _, new_maps = self.world_model(frames, moves[:, None], maps, return_maps=True)
+        return PlannerState(new_maps[:, -1], moves)
+
+    @torch.no_grad()
+    def plan(self, maps: torch.Tensor) -> torch.Tensor:
+        """The CEM over action sequences from ``maps (B, ...)``: the first action of each env's best sequence, ``(B,)``."""
+        batch, count, actions = maps.shape[0], self.candidates, len(self.moves)
+        probabilities = torch.full((batch, self.horizon, actions), 1.0 / actions)
+        best_score = torch.full((batch,), -float("inf"))
+        best_first = torch.zeros(batch, dtype=torch.long)
+        for _ in range(self.iterations):
+            sequences = torch.multinomial(probabilities.reshape(-1, actions), count, replacement=True,
+                                          generator=self.generator)  # (B * H, K)
+            sequences = sequences.view(batch, self.horizon, count).transpose(1, 2)  # (B, K, H)
+            scores = self.score_candidates(maps, sequences)
+            top, index = scores.topk(self.elites, dim=1)
+            better = top[:, 0] > best_score
+            best_score = torch.where(better, top[:, 0], best_score)
+            best_first = torch.where(better, sequences[torch.arange(batch), index[:, 0], 0], best_first)
+            elite = sequences.gather(1, index[:, :, None].expand(-1, -1, self.horizon))  # (B, E, H)
+            counts = torch.nn.functional.one_hot(elite, actions).float().sum(1)  # (B, H, A)
+            probabilities = (counts + 0.1) / (counts + 0.1).sum(-1, keepdim=True)
+        return best_first
+
+    def score_candidates(self, maps: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, K)`` of the action sequences ``(B, K, H)`` from ``maps (B, ...)``: every candidate of
+        every env imagined in one batched call."""
+        batch, count = sequences.shape[:2]
+        moves = self.moves[sequences.reshape(-1, self.horizon)].to(maps.device)
+        imagined = self.world_model.imagine(maps.repeat_interleave(count, 0), moves)
+        return self.score(imagined).float().cpu().view(batch, count)
+
+    def predict(self, observation: np.ndarray, state: PlannerState | None = None,
+                episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, PlannerState]:
+        """SB3-style: ``(actions (B,), state)`` for observations ``(B, h, w, C)``."""
+        state = self.observe(observation, state, episode_start)
+        actions = self.plan(state.maps)
+        return actions.numpy(), PlannerState(state.maps, self.moves[actions].to(self.device))
