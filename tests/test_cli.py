@@ -87,6 +87,8 @@ def test_envs_play_and_bounds_commands(tmp_path):
      "--max-action", "2", "--repeats", "1", "--batch-size", "2"],
     ["scenes", "--batch-size", "2", "--seconds", "0.1", "--num-envs", "2"],
     ["rl", "--n-envs", "1", "--n-steps", "8", "--hidden", "1", "--vmax", "1", "--repeats", "1"],
+    ["plan", "--world-size", "8", "--window-size", "4", "--hidden", "1", "--horizon", "2", "--candidates", "3",
+     "--iterations", "1", "--rounds", "1"],
 ])
 def test_every_benchmark_runs_tiny(tmp_path, args):
     out = tmp_path / "bench.json"

@@ -284,3 +284,43 @@ def bench_rl_command(
         _write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
                               "rows": rows})
         console.print(f"wrote {json_out}")
+
+
+@bench_app.command("plan")
+@guarded
+def bench_plan_command(
+    world_size: int = typer.Option(50, "--world-size", min=1, help="Side of the world model's map."),
+    window_size: int = typer.Option(32, "--window-size", min=1, help="Side of an observation."),
+    hidden: int = typer.Option(8, "--hidden", min=1, help="Hidden channels per velocity channel."),
+    vmax: int = typer.Option(1, "--vmax", min=0, help="Velocity grid radius."),
+    horizon: int = typer.Option(6, "--horizon", min=1, help="Imagined steps per candidate."),
+    candidates: int = typer.Option(32, "--candidates", min=1, help="Candidate action sequences (K)."),
+    iterations: int = typer.Option(2, "--iterations", min=1, help="CEM iterations."),
+    rounds: int = ROUNDS_OPTION,
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """Planning: decisions/s of the batched CEM planner against one that imagines one candidate at a time."""
+    _check_json_path(json_out)
+    import torch
+
+    from fernn.agents.bench.planning import bench_plan
+
+    if window_size > world_size:
+        fail(f"--window-size must be <= --world-size; got {window_size} > {world_size}")
+    with console.status("benchmarking") as status:
+        rows = bench_plan(world_size=world_size, window_size=window_size, hidden=hidden, vmax=vmax, horizon=horizon,
+                          candidates=candidates, iterations=iterations, rounds=rounds,
+                          progress=lambda msg: status.update(f"benchmarking {msg}"))
+    device = f"CPU, {torch.get_num_threads()} threads"
+    table = Table(title=f"CEM planning: K={candidates}, H={horizon}, {iterations} iterations, world {world_size}, "
+                        f"hidden {hidden}, V={(2 * vmax + 1) ** 2} ({device})")
+    for column in ("planner", "decisions/s (median)", "vs one at a time"):
+        table.add_column(column, justify="left" if column == "planner" else "right")
+    for row in rows:
+        table.add_row(row["planner"], f"{row['decisions_per_s']:.3f}", _ratio(row["speed_vs_naive"], 1.0))
+    console.print(table)
+    if json_out is not None:
+        _write_json(json_out, {"benchmark": "plan", "device": device, "candidates": candidates, "horizon": horizon,
+                               "iterations": iterations, "world_size": world_size, "hidden": hidden, "vmax": vmax,
+                               "torch": torch.__version__, "rows": rows})
+        console.print(f"wrote {json_out}")
