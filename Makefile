@@ -42,6 +42,7 @@ bench: setup
 	$(VENV)/bin/fernn-rl bench world-model --repeats 1 --rounds 3 --json docs/bench_world_model.json
 	$(VENV)/bin/fernn-rl bench scenes --json docs/bench_scenes.json
 	$(VENV)/bin/fernn-rl bench rl --json docs/bench_rl.json
+	$(VENV)/bin/fernn-rl bench plan --rounds 3 --json docs/bench_plan.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
