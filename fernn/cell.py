@@ -93,7 +93,7 @@ class FERNN(nn.Module):
             ``h (B, T, V, C, H, W)``, or ``(h, state)`` with ``state (B, V, C, H, W)``.
         """
         x = self.check_input(x)
-        h = None if state is None else self.internal_state(state, x.shape[0], x.shape[-2:], x)
+        h = None if state is None else self.internal_state(state, x)
         weights = self.core.weights()
         states, _ = self.scan(self.drives(x, weights), h, weights)
         hidden = self.core.states_to_public(torch.stack(states, 1))
@@ -117,7 +117,7 @@ class FERNN(nn.Module):
         check_float_tensor("x_t", x_t, ndim=4, layout="(B, C_in, H, W)")
         x = self.check_input(x_t[:, None])
         batch = x.shape[0]
-        h = None if state is None else self.internal_state(state, batch, x.shape[-2:], x)
+        h = None if state is None else self.internal_state(state, x)
         keep = None
         if episode_start is not None:
             keep = 1.0 - _check_batch_vector("episode_start", episode_start, batch, x).to(x.dtype)[:, None]
@@ -227,10 +227,10 @@ class FERNN(nn.Module):
             raise ValueError(f"{name} must have shape (B, ..., 2) = ({batch}, ..., 2), got {tuple(offsets.shape)}")
         return offsets.to(device=module_device(self), dtype=torch.long)
 
-    def internal_state(self, state: torch.Tensor, batch: int, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
-        """Validate a public state ``(B, V, C, H, W)`` against ``batch``, the spatial ``size`` and the dtype and
-        device of ``like``; return it in the core's internal layout."""
-        expected = (batch, self.num_velocities, self.state_channels, *size)
+    def internal_state(self, state: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Validate a public state ``(B, V, C, H, W)`` against the batch, frame size, dtype and device of the input
+        ``like (B, T, C_in, H, W)``; return it in the core's internal layout."""
+        expected = (like.shape[0], self.num_velocities, self.state_channels, *like.shape[-2:])
         if not isinstance(state, torch.Tensor):
             raise TypeError(f"state must be a torch.Tensor of shape {expected}, got {type(state).__name__}")
         if tuple(state.shape) != expected:

@@ -36,11 +36,15 @@ def _check_json_path(path: Optional[Path]) -> None:
             break
 
 
-def _write_json(path: Path, payload: dict) -> None:
+def _write_json(path: Optional[Path], payload: dict) -> None:
+    """Write ``--json`` (nothing when it was not given) and say so; a failure is one error line."""
+    if path is None:
+        return
     try:
         write_json(path, payload)
     except OSError as error:
         fail(f"cannot write --json {path}: {error}")
+    console.print(f"wrote {path}")
 
 
 def _ratio(numerator: float, denominator: float) -> str:
@@ -77,9 +81,7 @@ def _report_timings(title: str, results: list, note: str, json_out: Optional[Pat
                       f"{r.final_loss:.4f}", _ratio(r.train_s, ours[r.group]))
     console.print(table)
     console.print(f"[dim]{note}[/]")
-    if json_out is not None:
-        _write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
-        console.print(f"wrote {json_out}")
+    _write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
 
 
 DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
@@ -246,11 +248,9 @@ def bench_scenes_command(
             envs.add_row(row["env"], f"{row['single']:,.0f}", f"{row['sync_vector']:,.0f}",
                          f"{row['native_vector']:,.0f}", f"{row['native_vector'] / row['sync_vector']:.1f}x")
         console.print(envs)
-    if json_out is not None:
-        _write_json(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
-                                     "batch_size": batch_size, "generators": throughputs_as_dicts(generators),
-                                     "env_steps": steps})
-        console.print(f"wrote {json_out}")
+    _write_json(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
+                           "batch_size": batch_size, "generators": throughputs_as_dicts(generators),
+                           "env_steps": steps})
 
 
 @bench_app.command("rl")
@@ -280,10 +280,8 @@ def bench_rl_command(
         table.add_row(row["policy"], f"{row['collect_steps_per_s']:,.0f}", f"{row['updates_per_s']:.3f}",
                       f"{row['parameters']:,}")
     console.print(table)
-    if json_out is not None:
-        _write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
-                              "rows": rows})
-        console.print(f"wrote {json_out}")
+    _write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
+                           "rows": rows})
 
 
 @bench_app.command("plan")
@@ -319,8 +317,6 @@ def bench_plan_command(
     for row in rows:
         table.add_row(row["planner"], f"{row['decisions_per_s']:.3f}", _ratio(row["speed_vs_naive"], 1.0))
     console.print(table)
-    if json_out is not None:
-        _write_json(json_out, {"benchmark": "plan", "device": device, "candidates": candidates, "horizon": horizon,
-                               "iterations": iterations, "world_size": world_size, "hidden": hidden, "vmax": vmax,
-                               "torch": torch.__version__, "rows": rows})
-        console.print(f"wrote {json_out}")
+    _write_json(json_out, {"benchmark": "plan", "device": device, "candidates": candidates, "horizon": horizon,
+                           "iterations": iterations, "world_size": world_size, "hidden": hidden, "vmax": vmax,
+                           "torch": torch.__version__, "rows": rows})
