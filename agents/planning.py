@@ -28,10 +28,13 @@ def target_ink(predictions: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class PlannerState:
-    """What a planner carries across real steps: the maps ``(B, V, hidden, H, W)`` and the last moves ``(B, 2)``."""
+    """What a planner carries across real steps: the maps ``(B, V, hidden, H, W)``, the last moves ``(B, 2)`` and
+    the model's prediction ``(B, C, h, w)`` of the window last observed, made before it arrived (``None`` before
+    the first observation)."""
 
     maps: torch.Tensor
     moves: torch.Tensor
+    predictions: torch.Tensor | None = None
 
 
 class CEMPlanner:
@@ -44,6 +47,9 @@ class CEMPlanner:
             :func:`target_ink`.
         horizon, candidates, iterations, elites: the CEM's sizes (``iterations=1``: random shooting).
         seed: seed of the candidate sampling.
+        fill_gaps: an all-zero window is a gap in the observations (``MNISTWorldTrackOccluded-v0``'s dark
+            window): the map takes in the model's own prediction of it instead, as imagination does, so that
+            what left the view keeps moving rather than being overwritten by the dark frame.
 
     ``predict(observation, state, episode_start)`` has SB3's signature (observations uint8 ``(B, h, w, C)``), so
     the RL evaluation and rollout code can run a planner like a policy.
@@ -51,7 +57,8 @@ class CEMPlanner:
 
     def __init__(self, world_model: WorldModel, moves: torch.Tensor | np.ndarray,
                  score: Callable[[torch.Tensor], torch.Tensor] = target_ink, *, horizon: int = 6,
-                 candidates: int = 32, iterations: int = 2, elites: int = 4, seed: int = 0) -> None:
+                 candidates: int = 32, iterations: int = 2, elites: int = 4, seed: int = 0,
+                 fill_gaps: bool = True) -> None:
         if not isinstance(world_model, WorldModel):
             raise TypeError(f"world_model must be a fernn.WorldModel, got {type(world_model).__name__}")
         self.world_model = world_model.eval()
@@ -66,6 +73,7 @@ class CEMPlanner:
         if self.elites > self.candidates:
             raise ValueError(f"elites must be <= candidates, got elites={elites}, candidates={candidates}")
         self.generator = torch.Generator().manual_seed(seed)
+        self.fill_gaps = bool(fill_gaps)
 
     @property
     def device(self) -> torch.device:
@@ -89,8 +97,18 @@ class CEMPlanner:
         if episode_start is not None:
             keep = 1.0 - torch.as_tensor(np.asarray(episode_start), dtype=maps.dtype, device=self.device)
             maps, moves = maps * keep.view(-1, 1, 1, 1, 1), moves * keep.view(-1, 1).long()
-        _, new_maps = self.world_model(frames, moves[:, None], maps, return_maps=True)
-        return PlannerState(new_maps[:, -1], moves)
+        if frames.shape[2:] != (self.world_model.rnn.in_channels, *self.world_model.window_hw):
+            raise ValueError(f"observations must be uint8 windows (B, h, w, C) = (B, {self.world_model.window_hw[0]}, "
+                             f"{self.world_model.window_hw[1]}, {self.world_model.rnn.in_channels}) for this world "
+                             f"model; got {tuple(np.asarray(observation).shape)}")
+        predictions, new_maps = self.world_model(frames, moves[:, None], maps, return_maps=True)
+        new_maps = new_maps[:, -1]
+        dark = frames.flatten(1).amax(1) == 0 if self.fill_gaps else torch.zeros(batch, dtype=torch.bool)
+        if dark.any():  # the same step again for the dark windows, with the prediction as the observation
+            imagined = predictions[dark].clamp(0, 1)
+            _, filled = self.world_model(imagined, moves[dark, None], maps[dark], return_maps=True)
+            new_maps[dark] = filled[:, -1]
+        return PlannerState(new_maps, moves, predictions[:, 0])
 
     @torch.no_grad()
     def plan(self, maps: torch.Tensor) -> torch.Tensor:
@@ -127,4 +145,4 @@ class CEMPlanner:
         """SB3-style: ``(actions (B,), state)`` for observations ``(B, h, w, C)``."""
         state = self.observe(observation, state, episode_start)
         actions = self.plan(state.maps)
-        return actions.numpy(), PlannerState(state.maps, self.moves[actions].to(self.device))
+        return actions.numpy(), PlannerState(state.maps, self.moves[actions].to(self.device), state.predictions)

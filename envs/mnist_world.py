@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from fernn.envs.core import BatchedCore, CoreEnv, CoreVectorEnv
 from fernn.envs.mnist import load_mnist
-from fernn.envs.rendering import TARGET_COLOUR, draw_torus_box, tint, to_rgb
+from fernn.envs.rendering import OCCLUDED_COLOUR, TARGET_COLOUR, WINDOW_COLOUR, draw_torus_box, tint, to_rgb
 from fernn.envs.scenes import DigitBank, check_count
 from fernn.envs.sprites import composite, render_layers
 from fernn.envs.velocities import velocity_grid
@@ -164,7 +164,8 @@ class WorldCore(BatchedCore):
         if self.track:
             rgb = tint(rgb, layers[0].numpy(), TARGET_COLOUR, scale)
         x, y = self.positions[index].tolist()
-        return draw_torus_box(rgb, x, y, self.scenes.window_size, world, scale)
+        colour = OCCLUDED_COLOUR if self.occluded()[index] else WINDOW_COLOUR
+        return draw_torus_box(rgb, x, y, self.scenes.window_size, world, scale, colour)
 
 
 def _world_scenes(split: str, source: str, data_dir: Any, download: bool, **kwargs: Any) -> WorldScenes:
@@ -255,6 +256,14 @@ class MNISTWorldEnv(CoreEnv):
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Arrow keys (and their diagonal pairs) for ``gymnasium.utils.play``; no key: stay."""
         return keys_to_action()
+
+    def action_moves(self) -> np.ndarray:
+        """``(9, 2)`` int64: the window move ``(dx, dy)`` of each ``Discrete`` action, the table a planner
+        (:class:`fernn.agents.planning.CEMPlanner`) imagines with."""
+        if self.core.action_type != "discrete":
+            raise ValueError("action_moves() is the table of Discrete actions; this env has action_type="
+                             f"{self.core.action_type!r} (make it with action_type='discrete' to plan)")
+        return self.core.displacement(np.arange(len(DIRECTIONS)))
 
 
 class MNISTWorldTrackEnv(MNISTWorldEnv):

@@ -10,6 +10,7 @@ from fernn._extras import require
 
 WINDOW_COLOUR = (255, 64, 64)
 TARGET_COLOUR = (64, 200, 255)
+OCCLUDED_COLOUR = (128, 128, 128)  # the window outline while the window is dark
 
 
 def to_rgb(gray: np.ndarray, scale: int = 1) -> np.ndarray:

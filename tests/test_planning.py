@@ -60,3 +60,101 @@ def test_bad_settings_are_named():
         CEMPlanner(model, np.zeros((3, 3)))
     with pytest.raises(TypeError, match="fernn.WorldModel"):
         CEMPlanner(object(), DIRECTIONS)
+
+
+def test_a_dark_window_is_filled_with_the_models_own_prediction():
+    """fill_gaps: an all-zero window (a gap) is taken in as the clipped prediction, so the map keeps imagining;
+    with fill_gaps=False the dark frame is written into the map."""
+    plan = planner()
+    frames = np.random.default_rng(0).integers(0, 256, (2, 12, 12, 2), dtype=np.uint8)
+    state = plan.observe(frames, None)
+    state.moves = torch.tensor([[1, 0], [0, 1]])
+    dark = frames.copy()
+    dark[0] = 0  # env 0 in a gap, env 1 sees
+    filled = plan.observe(dark, state)
+    model = plan.world_model
+    imagined = filled.predictions[0:1, None].clamp(0, 1)
+    _, expected = model(imagined, state.moves[0:1, None], state.maps[0:1], return_maps=True)
+    torch.testing.assert_close(filled.maps[0:1], expected[:, -1])
+    _, seen = model(torch.as_tensor(dark[1:2, None]).permute(0, 1, 4, 2, 3).float().div(255), state.moves[1:2, None],
+                    state.maps[1:2], return_maps=True)
+    torch.testing.assert_close(filled.maps[1:2], seen[:, -1])
+    plan.fill_gaps = False
+    written = plan.observe(dark, state)
+    assert not torch.allclose(written.maps[0], filled.maps[0])
+    with pytest.raises(ValueError, match=r"observations must be uint8 windows \(B, h, w, C\) = \(B, 12, 12, 2\)"):
+        plan.observe(np.zeros((1, 16, 16, 2), np.uint8), None)
+
+
+def test_the_tracking_env_names_its_action_moves():
+    env = gym.make("MNISTWorldTrack-v0", **SMALL_TRACK)
+    assert env.unwrapped.action_moves().tolist() == (DIRECTIONS * 1).tolist()
+    with pytest.raises(ValueError, match="action_type='discrete'"):
+        gym.make("MNISTWorld-v0", action_type="multidiscrete").unwrapped.action_moves()
+
+
+class _NoMoves(gym.Env):
+    """Windows of the right shape and Discrete actions, but no word on how actions move the observer."""
+
+    observation_space = gym.spaces.Box(0, 255, (12, 12, 2), np.uint8)
+    action_space = gym.spaces.Discrete(9)
+
+
+def test_an_env_the_world_model_does_not_fit_is_one_clear_error():
+    from fernn.agents.planning_eval import env_action_moves
+
+    model = WorldModel(2, 2, TranslationFlow(1), world_size=28, window_size=12)
+    assert env_action_moves(gym.make("MNISTWorldTrack-v0", **SMALL_TRACK), model).shape == (9, 2)
+    for env, message in ((gym.make("MNISTWorldTrack-v0", **{**SMALL_TRACK, "window_size": 16}), r"\(12, 12, 2\)"),
+                         (gym.make("MNISTWorld-v0", world_size=28, window_size=12), r"observes uint8 \(12, 12, 1\)"),
+                         (_NoMoves(), "action_moves"),
+                         (gym.make("MNISTWorld-v0", world_size=28, window_size=12, action_type="multidiscrete"),
+                          "Discrete action space")):
+        with pytest.raises(ValueError, match=message):
+            env_action_moves(env, WorldModel(2 if "Track" in str(env) or isinstance(env, _NoMoves) else 1, 2,
+                                              TranslationFlow(1), world_size=28, window_size=12) if message
+                             == "Discrete action space" else model)
+
+
+def test_cli_plan_collect_train_plan_on_a_tiny_budget(tmp_path):
+    """The documented pipeline at a tiny size: collect random episodes with moves, train the world model, plan
+    with it; results.json and the GIF; bad flags and mismatched models one line each."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fernn.agents.cli import app
+
+    runner, kwargs = CliRunner(), json.dumps(SMALL_TRACK)
+    data = tmp_path / "track.npz"
+    result = runner.invoke(app, ["collect", "--env", "mnist-world-track", "--env-kwargs", kwargs, "--episodes", "4",
+                                 "--max-steps", "12", "--out", str(data), "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "--data", str(data), "--model", "fernn", "--vmax", "1", "--world-size", "28",
+                                 "--hidden", "2", "--context", "3", "--predict", "2", "--epochs", "1",
+                                 "--steps-per-epoch", "2", "--batch-size", "2", "--val-batches", "1",
+                                 "--eval-sequences", "2", "--device", "cpu", "--quiet", "--out", str(tmp_path),
+                                 "--name", "wm"])
+    assert result.exit_code == 0, result.output
+    plan = ["plan", "--env", "mnist-world-track", "--world-model", str(tmp_path / "wm"), "--env-kwargs",
+            json.dumps({**SMALL_TRACK, "gap_every": 4, "gap_length": 2}), "--horizon", "2", "--candidates", "4",
+            "--iterations", "2", "--elites", "2", "--episodes", "3", "--parallel", "2", "--quiet"]
+    result = runner.invoke(app, plan)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "wm" / "plan-mnistworldtrack" / "results.json").read_text())
+    assert len(results["returns"]) == 3 and results["decisions"] == 3 * 100 and results["decisions_per_second"] > 0
+    assert len(results["imagined_mse_per_step"]) == 2 and results["settings"]["candidates"] == 4
+    assert (tmp_path / "wm" / "plan-mnistworldtrack" / "episode.gif").stat().st_size > 0
+    world = ["--world-model", str(tmp_path / "wm"), "--quiet"]
+    other_window = ["--env-kwargs", json.dumps({"world_size": 28, "window_size": 12})]
+    for bad, message in ((["--env", "mnist-world-track", "--candidates", "4", "--elites", "8", *world],
+                          "--elites (8) must be <= --candidates (4)"),
+                         (["--env", "mnist-world", *other_window, *world], "(12, 12, 2)"),
+                         (["--env", "mnist-world-track", "--world-model", str(tmp_path / "nowhere")], "nowhere"),
+                         (["--env", "mnist-world-track", "--checkpoint", "first", *world],
+                          "--checkpoint must be best or last")):
+        result = runner.invoke(app, ["plan", *bad])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()) \
+            and "Traceback" not in result.output, result.output
+    result = runner.invoke(app, [*plan[:-1], "--horizon", "0"])
+    assert result.exit_code == 2

@@ -6,6 +6,7 @@ module        commands
 ``train``     ``train`` (supervised and RL), ``eval``, ``rollout``, ``demo``
 ``envs``      ``envs``, ``play``, ``bounds``
 ``data``      ``collect``
+``plan``      ``plan``
 ``bench``     ``bench step | rotation | world-model | scenes | rl``
 ============  ======================================================
 
@@ -18,6 +19,7 @@ import typer
 
 from fernn.agents.cli import data as data_commands
 from fernn.agents.cli import envs as envs_commands
+from fernn.agents.cli import plan as plan_commands
 from fernn.agents.cli import train as train_commands
 from fernn.agents.cli.bench import bench_app
 from fernn.agents.cli.console import guarded
@@ -33,6 +35,7 @@ app.command()(guarded(train_commands.rollout))
 app.command()(guarded(envs_commands.bounds))
 app.command()(guarded(train_commands.demo))
 app.command()(guarded(data_commands.collect))
+app.command()(guarded(plan_commands.plan))
 
 train = train_commands.train
 

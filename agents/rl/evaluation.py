@@ -149,20 +149,27 @@ def restore_rngs(run: RunDir, timesteps: int) -> bool:
 
 
 def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, checkpoint: str = "final",
-                 device: str = "auto") -> dict[str, Any]:
+                 device: str = "auto", env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Re-evaluate a saved RL run's policy (deterministic actions) over ``episodes`` seeded episodes.
 
     Args:
         run_dir: the run directory.
         checkpoint: ``"final"`` (``model.zip``) or ``"last"`` (``checkpoints/last.zip``).
+        env_kwargs: ``gym.make`` keyword arguments laid over the run's own (evaluate on other target velocities
+            or occlusion gaps than in training, e.g. ``{"gap_length": 8}``).
 
     Returns:
-        ``{"episodes", "seed", "checkpoint", "mean_return", "std_return", "returns"}``.
+        ``{"episodes", "seed", "checkpoint", "env_kwargs", "mean_return", "std_return", "returns"}``
+        (``env_kwargs``: the overrides).
     """
     from fernn.agents.rl.models import load_model
 
     run = RunDir(run_dir)
     config = dataclasses.replace(RLConfig(**run.read_config()), device=device)
+    if env_kwargs:
+        if not isinstance(env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {env_kwargs!r}")
+        config = dataclasses.replace(config, env_kwargs={**config.env_kwargs, **env_kwargs})
     path = run.path / "model.zip" if checkpoint == "final" else run.checkpoints / "last.zip"
     if not path.is_file():
         raise FileNotFoundError(f"{run.path} has no {path.relative_to(run.path)} yet; finish (or --resume) the run "
@@ -172,5 +179,6 @@ def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, ch
     envs.close()
     returns = evaluate_policy(lambda o, s, e: model.predict(o, state=s, episode_start=e, deterministic=True),
                               config, episodes, seed)
-    return {"episodes": episodes, "seed": seed, "checkpoint": checkpoint, "mean_return": float(np.mean(returns)),
+    return {"episodes": episodes, "seed": seed, "checkpoint": checkpoint, "env_kwargs": dict(env_kwargs or {}),
+            "mean_return": float(np.mean(returns)),
             "std_return": float(np.std(returns)), "returns": returns}

@@ -54,12 +54,16 @@ def learning_curve(path: Path, curves: dict[str, list[list[dict[str, float]]] | 
     return save_figure(figure, path)
 
 
-def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: int = 100) -> Path:
+def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: int = 100,
+                env_kwargs: dict | None = None) -> Path:
     """A GIF of one deterministic episode of a trained RL run, rendered by the env (``rgb_array``: for
-    MNIST World the whole world with the window drawn on it)."""
+    MNIST World the whole world with the window drawn on it). ``env_kwargs`` are laid over the run's own
+    (e.g. an unseen target velocity, a longer gap)."""
     from PIL import Image
 
     config = RLConfig(**RunDir(run_dir).read_config())
+    if env_kwargs:
+        config = dataclasses.replace(config, env_kwargs={**config.env_kwargs, **env_kwargs})
     envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy"), seed=seed,
                         env_kwargs={"render_mode": "rgb_array"})
     model = load_model(config, run_dir / "model.zip", envs)

@@ -51,6 +51,10 @@ class Task:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def model_spec(self) -> dict[str, Any]:
+        """Sizes the model was built for that its weights do not record (saved in the checkpoints)."""
+        return {}
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], progress: float) -> tuple[torch.Tensor, dict]:
         """Training loss on ``batch`` at ``progress`` in [0, 1] of the run, and metrics to log."""
         raise NotImplementedError
@@ -166,6 +170,8 @@ class WorldModelTask(Task):
 
     kind = "world-model"
 
+    in_channels = 1
+
     @property
     def window_hw(self) -> tuple[int, int]:
         return self.config.window_size, self.config.window_size
@@ -173,6 +179,11 @@ class WorldModelTask(Task):
     @property
     def world_hw(self) -> tuple[int, int]:
         return self.config.world_size, self.config.world_size
+
+    def model_spec(self) -> dict[str, Any]:
+        """What the world model's weights do not say but a planner must match: observation channels, window and
+        world sizes (saved in the checkpoints)."""
+        return {"in_channels": self.in_channels, "window_hw": list(self.window_hw), "world_hw": list(self.world_hw)}
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
@@ -183,10 +194,7 @@ class WorldModelTask(Task):
         return MNISTWorldDataset(split, **kwargs)
 
     def build_model(self) -> nn.Module:
-        c = self.config
-        return ContextRollout(WorldModel(1, c.hidden, translation_flow(c), world_size=c.world_size,
-                                         window_size=c.window_size, self_motion=c.model in ("fernn", "grnn"),
-                                         action_concat=c.model == "action-concat", decoder_layers=c.decoder_layers))
+        return ContextRollout(build_world_model(self.config, self.model_spec()))
 
     def predict(self, model: nn.Module, batch: dict[str, torch.Tensor], teacher_forcing: float = 0.0) -> torch.Tensor:
         frames, actions, context = batch["frames"], batch["actions"], self.config.context
@@ -299,14 +307,24 @@ class TrajectoryWorldModelTask(WorldModelTask):
     def dataset(self, split: str, seed: int, **overrides: Any):
         return self.data.dataset(split, seed, overrides.get("seq_len"))
 
+    @property
+    def in_channels(self) -> int:
+        return self.data.channels
+
     def build_model(self) -> nn.Module:
-        c = self.config
-        if c.model == "grnn-plus":
+        if self.config.model == "grnn-plus":
             raise ValueError("grnn-plus is a next-frame predictor; a trajectory file with moves trains the world model "
                              "(fernn, grnn, fernn-no-self-motion, action-concat)")
-        return ContextRollout(WorldModel(self.data.channels, c.hidden, translation_flow(c), world_size=self.world_hw,
-                                         window_size=self.window_hw, self_motion=c.model in ("fernn", "grnn"),
-                                         action_concat=c.model == "action-concat", decoder_layers=c.decoder_layers))
+        return super().build_model()
+
+
+def build_world_model(config: TrainConfig, spec: dict[str, Any]) -> WorldModel:
+    """The :class:`fernn.WorldModel` of a world-model run: FloWM (``fernn``) or an ablation (``grnn``: no velocity
+    channels; ``fernn-no-self-motion``; ``action-concat``), sized by ``spec`` (:meth:`WorldModelTask.model_spec`)."""
+    c = config
+    return WorldModel(spec["in_channels"], c.hidden, translation_flow(c), world_size=tuple(spec["world_hw"]),
+                      window_size=tuple(spec["window_hw"]), self_motion=c.model in ("fernn", "grnn"),
+                      action_concat=c.model == "action-concat", decoder_layers=c.decoder_layers)
 
 
 def make_task(config: TrainConfig, device: torch.device) -> Task:

@@ -180,7 +180,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
         if group.main:
             run.save_checkpoint(name, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                        "state": dict(state), "rngs": _rngs(train_data, device),
-                                       "config": config.to_dict()})
+                                       "config": config.to_dict(), "model_spec": task.model_spec()})
 
     def log(row: dict[str, Any]) -> None:
         rows.append(row)
