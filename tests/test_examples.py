@@ -93,3 +93,8 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     for name in ("rl_occlusion_gaps.png", "rl_occlusion_curves.png", "rl_occlusion_table.md",
                  "rl_occlusion_fernn.gif", "rl_occlusion_frame-stack-cnn.gif"):
         assert (docs / name).stat().st_size > 0
+    monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", "inspect", "--run", str(runs / "fernn-self-motion-s0"),
+                                      "--episodes", "1", "--out", str(docs / "inside.png")])
+    runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
+    inside = json.loads((docs / "inside.json").read_text())
+    assert inside["chance"] == 1 / 25 and inside["gap"]["steps"] + inside["in_view"]["steps"] > 0

@@ -145,6 +145,12 @@ def test_cli_plan_collect_train_plan_on_a_tiny_budget(tmp_path):
     assert len(results["returns"]) == 3 and results["decisions"] == 3 * 100 and results["decisions_per_second"] > 0
     assert len(results["imagined_mse_per_step"]) == 2 and results["settings"]["candidates"] == 4
     assert (tmp_path / "wm" / "plan-mnistworldtrack" / "episode.gif").stat().st_size > 0
+    result = runner.invoke(app, [*plan, "--score", "reward-head", "--episodes", "2", "--no-gif", "--out",
+                                 str(tmp_path / "head")])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads((tmp_path / "head" / "results.json").read_text())["settings"]
+    assert fitted["score"] == "reward-head" and fitted["reward_head_fit"]["steps"] == 300
+    assert not (tmp_path / "head" / "episode.gif").exists()
     world = ["--world-model", str(tmp_path / "wm"), "--quiet"]
     other_window = ["--env-kwargs", json.dumps({"world_size": 28, "window_size": 12})]
     for bad, message in ((["--env", "mnist-world-track", "--candidates", "4", "--elites", "8", *world],
@@ -152,7 +158,10 @@ def test_cli_plan_collect_train_plan_on_a_tiny_budget(tmp_path):
                          (["--env", "mnist-world", *other_window, *world], "(12, 12, 2)"),
                          (["--env", "mnist-world-track", "--world-model", str(tmp_path / "nowhere")], "nowhere"),
                          (["--env", "mnist-world-track", "--checkpoint", "first", *world],
-                          "--checkpoint must be best or last")):
+                          "--checkpoint must be best or last"),
+                         (["--env", "mnist-world-track", "--reward-data", str(data), *world], "add --score reward-head"),
+                         (["--env", "mnist-world-track", "--env-kwargs", kwargs, "--score", "reward-head",
+                           "--reward-data", str(tmp_path / "none.npz"), *world], "none.npz")):
         result = runner.invoke(app, ["plan", *bad])
         assert result.exit_code == 2 and message in " ".join(result.output.split()) \
             and "Traceback" not in result.output, result.output
