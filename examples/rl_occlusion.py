@@ -231,7 +231,7 @@ def report(args: argparse.Namespace) -> None:
     if args.gifs:
         for name in runs:
             seed = min(runs[name])
-            episode_gif(args.runs / f"{name}-s{seed}", args.docs / f"rl_occlusion_{name}.gif",
+            episode_gif(args.runs / f"{name}-s{seed}", args.docs / f"rl_occlusion_{name}.gif", max_steps=50, side=200,
                         env_kwargs={"target_velocities": [GIF_VELOCITY], "gap_length": GIF_GAP})
     table = markdown_table(summary, bounds)
     (args.docs / "rl_occlusion_table.md").write_text(table + "\n")

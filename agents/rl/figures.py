@@ -55,10 +55,11 @@ def learning_curve(path: Path, curves: dict[str, list[list[dict[str, float]]] | 
 
 
 def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: int = 100,
-                env_kwargs: dict | None = None) -> Path:
+                env_kwargs: dict | None = None, side: int | None = None) -> Path:
     """A GIF of one deterministic episode of a trained RL run, rendered by the env (``rgb_array``: for
     MNIST World the whole world with the window drawn on it). ``env_kwargs`` are laid over the run's own
-    (e.g. an unseen target velocity, a longer gap)."""
+    (e.g. an unseen target velocity, a longer gap); ``side`` resizes the frames (nearest neighbour) to
+    ``side`` pixels high."""
     from PIL import Image
 
     config = RLConfig(**RunDir(run_dir).read_config())
@@ -70,7 +71,10 @@ def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: 
     envs.seed(seed)
     obs, state, start, frames = envs.reset(), None, np.ones(1, bool), []
     for _ in range(max_steps):
-        frames.append(Image.fromarray(envs.env_method("render")[0]))
+        frame = Image.fromarray(envs.env_method("render")[0])
+        if side is not None:
+            frame = frame.resize((round(frame.width * side / frame.height), side), Image.NEAREST)
+        frames.append(frame)
         action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
         obs, _, done, _ = envs.step(action)
         start = done
