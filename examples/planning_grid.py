@@ -26,11 +26,12 @@ import numpy as np
 
 MODELS = {"fernn": "FloWM (velocity channels + self-motion)", "grnn": "no velocity channels (V = 1)",
           "fernn-no-self-motion": "no self-motion", "action-concat": "action-concat"}
+ORDER = ["grnn", "action-concat", "fernn", "fernn-no-self-motion"]  # the cheap models (V = 1) first
 SEEN = [[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]]
-SETTINGS = {  # name -> (target velocities, gap length of every 10 steps)
-    "seen": ("seen", 0),
-    "unseen": ("unseen", 0),
+SETTINGS = {  # name -> (target velocities, gap length of every 10 steps), in the order they are run
     "unseen-gap4": ("unseen", 4),
+    "unseen": ("unseen", 0),
+    "seen": ("seen", 0),
     "seen-gap4": ("seen", 4),
 }
 FERNN = [sys.executable, "-m", "fernn.agents.cli"]
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> None:
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for setting in args.settings:
         for seed in args.seeds:
-            for model in args.models:
+            for model in sorted(args.models, key=ORDER.index):
                 world_model = args.world_models / f"wm-{model}-s{seed}"
                 out = world_model / f"plan-{setting}"
                 if not (world_model / "results.json").is_file():
@@ -101,7 +102,8 @@ def report(args: argparse.Namespace) -> None:
     found = read(args.world_models)
     if not found:
         raise SystemExit(f"no planning results under {args.world_models}: run the grid first")
-    settings = [s for s in SETTINGS if any(s in by_setting for by_setting in found.values())]
+    settings = [s for s in ("seen", "unseen", "seen-gap4", "unseen-gap4")
+                if any(s in by_setting for by_setting in found.values())]
     bounds = {s: policy_bounds(RLConfig(env="MNISTWorldTrack-v0", env_kwargs=env_kwargs(s)), args.bound_episodes)
               for s in settings}
     rl = rl_cells(args.rl_runs) if args.rl_runs.is_dir() else {}

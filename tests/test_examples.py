@@ -98,3 +98,39 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
     inside = json.loads((docs / "inside.json").read_text())
     assert inside["chance"] == 1 / 25 and inside["gap"]["steps"] + inside["in_view"]["steps"] > 0
+
+
+def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path, monkeypatch, capsys):
+    """examples/planning_grid.py on a tiny world model: the settings run through fernn-rl plan, a second call redoes
+    nothing, untrained models are skipped, and the report writes the table, the error figure and planning.json."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fernn.agents.cli import app
+
+    runner, data = CliRunner(), tmp_path / "track.npz"
+    result = runner.invoke(app, ["collect", "--env", "mnist-world-track", "--episodes", "3", "--max-steps", "12",
+                                 "--out", str(data), "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "--data", str(data), "--model", "grnn", "--world-size", "50", "--hidden", "2",
+                                 "--context", "3", "--predict", "2", "--epochs", "1", "--steps-per-epoch", "1",
+                                 "--batch-size", "2", "--val-batches", "1", "--eval-sequences", "2", "--device", "cpu",
+                                 "--quiet", "--out", str(tmp_path), "--name", "wm-grnn-s0"])
+    assert result.exit_code == 0, result.output
+    tiny = ["run", "--world-models", str(tmp_path), "--models", "grnn,fernn", "--seeds", "0", "--settings",
+            "seen,unseen-gap4", "--episodes", "2", "--parallel", "2", "--horizon", "2", "--candidates", "2"]
+    monkeypatch.setattr(sys, "argv", ["planning_grid.py", *tiny])
+    runpy.run_path(str(EXAMPLES / "planning_grid.py"), run_name="__main__")
+    assert "wm-fernn-s0: not trained yet, skipped" in capsys.readouterr().out
+    first = (tmp_path / "wm-grnn-s0" / "plan-seen" / "results.json").stat().st_mtime_ns
+    assert (tmp_path / "wm-grnn-s0" / "plan-unseen-gap4" / "episode.gif").is_file()
+    runpy.run_path(str(EXAMPLES / "planning_grid.py"), run_name="__main__")
+    assert (tmp_path / "wm-grnn-s0" / "plan-seen" / "results.json").stat().st_mtime_ns == first
+    monkeypatch.setattr(sys, "argv", ["planning_grid.py", "report", "--world-models", str(tmp_path), "--rl-runs",
+                                      str(tmp_path / "no-rl"), "--docs", str(tmp_path / "docs"), "--bound-episodes", "2"])
+    runpy.run_path(str(EXAMPLES / "planning_grid.py"), run_name="__main__")
+    assert "| planner, no velocity channels (V = 1) |" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "docs" / "planning.json").read_text())
+    assert list(summary["models"]) == ["grnn"] and len(summary["models"]["grnn"]["imagined_mse_per_step"]) == 2
+    assert (tmp_path / "docs" / "planning_error.png").stat().st_size > 0
