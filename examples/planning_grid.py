@@ -145,8 +145,24 @@ def report(args: argparse.Namespace) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     save_figure(figure, args.docs / "planning_error.png")
+    gifs = sorted(args.world_models.glob("wm-fernn-s*/plan-unseen-gap4/episode.gif"))
+    if gifs:
+        first_steps(gifs[0], args.docs / "planning_episode.gif", 50)
     print(table)
-    print(f"wrote {args.docs}/planning.json, planning_table.md, planning_error.png")
+    print(f"wrote {args.docs}/planning.json, planning_table.md, planning_error.png"
+          + (", planning_episode.gif" if gifs else ""))
+
+
+def first_steps(source: Path, target: Path, steps: int) -> None:
+    """The first ``steps`` frames of a GIF (a page-sized copy of an episode)."""
+    from PIL import Image, ImageSequence
+
+    from fernn.io import atomic_write
+
+    with Image.open(source) as gif:
+        frames = [frame.copy() for _, frame in zip(range(steps), ImageSequence.Iterator(gif))]
+    atomic_write(target, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                    duration=125, loop=0))
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ def test_this_projects_checkpoints_load_as_data(supervised_run):
     from fernn.agents.runs import RunDir
 
     checkpoint = RunDir(supervised_run).load_checkpoint("last.pt")
-    assert set(checkpoint) == {"model", "optimizer", "state", "rngs", "config"}
+    assert set(checkpoint) == {"model", "optimizer", "state", "rngs", "config", "model_spec"}
 
 
 def test_an_rl_archive_is_loaded_without_unpickling(tmp_path):
