@@ -121,13 +121,13 @@ def read_runs(root: Path) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, dict]] = {}
     for name in POLICIES:
         for path in sorted(root.glob(f"{name}-s*")):
-            seed = path.name.rsplit("-s", 1)[1]
-            if not seed.isdigit() or not (path / "grid.json").is_file():
-                continue
+            policy, _, seed = path.name.rpartition("-s")
+            if policy != name or not seed.isdigit() or not (path / "grid.json").is_file():
+                continue  # fernn-s* also matches fernn-self-motion-s*
             results = json.loads((path / "results.json").read_text())
             curve = read_evaluations(path / "eval.csv")
             runs.setdefault(name, {})[int(seed)] = {
-                "grid": json.loads((path / "grid.json").read_text()), "curve": curve,
+                "run": path.name, "grid": json.loads((path / "grid.json").read_text()), "curve": curve,
                 "parameters": results["parameters"], "seconds": wall_clock(curve),
                 "timesteps": results["config"]["timesteps"]}
     return runs
@@ -151,7 +151,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
         for cell in cells:
             per_seed = [by_seed[s]["grid"][cell]["mean_return"] for s in sorted(by_seed) if cell in by_seed[s]["grid"]]
             table[cell] = {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)), "per_seed": per_seed}
-        summary[name] = {"label": POLICIES[name][1], "seeds": sorted(by_seed), "cells": table,
+        summary[name] = {"label": POLICIES[name][1], "runs": [by_seed[s]["run"] for s in sorted(by_seed)],
+                         "seeds": sorted(by_seed), "cells": table,
                          "parameters": next(iter(by_seed.values()))["parameters"],
                          "seconds": [by_seed[s]["seconds"] for s in sorted(by_seed)],
                          "timesteps": next(iter(by_seed.values()))["timesteps"],
