@@ -11,7 +11,10 @@ resumes from its last checkpoint (``fernn-rl train --resume``), and finished eva
 run) are kept. Runs go ``--jobs`` at a time, one thread each (``OMP_NUM_THREADS=1``).
 
 ``report`` reads the runs and writes the table (markdown), the return-vs-gap figure, the learning curves, a
-GIF per policy on an unseen velocity through a gap, and ``rl_occlusion.json`` (every cell, every seed).
+GIF per policy on an unseen velocity through a gap, ``rl_occlusion.json`` (every cell, every seed) and a copy of
+each run's ``config.json``, ``eval.csv`` and ``grid.json`` under ``rl_occlusion_runs/``.
+
+``inspect`` looks inside a FERNN policy's memory: which velocity channel carries the target through a gap.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -234,6 +238,12 @@ def report(args: argparse.Namespace) -> None:
             seed = min(runs[name])
             episode_gif(args.runs / f"{name}-s{seed}", args.docs / f"rl_occlusion_{name}.gif", max_steps=50, side=200,
                         env_kwargs={"target_velocities": [GIF_VELOCITY], "gap_length": GIF_GAP})
+    for name, by_seed in runs.items():  # the runs' configs and evaluations, kept beside the figures
+        for entry in by_seed.values():
+            kept = args.docs / "rl_occlusion_runs" / entry["run"]
+            kept.mkdir(parents=True, exist_ok=True)
+            for file in ("config.json", "eval.csv", "grid.json"):
+                shutil.copyfile(args.runs / entry["run"] / file, kept / file)
     table = markdown_table(summary, bounds)
     (args.docs / "rl_occlusion_table.md").write_text(table + "\n")
     print(table)

@@ -91,6 +91,7 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "cnn-lstm", "frame-stack-cnn"}
     assert summary["policies"]["fernn"]["cells"]["unseen/gap=4"]["per_seed"]
     assert summary["policies"]["fernn"]["runs"] == ["fernn-s0"]  # not fernn-self-motion-s0, which fernn-s* matches
+    assert (docs / "rl_occlusion_runs" / "cnn-lstm-s0" / "grid.json").is_file()
     for name in ("rl_occlusion_gaps.png", "rl_occlusion_curves.png", "rl_occlusion_table.md",
                  "rl_occlusion_fernn.gif", "rl_occlusion_frame-stack-cnn.gif"):
         assert (docs / name).stat().st_size > 0
