@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fernn import WorldModel
+from fernn._validation import check_int
 from fernn.agents.planning import CEMPlanner
 from fernn.io import atomic_write
 
@@ -101,6 +102,8 @@ def evaluate_planner(planner: CEMPlanner, env_id: str, *, env_kwargs: dict[str, 
         ``{"returns", "mean_return", "std_return", "decisions", "planning_seconds", "decisions_per_second",
         "imagined_mse_per_step" (horizon,), "imagined_mse", "one_step_mse"}``.
     """
+    for name, value in (("episodes", episodes), ("parallel", parallel), ("error_every", error_every)):
+        check_int(name, value, minimum=1)
     returns, decisions, seconds = [], 0, 0.0
     errors, counts, one_step = np.zeros(planner.horizon), np.zeros(planner.horizon), []
     done_episodes = 0

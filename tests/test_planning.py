@@ -167,3 +167,11 @@ def test_cli_plan_collect_train_plan_on_a_tiny_budget(tmp_path):
             and "Traceback" not in result.output, result.output
     result = runner.invoke(app, [*plan[:-1], "--horizon", "0"])
     assert result.exit_code == 2
+
+
+def test_planner_evaluation_settings_are_checked():
+    from fernn.agents.planning_eval import evaluate_planner
+
+    for name in ("episodes", "parallel", "error_every"):
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+            evaluate_planner(planner(), "MNISTWorldTrack-v0", **{name: 0})
