@@ -1,5 +1,6 @@
 """Planning with the world model: model-predictive control by the cross-entropy method (random shooting is its
-one-iteration case), imagining every candidate of every env in one batched call.
+one-iteration case) over a discrete (:class:`CEMPlanner`) or box (:class:`BoxCEMPlanner`) action space, imagining
+every candidate of every env in one batched call.
 
 Each real step: observe the new window (the map carried from the previous step moves by the action taken and
 takes the observation in: one step of :class:`fernn.WorldModel`), then imagine ``candidates`` action sequences
@@ -114,12 +115,17 @@ class CEMPlanner:
                  score: Callable[[torch.Tensor], torch.Tensor] = target_ink, *, horizon: int = 6,
                  candidates: int = 32, iterations: int = 2, elites: int = 4, seed: int = 0,
                  fill_gaps: bool = True) -> None:
-        if not isinstance(world_model, WorldModel):
-            raise TypeError(f"world_model must be a fernn.WorldModel, got {type(world_model).__name__}")
-        self.world_model = world_model.eval()
+        self._setup(world_model, score, horizon, candidates, iterations, elites, seed, fill_gaps)
         self.moves = torch.as_tensor(np.asarray(moves), dtype=torch.long)
         if self.moves.dim() != 2 or self.moves.shape[1] != 2 or len(self.moves) < 1:
             raise ValueError(f"moves must be an (A, 2) table of integer (dx, dy) moves, got shape {tuple(self.moves.shape)}")
+
+    def _setup(self, world_model: WorldModel, score: Callable[[torch.Tensor], torch.Tensor], horizon: int,
+               candidates: int, iterations: int, elites: int, seed: int, fill_gaps: bool) -> None:
+        """The settings every planner checks and keeps."""
+        if not isinstance(world_model, WorldModel):
+            raise TypeError(f"world_model must be a fernn.WorldModel, got {type(world_model).__name__}")
+        self.world_model = world_model.eval()
         self.score = score
         self.horizon = check_int("horizon", horizon, minimum=1)
         self.candidates = check_int("candidates", candidates, minimum=1)
@@ -186,11 +192,15 @@ class CEMPlanner:
             probabilities = (counts + 0.1) / (counts + 0.1).sum(-1, keepdim=True)
         return best_first
 
+    def moves_of(self, actions: torch.Tensor) -> torch.Tensor:
+        """The integer window moves ``(..., 2)`` of actions (here indices ``(...)`` into the table)."""
+        return self.moves[actions]
+
     def score_candidates(self, maps: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
-        """Scores ``(B, K)`` of the action sequences ``(B, K, H)`` from ``maps (B, ...)``: every candidate of
+        """Scores ``(B, K)`` of the action sequences ``(B, K, H, ...)`` from ``maps (B, ...)``: every candidate of
         every env imagined in one batched call."""
         batch, count = sequences.shape[:2]
-        moves = self.moves[sequences.reshape(-1, self.horizon)].to(maps.device)
+        moves = self.moves_of(sequences.flatten(0, 1)).to(maps.device)
         imagined = self.world_model.imagine(maps.repeat_interleave(count, 0), moves)
         return self.score(imagined).float().cpu().view(batch, count)
 
@@ -200,4 +210,62 @@ class CEMPlanner:
         """SB3-style: ``(actions (B,), state)`` for observations ``(B, h, w, C)``."""
         state = self.observe(observation, state, episode_start)
         actions = self.plan(state.maps)
-        return actions.numpy(), PlannerState(state.maps, self.moves[actions].to(self.device), state.predictions)
+        return actions.numpy(), PlannerState(state.maps, self.moves_of(actions).to(self.device), state.predictions)
+
+
+class BoxCEMPlanner(CEMPlanner):
+    """Model-predictive control with the cross-entropy method over a ``Box`` action space.
+
+    Candidates are Gaussian action sequences ``(horizon, d)`` clipped to the box; each iteration refits the mean
+    and standard deviation to the elites (the first iteration: centred on the box, half its width). ``to_moves``
+    maps actions ``(..., d)`` to the integer window moves ``(..., 2)`` the world model imagines (how an action
+    moves the observer is the env's knowledge). The map carried across real steps, gaps, scores, the one batched
+    imagination and ``predict`` (actions ``(B, d)`` float32) are :class:`CEMPlanner`'s.
+
+    Args:
+        low, high: the box's finite bounds, shape ``(d,)`` (e.g. ``env.action_space.low``).
+        to_moves: actions ``(..., d)`` float -> integer moves ``(..., 2)``.
+        Others: as :class:`CEMPlanner`.
+    """
+
+    def __init__(self, world_model: WorldModel, low: np.ndarray | torch.Tensor, high: np.ndarray | torch.Tensor,
+                 to_moves: Callable[[torch.Tensor], torch.Tensor], score: Callable[[torch.Tensor], torch.Tensor] =
+                 target_ink, *, horizon: int = 6, candidates: int = 32, iterations: int = 2, elites: int = 4,
+                 seed: int = 0, fill_gaps: bool = True) -> None:
+        self._setup(world_model, score, horizon, candidates, iterations, elites, seed, fill_gaps)
+        self.low = torch.as_tensor(np.asarray(low, np.float32)).flatten()
+        self.high = torch.as_tensor(np.asarray(high, np.float32)).flatten()
+        if self.low.shape != self.high.shape or len(self.low) < 1 or not (
+                torch.isfinite(self.low).all() and torch.isfinite(self.high).all() and (self.low < self.high).all()):
+            raise ValueError(f"low and high must be finite bounds of the same shape (d,) with low < high; got "
+                             f"low={self.low.tolist()}, high={self.high.tolist()}")
+        if not callable(to_moves):
+            raise TypeError(f"to_moves must map actions (..., d) to integer moves (..., 2); got {to_moves!r}")
+        self.to_moves = to_moves
+
+    def moves_of(self, actions: torch.Tensor) -> torch.Tensor:
+        moves = torch.as_tensor(self.to_moves(actions))
+        if moves.shape != (*actions.shape[:-1], 2) or moves.is_floating_point():
+            raise ValueError(f"to_moves must return integer moves of shape {(*actions.shape[:-1], 2)}; got "
+                             f"{moves.dtype} {tuple(moves.shape)}")
+        return moves.long()
+
+    @torch.no_grad()
+    def plan(self, maps: torch.Tensor) -> torch.Tensor:
+        """The CEM from ``maps (B, ...)``: the first action ``(B, d)`` of each env's best sequence."""
+        batch, size = maps.shape[0], len(self.low)
+        mean = ((self.low + self.high) / 2).expand(batch, self.horizon, size)
+        std = ((self.high - self.low) / 2).expand(batch, self.horizon, size)
+        best_score = torch.full((batch,), -float("inf"))
+        best_first = mean[:, 0].clone()
+        for _ in range(self.iterations):
+            noise = torch.randn(batch, self.candidates, self.horizon, size, generator=self.generator)
+            sequences = torch.maximum(torch.minimum(mean[:, None] + std[:, None] * noise, self.high), self.low)
+            scores = self.score_candidates(maps, sequences)
+            top, index = scores.topk(self.elites, dim=1)
+            better = top[:, 0] > best_score
+            best_score = torch.where(better, top[:, 0], best_score)
+            best_first = torch.where(better[:, None], sequences[torch.arange(batch), index[:, 0], 0], best_first)
+            elite = sequences.gather(1, index[:, :, None, None].expand(-1, -1, self.horizon, size))
+            mean, std = elite.mean(1), elite.std(1, unbiased=False)
+        return best_first

@@ -175,3 +175,46 @@ def test_planner_evaluation_settings_are_checked():
     for name in ("episodes", "parallel", "error_every"):
         with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
             evaluate_planner(planner(), "MNISTWorldTrack-v0", **{name: 0})
+
+
+def _box_moves(actions: torch.Tensor) -> torch.Tensor:
+    """A Box(-1, 1, (2,)) action as a window move of up to one pixel per axis."""
+    return actions.round().long()
+
+
+def test_box_planner_equals_its_one_at_a_time_reference_and_stays_in_the_box():
+    from fernn.agents.planning import BoxCEMPlanner
+
+    class NaiveBox(NaivePlanner, BoxCEMPlanner):
+        """The Box CEM with every candidate imagined on its own."""
+
+    def make(cls):
+        torch.manual_seed(0)
+        model = WorldModel(2, 2, TranslationFlow(1), world_size=28, window_size=12, decoder_layers=0)
+        return cls(model, [-1, -1], [1, 1], _box_moves, horizon=3, candidates=6, iterations=2, elites=2, seed=1)
+
+    env = gym.make_vec("MNISTWorldTrack-v0", num_envs=2, vectorization_mode="vector_entry_point", **SMALL_TRACK)
+    obs, _ = env.reset(seed=0)
+    fast, slow = make(BoxCEMPlanner), make(NaiveBox)
+    state_fast = state_slow = None
+    for _ in range(2):
+        a_fast, state_fast = fast.predict(obs, state_fast)
+        a_slow, state_slow = slow.predict(obs, state_slow)
+        assert a_fast.shape == (2, 2) and a_fast.dtype == np.float32 and np.abs(a_fast).max() <= 1
+        np.testing.assert_array_equal(a_fast, a_slow)
+        assert torch.equal(state_fast.moves, _box_moves(torch.as_tensor(a_fast)))
+        obs, *_ = env.step(np.zeros(2, np.int64))
+
+
+def test_box_planner_bad_settings_are_named():
+    from fernn.agents.planning import BoxCEMPlanner
+
+    model = WorldModel(2, 2, TranslationFlow(1), world_size=24, window_size=12)
+    for low, high in (([1], [-1]), ([0, 0], [1]), ([-np.inf], [1])):
+        with pytest.raises(ValueError, match="finite bounds of the same shape"):
+            BoxCEMPlanner(model, low, high, _box_moves)
+    with pytest.raises(TypeError, match="to_moves must map"):
+        BoxCEMPlanner(model, [-1], [1], "round")
+    planner = BoxCEMPlanner(model, [-1, -1], [1, 1], lambda a: a, horizon=1, candidates=2, elites=1)
+    with pytest.raises(ValueError, match="to_moves must return integer moves"):
+        planner.predict(np.zeros((1, 12, 12, 2), np.uint8))

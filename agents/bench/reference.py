@@ -242,6 +242,6 @@ class NaivePlanner(CEMPlanner):
         scores = torch.empty(batch, count)
         for b in range(batch):
             for k in range(count):
-                moves = self.moves[sequences[b, k]].to(maps.device)[None]
+                moves = self.moves_of(sequences[b, k]).to(maps.device)[None]
                 scores[b, k] = self.score(self.world_model.imagine(maps[b:b + 1], moves)).float().cpu()[0]
         return scores
