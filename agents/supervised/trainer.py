@@ -13,6 +13,8 @@ a run on N processes sees the data of a single process with the same global batc
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -145,6 +147,29 @@ def _setup(values: dict[str, Any], device: torch.device) -> _Setup:
     return _Setup(config, task, model, optimizer, train_data, validation)
 
 
+class _StopOnFirstInterrupt:
+    """Ctrl-C (SIGINT) during training asks the loop to stop after the current step, instead of raising
+    ``KeyboardInterrupt`` wherever the main thread happens to be (inside a checkpoint write, or TensorBoard's
+    writer holding its lock, from which ``close()`` would then never return). A second Ctrl-C raises as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
+            self.installed = False
+
+
 def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: torch.device, *, resume: bool,
                   overwrite: bool, reporter, evaluate_at_end: bool, stop_after: int | None,
                   explicit: Iterable[str]) -> TrainResult:
@@ -192,10 +217,11 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
             if reporter is not None:
                 reporter({**row, "total": total})
 
+    stop = _StopOnFirstInterrupt()
     try:
         window_start = time.perf_counter()
         while state["step"] < total:
-            if stop_after is not None and steps_this_call >= stop_after:
+            if (stop_after is not None and steps_this_call >= stop_after) or stop.requested:
                 interrupted = True
                 break
             step = state["step"]
@@ -239,8 +265,10 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
                 save_state("last.pt")
             elif state["step"] % config.checkpoint_every == 0:
                 save_state("last.pt")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
         interrupted = True
+    finally:
+        stop.restore()
     if interrupted:
         save_state("last.pt")
     result = TrainResult(run, state["step"], interrupted, state["best"])
