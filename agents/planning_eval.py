@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fernn import WorldModel
+from fernn._extras import require
 from fernn._validation import check_int
 from fernn.agents.planning import CEMPlanner
 from fernn.io import atomic_write
@@ -104,6 +105,8 @@ def evaluate_planner(planner: CEMPlanner, env_id: str, *, env_kwargs: dict[str, 
     """
     for name, value in (("episodes", episodes), ("parallel", parallel), ("error_every", error_every)):
         check_int(name, value, minimum=1)
+    if gif is not None:
+        require("PIL", "plots", "the episode GIF")  # before the work, not after it
     returns, decisions, seconds = [], 0, 0.0
     errors, counts, one_step = np.zeros(planner.horizon), np.zeros(planner.horizon), []
     done_episodes = 0
