@@ -39,7 +39,7 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
     """
     from fernn.agents.runs import RunDir
     from fernn.agents.supervised.config import TrainConfig
-    from fernn.agents.supervised.tasks import build_world_model
+    from fernn.agents.supervised.tasks import build_world_model, make_task
 
     run = RunDir(run_dir)
     if run.kind() != "supervised":
@@ -50,7 +50,8 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
         raise ValueError(f"{run_dir} trained a {config.env} model, not a world model; --world-model takes a run of "
                          "fernn-rl train --data FILE.npz (episodes with moves) or --env mnist-world")
     payload = run.load_checkpoint(f"{checkpoint}.pt", device)
-    spec = payload.get("model_spec") or _spec_from_config(config)
+    # checkpoints written before they recorded the sizes: the task says them (a trajectory file's header)
+    spec = payload.get("model_spec") or make_task(config, torch.device("cpu")).model_spec()
     model = build_world_model(config, spec)
     weights = {k.removeprefix("world_model."): v for k, v in payload["model"].items()}
     try:
@@ -59,17 +60,6 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
         raise ValueError(f"{run_dir}/checkpoints/{checkpoint}.pt does not hold the weights of the world model its "
                          f"config describes: {str(error).splitlines()[0]}") from error
     return model.to(device).eval(), config.to_dict()
-
-
-def _spec_from_config(config) -> dict[str, Any]:
-    """Sizes of checkpoints written before they recorded them: from the config, or the trajectory file's header."""
-    if config.env == "mnist-world":
-        return {"in_channels": 1, "window_hw": [config.window_size] * 2, "world_hw": [config.world_size] * 2}
-    from fernn.envs import TrajectoryDataset
-
-    height, width, channels = TrajectoryDataset.load(config.data, window=1).observation_shape
-    return {"in_channels": channels, "window_hw": [height, width],
-            "world_hw": [max(config.world_size, height), max(config.world_size, width)]}
 
 
 def env_action_moves(env: gym.Env, model: WorldModel) -> np.ndarray:

@@ -271,9 +271,8 @@ def inspect(args: argparse.Namespace) -> None:
     config = RLConfig(**RunDir(args.run).read_config())
     if config.policy != "fernn":
         raise SystemExit(f"{args.run} is a {config.policy} run: inspect reads the velocity channels of a FERNN policy")
-    config = dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0, device="cpu",
-                                 env_kwargs={**config.env_kwargs, "target_velocities": [args.velocity],
-                                             "gap_length": args.gap})
+    config = dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0, device="cpu").with_env_kwargs(
+        {"target_velocities": [args.velocity], "gap_length": args.gap})
     envs = make_vec_env(config, seed=EVAL_SEED)
     model = load_model(config, args.run / "model.zip", envs)
     core = model.policy.lstm_actor

@@ -88,8 +88,9 @@ def plan(
     except (FileNotFoundError, ValueError, TypeError, RunFileError, TrajectoryFileError, OSError) as error:
         fail(str(error))
     settings = {"env": env_id, "env_kwargs": kwargs, "world_model": str(world_model), "model": config["model"],
-                "checkpoint": checkpoint, "score": score, "reward_head_fit": fit, "horizon": horizon, "candidates": candidates, "iterations": iterations,
-                "elites": elites, "seed": seed, "device": str(target)}
+                "checkpoint": checkpoint, "score": score, "reward_head_fit": fit, "horizon": horizon,
+                "candidates": candidates, "iterations": iterations, "elites": elites, "seed": seed,
+                "device": str(target)}
     write_json(folder / "results.json", {"settings": settings, **result})
     console.print(f"{config['model']} world model planning in {env_id}: return {result['mean_return']:.2f} ± "
                   f"{result['std_return']:.2f} over {episodes} episodes, {result['decisions_per_second']:.1f} "

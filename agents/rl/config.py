@@ -114,3 +114,12 @@ class RLConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def with_env_kwargs(self, overrides: dict[str, Any] | None) -> RLConfig:
+        """This config with ``overrides`` laid over its ``env_kwargs`` (evaluate on other target velocities or
+        gaps than in training); itself when there are none."""
+        if not overrides:
+            return self
+        if not isinstance(overrides, dict):
+            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {overrides!r}")
+        return dataclasses.replace(self, env_kwargs={**self.env_kwargs, **overrides})

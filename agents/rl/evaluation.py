@@ -165,11 +165,7 @@ def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, ch
     from fernn.agents.rl.models import load_model
 
     run = RunDir(run_dir)
-    config = dataclasses.replace(RLConfig(**run.read_config()), device=device)
-    if env_kwargs:
-        if not isinstance(env_kwargs, dict):
-            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {env_kwargs!r}")
-        config = dataclasses.replace(config, env_kwargs={**config.env_kwargs, **env_kwargs})
+    config = dataclasses.replace(RLConfig(**run.read_config()), device=device).with_env_kwargs(env_kwargs)
     path = run.path / "model.zip" if checkpoint == "final" else run.checkpoints / "last.zip"
     if not path.is_file():
         raise FileNotFoundError(f"{run.path} has no {path.relative_to(run.path)} yet; finish (or --resume) the run "

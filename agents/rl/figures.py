@@ -62,9 +62,7 @@ def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: 
     ``side`` pixels high."""
     from PIL import Image
 
-    config = RLConfig(**RunDir(run_dir).read_config())
-    if env_kwargs:
-        config = dataclasses.replace(config, env_kwargs={**config.env_kwargs, **env_kwargs})
+    config = RLConfig(**RunDir(run_dir).read_config()).with_env_kwargs(env_kwargs)
     envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy"), seed=seed,
                         env_kwargs={"render_mode": "rgb_array"})
     model = load_model(config, run_dir / "model.zip", envs)
