@@ -24,9 +24,8 @@ from fernn import WorldModel
 from fernn._extras import require
 from fernn._validation import check_int
 from fernn.agents.planning import CEMPlanner
+from fernn.agents.runs import EVAL_SEED
 from fernn.io import atomic_write
-
-EVAL_SEED = 50_000  # the RL evaluations' first episode seed (fernn.agents.rl.config.EVAL_SEED)
 
 
 def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",

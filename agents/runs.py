@@ -37,6 +37,9 @@ from fernn.io import atomic_write
 KINDS = ("supervised", "rl")
 LOCATION_FIELDS = ("out", "name")
 RUN_FORMAT = 1
+EVAL_SEED = 50_000
+"""The first episode seed of every evaluation (an RL policy's, a planner's): episode ``i`` is seeded
+``EVAL_SEED + i``, so policies and planners evaluated on the same env meet the same episodes."""
 T = TypeVar("T")
 
 

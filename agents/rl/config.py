@@ -6,10 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fernn.agents.runs import EVAL_SEED as EVAL_SEED  # re-exported: the RL evaluations use it
+
 
 RL_POLICIES = ("fernn", "cnn-lstm", "frame-stack-cnn", "frame-stack-fernn")
 RL_ALGOS = ("recurrent-ppo", "ppo")
-EVAL_SEED = 50_000
 
 
 @dataclass
