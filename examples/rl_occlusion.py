@@ -33,6 +33,9 @@ POLICIES = {  # name -> (RLConfig fields, label)
     "fernn": ({"algo": "recurrent-ppo", "policy": "fernn"}, "FERNN RecurrentPPO"),
     "fernn-self-motion": ({"algo": "recurrent-ppo", "policy": "fernn", "self_motion": True},
                           "FERNN RecurrentPPO, self-motion"),
+    "fernn-self-motion-velocity-readout": ({"algo": "recurrent-ppo", "policy": "fernn", "self_motion": True,
+                                            "readout": "velocities"},
+                                           "FERNN RecurrentPPO, self-motion, velocity readout"),
     "cnn-lstm": ({"algo": "recurrent-ppo", "policy": "cnn-lstm"}, "CNN-LSTM RecurrentPPO"),
     "frame-stack-cnn": ({"algo": "ppo", "policy": "frame-stack-cnn"}, "frame-stack PPO"),
 }
@@ -259,6 +262,9 @@ def inspect(args: argparse.Namespace) -> None:
     channel of the target's own velocity (self-motion policies: the state moves with the world, so a target of
     velocity ``v`` stays aligned in channel ``v``) and of the channel of its velocity relative to the window
     (``v`` minus the agent's move: what a policy without self-motion sees), in view and in gaps; 1 / V is chance.
+    And whether the readout's pooling keeps the target: the correlation over the window between the target's true
+    ink (drawn also while the window is dark) and the energy map of the state max-pooled over velocities (what
+    the readout receives), of the two channels above and of the best-matching single channel.
     """
     import dataclasses
 
@@ -277,7 +283,8 @@ def inspect(args: argparse.Namespace) -> None:
     model = load_model(config, args.run / "model.zip", envs)
     core = model.policy.lstm_actor
     velocities = core.rnn.flow.velocities.tolist()
-    world, size = envs.get_attr("unwrapped")[0].core.scenes.world_size, core.state_shape[-1]
+    world_core = envs.get_attr("unwrapped")[0].core
+    world, size = world_core.scenes.world_size, core.state_shape[-1]
     channel = {tuple(v): i for i, v in enumerate(velocities)}
     rows: list[dict] = []
     shares_of_episode = []
@@ -297,8 +304,12 @@ def inspect(args: argparse.Namespace) -> None:
                     energy = h[:, :, lines][:, :, :, cols].pow(2).sum((1, 2, 3)).numpy()
                     share = energy / max(energy.sum(), 1e-12)
                     relative = tuple(int(np.clip(c, -2, 2)) for c in np.subtract(args.velocity, info["action"]))
-                    rows.append({"t": t, "gap": bool(info["occluded"]), "own": float(share[channel[tuple(args.velocity)]]),
-                                 "relative": float(share[channel[relative]]), "argmax": velocities[int(share.argmax())]})
+                    own, rel = channel[tuple(args.velocity)], channel[relative]
+                    fits = target_correlations(h, world_core.layers[0, 0].float())
+                    rows.append({"t": t, "gap": bool(info["occluded"]), "own": float(share[own]),
+                                 "relative": float(share[rel]), "argmax": velocities[int(share.argmax())],
+                                 "fit_pooled": fits[0], "fit_own": fits[1 + own], "fit_relative": fits[1 + rel],
+                                 "fit_best": max(fits[1:])})
                     if episode == 0:
                         shares_of_episode.append((t, bool(info["occluded"]), share))
             obs, _, done, infos = envs.step(action)
@@ -311,7 +322,9 @@ def inspect(args: argparse.Namespace) -> None:
         summary[name] = {"steps": len(part), "own_channel_share": float(np.mean([r["own"] for r in part] or [np.nan])),
                          "relative_channel_share": float(np.mean([r["relative"] for r in part] or [np.nan])),
                          "own_channel_is_argmax": float(np.mean([r["argmax"] == list(args.velocity) for r in part]
-                                                                or [np.nan]))}
+                                                                or [np.nan])),
+                         "target_correlation": {key: float(np.nanmean([r[f"fit_{key}"] for r in part] or [np.nan]))
+                                                for key in ("pooled", "own", "relative", "best")}}
     write_json(args.out.with_suffix(".json"), summary)
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(9, 4))
@@ -330,6 +343,19 @@ def inspect(args: argparse.Namespace) -> None:
     save_figure(figure, args.out)
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+
+
+def target_correlations(state, ink) -> list[float]:
+    """Pearson correlations over the window between ``ink`` ``(H, W)`` and the energy maps (summed over state
+    channels) of ``state`` ``(V, C, H, W)`` max-pooled over velocities, then of each velocity channel:
+    ``[pooled, channel 0, ..., channel V-1]`` (NaN where a map or the ink is constant)."""
+    import torch
+
+    maps = torch.cat([state.amax(0, keepdim=True), state]).pow(2).sum(1).flatten(1)  # (1 + V, H W)
+    maps = maps - maps.mean(1, keepdim=True)
+    target = ink.flatten() - ink.mean()
+    fits = maps @ target / (maps.norm(dim=1) * target.norm())
+    return fits.tolist()
 
 
 def main() -> None:

@@ -73,12 +73,15 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
             "--grid-episodes", "1", "--gaps", "0,4,8", "--quiet"]
     monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", *tiny])
     runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
-    names = ["cnn-lstm-s0", "fernn-s0", "fernn-self-motion-s0", "frame-stack-cnn-s0"]
+    names = ["cnn-lstm-s0", "fernn-s0", "fernn-self-motion-s0", "fernn-self-motion-velocity-readout-s0",
+             "frame-stack-cnn-s0"]
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == names
     grid = json.loads((runs / "fernn-s0" / "grid.json").read_text())
     assert sorted(grid) == sorted(f"{v}/gap={g}" for v in ("seen", "unseen") for g in (0, 4, 8))
     assert grid["unseen/gap=8"]["env_kwargs"]["gap_length"] == 8
     assert json.loads((runs / "fernn-self-motion-s0" / "config.json").read_text())["self_motion"] is True
+    assert json.loads((runs / "fernn-self-motion-velocity-readout-s0" / "config.json").read_text())["readout"] == \
+        "velocities"
     stamps = {name: (runs / name / "grid.json").stat().st_mtime_ns for name in names}
     runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")  # resumes: all done, nothing redone
     assert {name: (runs / name / "grid.json").stat().st_mtime_ns for name in names} == stamps
@@ -88,7 +91,8 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     table = capsys.readouterr().out
     assert "| FERNN RecurrentPPO, self-motion |" in table and "| oracle | 100.0 |" in table
     summary = json.loads((docs / "rl_occlusion.json").read_text())
-    assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "cnn-lstm", "frame-stack-cnn"}
+    assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "fernn-self-motion-velocity-readout",
+                                        "cnn-lstm", "frame-stack-cnn"}
     assert summary["policies"]["fernn"]["cells"]["unseen/gap=4"]["per_seed"]
     assert summary["policies"]["fernn"]["runs"] == ["fernn-s0"]  # not fernn-self-motion-s0, which fernn-s* matches
     assert (docs / "rl_occlusion_runs" / "cnn-lstm-s0" / "grid.json").is_file()
@@ -100,6 +104,7 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
     inside = json.loads((docs / "inside.json").read_text())
     assert inside["chance"] == 1 / 25 and inside["gap"]["steps"] + inside["in_view"]["steps"] > 0
+    assert set(inside["in_view"]["target_correlation"]) == {"pooled", "own", "relative", "best"}
 
 
 def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path, monkeypatch, capsys):

@@ -230,6 +230,39 @@ def test_self_motion_with_a_rotation_flow_is_refused():
                                              flow=RotationFlow([0, 90], group_order=4)))
 
 
+def test_readouts_pool_or_keep_the_velocity_axis(tmp_path):
+    """Pooled readouts cannot tell which velocity channel holds what (features invariant to permuting channels);
+    ``readout="velocities"`` can. A velocities-readout policy learns and round-trips through save / load."""
+    from fernn.agents.rl.policies import FERNNCore
+
+    # constant over space, so that the flows leave every channel as it is and only the channels' order differs
+    state = torch.rand(2, 9, 2, 1, 1).expand(2, 9, 2, 8, 8)
+    swapped = state[:, torch.randperm(9, generator=torch.Generator().manual_seed(0))]
+    state, swapped = state.reshape(1, 2, -1), swapped.reshape(1, 2, -1)
+    frames, starts = torch.zeros(2, 2, 8, 8).flatten(1), torch.zeros(2)
+    for readout, invariant in (("max", True), ("mean", True), ("velocities", False)):
+        core = FERNNCore((2, 8, 8), hidden_channels=2, flow=TranslationFlow(1), out_dim=4, readout=readout)
+        with torch.no_grad():
+            core.rnn.core.conv_rec.weight.zero_()
+            core.rnn.core.conv_rec.weight[:, :, 1, 1] = torch.eye(2)  # the state only flows: no mixing, no drive
+            latent, _ = core.process(frames, (state, torch.zeros(1, 2, 1)), starts)
+            latent_swapped, _ = core.process(frames, (swapped, torch.zeros(1, 2, 1)), starts)
+        core_in = core.readout.convs[0].in_channels
+        assert core_in == (18 if readout == "velocities" else 2)
+        assert torch.allclose(latent, latent_swapped, atol=1e-6) == invariant, readout
+    ppo = model(envs(), readout="velocities")
+    ppo.learn(16)
+    ppo.save(tmp_path / "fernn")
+    loaded = FERNNRecurrentPPO.load(tmp_path / "fernn", device="cpu")
+    assert loaded.policy.lstm_actor.readout_pool == "velocities"
+    obs = np.stack([ppo.env.observation_space.sample() for _ in range(2)])
+    a, _ = ppo.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
+    b, _ = loaded.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="readout must be one of max, mean, velocities; got 'sum'"):
+        FERNNCore((2, 8, 8), readout="sum")
+
+
 class _ImageEnv(gym.Env):
     """A tiny env with the observation space under test: a bright pixel that drifts right."""
 

@@ -21,7 +21,7 @@ from fernn._extras import require
 require("stable_baselines3", "rl", "reinforcement learning (Stable-Baselines3)")
 require("sb3_contrib", "rl", "recurrent PPO (sb3-contrib)")
 
-from fernn.agents.rl.config import EVAL_SEED, RL_ALGOS, RL_POLICIES, RLConfig  # noqa: E402
+from fernn.agents.rl.config import EVAL_SEED, RL_ALGOS, RL_POLICIES, RL_READOUTS, RLConfig  # noqa: E402
 from fernn.agents.rl.envs import ScaledReward, make_vec_env  # noqa: E402
 from fernn.agents.rl.evaluation import (EvalCheckpointCallback, evaluate_policy, evaluate_run,  # noqa: E402
                                         policy_bounds)
@@ -32,8 +32,9 @@ from fernn.agents.rl.models import load_model, make_model  # noqa: E402
 from fernn.agents.rl.training import train_rl  # noqa: E402
 
 __all__ = [
-    "EVAL_SEED", "RL_ALGOS", "RL_POLICIES", "RLConfig", "ScaledReward", "make_vec_env", "EvalCheckpointCallback",
-    "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif", "learning_curve", "read_evaluations", "FERNNCore",
+    "EVAL_SEED", "RL_ALGOS", "RL_POLICIES", "RL_READOUTS", "RLConfig", "ScaledReward", "make_vec_env",
+    "EvalCheckpointCallback", "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif", "learning_curve",
+    "read_evaluations", "FERNNCore",
     "FERNNFrameStackExtractor", "FERNNRecurrentPolicy", "FERNNRecurrentPPO", "LeanRecurrentRolloutBuffer",
     "SmallCNN", "load_model", "make_model", "train_rl",
 ]

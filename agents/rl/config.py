@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fernn.agents.runs import EVAL_SEED as EVAL_SEED  # re-exported: the RL evaluations use it
+from fernn.models import POOLS
 
 
 RL_POLICIES = ("fernn", "cnn-lstm", "frame-stack-cnn", "frame-stack-fernn")
 RL_ALGOS = ("recurrent-ppo", "ppo")
+RL_READOUTS = (*POOLS, "velocities")
 
 
 @dataclass
@@ -56,6 +58,8 @@ class RLConfig:
     """FERNN velocity grid radius."""
     self_motion: bool = False
     """FERNN policy: append the applied move to the observations (ActionChannels) and shift the memory by it."""
+    readout: str = "max"
+    """FERNN policy: max | mean (pool the state over the velocity axis before the readout) | velocities (keep it)."""
     lstm_hidden: int = 256
     """LSTM size of the CNN-LSTM baseline."""
     reward_scale: float = 0.01
@@ -88,6 +92,10 @@ class RLConfig:
                              f"not {self.algo!r}")
         if self.self_motion and self.policy != "fernn":
             raise ValueError("self_motion applies to --policy fernn only")
+        if self.readout not in RL_READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(RL_READOUTS)}; got {self.readout!r}")
+        if self.readout != "max" and self.policy != "fernn":
+            raise ValueError("readout applies to --policy fernn only")
         if isinstance(self.reward_scale, bool) or not isinstance(self.reward_scale, (int, float)) \
                 or not 0 < self.reward_scale < float("inf"):
             raise ValueError(f"reward_scale must be a positive number; got {self.reward_scale!r}")

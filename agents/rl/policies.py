@@ -34,6 +34,7 @@ from stable_baselines3.common.utils import FloatSchedule
 from torch import nn
 
 from fernn import FERNN, TranslationFlow
+from fernn.agents.rl.config import RL_READOUTS
 from fernn.agents.rl.extractors import (FERNNFrameStackExtractor, ImagePassThrough, ReadoutHead, SmallCNN,
                                         image_layout)
 from fernn.flows import Flow
@@ -53,6 +54,10 @@ class FERNNCore(nn.Module):
             :class:`fernn.envs.wrappers.ActionChannels`; every step the state is shifted by minus the
             agent's move before its velocity flow (in the same row copy), as in :class:`fernn.WorldModel`
             (here on a window-sized, wrapping state).
+        readout: what the readout convolutions see of the state: ``"max"`` (default) or ``"mean"`` pools it over
+            the velocity axis (the features are then blind to which channel holds what), ``"velocities"`` keeps
+            that axis as ``V * C_h`` input channels (a target remembered in one channel is not diluted by the
+            others' copies; the first convolution has V times the weights).
 
     The state is ``h (1, n, V * C_h * H * W)`` and a dummy ``c (1, n, 1)`` (the LSTM-shaped pair
     sb3-contrib passes around); ``episode_starts`` zero the state of the envs that start a new episode.
@@ -61,10 +66,13 @@ class FERNNCore(nn.Module):
     num_layers = 1
 
     def __init__(self, observation_shape: tuple[int, int, int], hidden_channels: int = 16, flow: Flow | None = None,
-                 out_dim: int = 256, self_motion: bool = False) -> None:
+                 out_dim: int = 256, self_motion: bool = False, readout: str = "max") -> None:
         super().__init__()
+        if readout not in RL_READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(RL_READOUTS)}; got {readout!r}")
         self.observation_shape = observation_shape
         self.self_motion = bool(self_motion)
+        self.readout_pool = readout
         channels, height, width = observation_shape
         if self.self_motion:
             if channels < 3 or not isinstance(flow or TranslationFlow(2), TranslationFlow):
@@ -76,7 +84,17 @@ class FERNNCore(nn.Module):
         self.input_size = channels * height * width
         self.hidden_size = int(np.prod(self.state_shape))
         self.out_dim = out_dim
-        self.readout = ReadoutHead(self.rnn.state_channels, height, width, out_dim)
+        keeps_velocities = readout == "velocities"
+        self.readout = ReadoutHead(self.rnn.state_channels * (self.rnn.num_velocities if keeps_velocities else 1),
+                                   height, width, out_dim)
+
+    def readout_input(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """The readout's input ``(n T, C', H, W)`` from ``T`` internal states ``(n, V, H, W, C)``: pooled over the
+        velocity axis (``C' = C``), or with the velocity axis kept as channels (``C' = V C``, channel-major)."""
+        if self.readout_pool == "velocities":
+            return torch.stack([h.permute(0, 1, 4, 2, 3).flatten(1, 2) for h in states], 1).flatten(0, 1)
+        pooled = torch.stack([pool_velocities(h, self.readout_pool) for h in states], 1)  # (n, T, H, W, C)
+        return pooled.flatten(0, 1).permute(0, 3, 1, 2)
 
     def initial_state(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros(1, n, self.hidden_size, device=device), torch.zeros(1, n, 1, device=device)
@@ -105,8 +123,7 @@ class FERNNCore(nn.Module):
         h = core.state_from_public(state[0][0].reshape(n, *self.state_shape).to(frames.dtype))
         weights = core.weights()
         states, _ = self.rnn.scan(self.rnn.drives(frames, weights), h, weights, offsets=offsets, keep=keep)
-        pooled = torch.stack([pool_velocities(h) for h in states], 1).flatten(0, 1)  # (n T, H, W, C) channels-last
-        latent = self.readout(pooled.permute(0, 3, 1, 2))
+        latent = self.readout(self.readout_input(states))
         public = core.states_to_public(states[-1][:, None])[:, 0]
         return latent, (public.reshape(1, n, -1), state[1])
 
@@ -123,11 +140,13 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
             extractor); ``False``: separate cores, each trained by its own head.
         self_motion: shift the memory by the agent's own move (observations from
             :class:`fernn.envs.wrappers.ActionChannels`), see :class:`FERNNCore`.
+        readout: ``"max"`` | ``"mean"`` | ``"velocities"``: how the readout sees the velocity axis, see
+            :class:`FERNNCore`.
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *,
                  fernn_hidden: int = 16, vmax: int = 2, flow: Flow | None = None, features_dim: int = 256,
-                 shared_core: bool = True, self_motion: bool = False, use_sde: bool = False,
+                 shared_core: bool = True, self_motion: bool = False, readout: str = "max", use_sde: bool = False,
                  net_arch: list[int] | dict[str, list[int]] | None = None,
                  activation_fn: type[nn.Module] = nn.Tanh, ortho_init: bool = True, normalize_images: bool = True,
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
@@ -137,7 +156,7 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                              "Gaussian / categorical action distributions")
         shape, _ = image_layout(observation_space, "FERNNRecurrentPolicy", normalized=not normalize_images)
         self.fernn_hidden, self.vmax, self.flow, self.shared_core = fernn_hidden, vmax, flow, shared_core
-        self.self_motion = self_motion
+        self.self_motion, self.readout = self_motion, readout
         self.lstm_output_dim = features_dim
         ActorCriticPolicy.__init__(self, observation_space, action_space, lr_schedule,
                                    net_arch=net_arch if net_arch is not None else dict(pi=[64], vf=[64]),
@@ -146,7 +165,7 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                                    features_extractor_kwargs=dict(normalized_image=not normalize_images),
                                    optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs)
         make = lambda: FERNNCore(shape, fernn_hidden, flow or TranslationFlow(vmax), features_dim,  # noqa: E731
-                                 self_motion)
+                                 self_motion, readout)
         self.lstm_actor = make()
         self.lstm_critic = None if shared_core else make()
         if ortho_init:
@@ -167,7 +186,7 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                     "features_extractor_kwargs"):
             data.pop(key, None)
         data.update(fernn_hidden=self.fernn_hidden, vmax=self.vmax, flow=self.flow, features_dim=self.lstm_output_dim,
-                    shared_core=self.shared_core, self_motion=self.self_motion,
+                    shared_core=self.shared_core, self_motion=self.self_motion, readout=self.readout,
                     normalize_images=self.normalize_images)
         return data
 
