@@ -44,6 +44,7 @@ GAP_EVERY = 10
 TRAIN_GAP = 4
 GIF_GAP = 6
 GIF_VELOCITY = [2, -1]  # one unseen target velocity for the GIFs
+BOUNDS = ("random", "oracle", "best fixed move")
 
 
 def velocity_sets() -> dict[str, list[list[int]]]:
@@ -140,13 +141,25 @@ def read_runs(root: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def grid_bounds(gaps: list[int], episodes: int) -> dict[str, dict[str, float]]:
-    """Random and oracle returns per velocity set (neither looks at observations: the gap does not change them)."""
-    from fernn.agents.rl import RLConfig, policy_bounds
+def grid_bounds(gaps: list[int], episodes: int) -> dict[str, dict[str, dict]]:
+    """Random, oracle and best-fixed-move returns per velocity set (none looks at observations: the gap does not
+    change them). The best fixed move is the one action that, repeated every step, scores best on these episodes:
+    a policy at or below it has learned no more than to keep moving one way."""
+    import gymnasium as gym
 
-    return {velocities: policy_bounds(RLConfig(env=ENV, env_kwargs={"target_velocities": targets,
-                                                                   "gap_length": gaps[0]}), episodes)
-            for velocities, targets in velocity_sets().items()}
+    from fernn.agents.rl import RLConfig, evaluate_policy, policy_bounds
+
+    actions = gym.make(f"fernn.envs:{ENV}").action_space.n
+    bounds = {}
+    for velocities, targets in velocity_sets().items():
+        config = RLConfig(env=ENV, env_kwargs={"target_velocities": targets, "gap_length": gaps[0]})
+        bounds[velocities] = policy_bounds(config, episodes)
+        fixed = [evaluate_policy(lambda obs, state, start, a=action: (np.array([a]), state), config, episodes)
+                 for action in range(actions)]
+        best = int(np.argmax([np.mean(returns) for returns in fixed]))
+        bounds[velocities]["best fixed move"] = {"mean": float(np.mean(fixed[best])), "std": float(np.std(fixed[best])),
+                                                 "episodes": episodes, "action": best}
+    return bounds
 
 
 def summarise(runs: dict[str, dict[int, dict]]) -> dict:
@@ -180,7 +193,7 @@ def markdown_table(summary: dict, bounds: dict) -> str:
         cells = [f"{entry['cells'][cell_name(v, g)]['mean']:.1f} ± {entry['cells'][cell_name(v, g)]['std']:.1f}"
                  for v in ("seen", "unseen") for g in gaps]
         lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
-    for bound in ("random", "oracle"):
+    for bound in BOUNDS:
         cells = [f"{bounds[v][bound]['mean']:.1f}" for v in ("seen", "unseen") for _ in gaps]
         lines.append(f"| {bound} | " + " | ".join(cells) + " |")
     lines += ["", "| policy | seeds | drop seen → unseen, at the training gap | drop, mean over gaps | "
@@ -192,6 +205,12 @@ def markdown_table(summary: dict, bounds: dict) -> str:
         lines.append(f"| {entry['label']} | {len(entry['seeds'])} | {at_train:.1f} | {np.mean(drop):.1f} | "
                      f"{np.mean(entry['final_train_eval']):.1f} ± {np.std(entry['final_train_eval']):.1f} | "
                      f"{entry['parameters']:,} | {np.mean(entry['seconds']):.0f} ± {np.std(entry['seconds']):.0f} |")
+    key_cells = [cell_name("seen", TRAIN_GAP), cell_name("unseen", TRAIN_GAP), cell_name("unseen", gaps[-1])]
+    key_cells = [cell for cell in key_cells if cell in next(iter(summary.values()))["cells"]]
+    lines += ["", "| policy, every seed | " + " | ".join(key_cells) + " |", "|---|" + "---|" * len(key_cells)]
+    for entry in summary.values():
+        values = [" / ".join(f"{v:.1f}" for v in entry["cells"][cell]["per_seed"]) for cell in key_cells]
+        lines.append(f"| {entry['label']} (seeds {', '.join(map(str, entry['seeds']))}) | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
@@ -207,7 +226,7 @@ def gap_figure(path: Path, summary: dict, bounds: dict) -> None:
             std = np.array([entry["cells"][cell_name(velocities, g)]["std"] for g in gaps])
             axis.plot(gaps, mean, marker="o", label=entry["label"])
             axis.fill_between(gaps, mean - std, mean + std, alpha=0.15)
-        for bound, colour in (("random", "grey"), ("oracle", "black")):
+        for bound, colour in zip(BOUNDS, ("grey", "black", "tab:brown")):
             axis.axhline(bounds[velocities][bound]["mean"], linestyle="--", color=colour, linewidth=1)
             axis.text(gaps[0], bounds[velocities][bound]["mean"], f" {bound}", va="bottom", fontsize=8)
         axis.axvline(TRAIN_GAP, color="grey", linewidth=0.8, linestyle=":")

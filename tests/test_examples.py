@@ -90,6 +90,7 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
     table = capsys.readouterr().out
     assert "| FERNN RecurrentPPO, self-motion |" in table and "| oracle | 100.0 |" in table
+    assert "| best fixed move |" in table
     summary = json.loads((docs / "rl_occlusion.json").read_text())
     assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "fernn-self-motion-velocity-readout",
                                         "cnn-lstm", "frame-stack-cnn"}

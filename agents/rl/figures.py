@@ -46,7 +46,8 @@ def learning_curve(path: Path, curves: dict[str, list[list[dict[str, float]]] | 
         axis.plot(steps, centre, label=f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         axis.fill_between(steps, centre - spread, centre + spread, alpha=0.2)
     for name, value in bounds.items():
-        axis.axhline(value["mean"], linestyle="--", color="grey" if name == "random" else "black", linewidth=1)
+        axis.axhline(value["mean"], linestyle="--", color={"random": "grey", "oracle": "black"}.get(name, "tab:brown"),
+                     linewidth=1)
         axis.text(axis.get_xlim()[0], value["mean"], f" {name}", va="bottom", fontsize=8)
     axis.set(xlabel="environment steps", ylabel="mean episode return", title=title)
     axis.grid(alpha=0.3)
