@@ -14,7 +14,7 @@ run) are kept. Runs go ``--jobs`` at a time, one thread each (``OMP_NUM_THREADS=
 GIF per policy on an unseen velocity through a gap, ``rl_occlusion.json`` (every cell, every seed) and a copy of
 each run's ``config.json``, ``eval.csv`` and ``grid.json`` under ``rl_occlusion_runs/``.
 
-``inspect`` looks inside a FERNN policy's memory: which velocity channel carries the target through a gap.
+``examples/rl_occlusion_inside.py`` looks inside the FERNN policies' memory.
 """
 
 from __future__ import annotations
@@ -273,110 +273,6 @@ def report(args: argparse.Namespace) -> None:
           f"rl_occlusion_table.md" + (", rl_occlusion_<policy>.gif" if args.gifs else ""))
 
 
-def inspect(args: argparse.Namespace) -> None:
-    """Which velocity channel of a FERNN policy's memory carries the target, in view and through gaps.
-
-    At every step of seeded episodes with one target velocity, the state's energy inside the target's box (in
-    window coordinates, where it is in view) is split over the velocity channels; reported: the share of the
-    channel of the target's own velocity (self-motion policies: the state moves with the world, so a target of
-    velocity ``v`` stays aligned in channel ``v``) and of the channel of its velocity relative to the window
-    (``v`` minus the agent's move: what a policy without self-motion sees), in view and in gaps; 1 / V is chance.
-    And whether the readout's pooling keeps the target: the correlation over the window between the target's true
-    ink (drawn also while the window is dark) and the energy map of the state max-pooled over velocities (what
-    the readout receives), of the two channels above and of the best-matching single channel.
-    """
-    import dataclasses
-
-    import torch
-
-    from fernn.agents.plots import pyplot, save_figure
-    from fernn.agents.rl import EVAL_SEED, RLConfig, load_model, make_vec_env
-    from fernn.agents.runs import RunDir, write_json
-
-    config = RLConfig(**RunDir(args.run).read_config())
-    if config.policy != "fernn":
-        raise SystemExit(f"{args.run} is a {config.policy} run: inspect reads the velocity channels of a FERNN policy")
-    config = dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0, device="cpu").with_env_kwargs(
-        {"target_velocities": [args.velocity], "gap_length": args.gap})
-    envs = make_vec_env(config, seed=EVAL_SEED)
-    model = load_model(config, args.run / "model.zip", envs)
-    core = model.policy.lstm_actor
-    velocities = core.rnn.flow.velocities.tolist()
-    world_core = envs.get_attr("unwrapped")[0].core
-    world, size = world_core.scenes.world_size, core.state_shape[-1]
-    channel = {tuple(v): i for i, v in enumerate(velocities)}
-    rows: list[dict] = []
-    shares_of_episode = []
-    for episode in range(args.episodes):
-        envs.seed(EVAL_SEED + episode)
-        obs, state, start, info = envs.reset(), None, np.ones(1, bool), None
-        for t in range(100):
-            action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-            if info is not None:
-                h = torch.as_tensor(state[0][0, 0]).reshape(core.state_shape)  # (V, C, H, W) after taking o_t in
-                tx, ty = info["target_position"]
-                wx, wy = info["position"]
-                cols = (tx - wx + np.arange(28)) % world
-                lines = (ty - wy + np.arange(28)) % world
-                cols, lines = cols[cols < size], lines[lines < size]
-                if len(cols) and len(lines):
-                    energy = h[:, :, lines][:, :, :, cols].pow(2).sum((1, 2, 3)).numpy()
-                    share = energy / max(energy.sum(), 1e-12)
-                    relative = tuple(int(np.clip(c, -2, 2)) for c in np.subtract(args.velocity, info["action"]))
-                    own, rel = channel[tuple(args.velocity)], channel[relative]
-                    fits = target_correlations(h, world_core.layers[0, 0].float())
-                    rows.append({"t": t, "gap": bool(info["occluded"]), "own": float(share[own]),
-                                 "relative": float(share[rel]), "argmax": velocities[int(share.argmax())],
-                                 "fit_pooled": fits[0], "fit_own": fits[1 + own], "fit_relative": fits[1 + rel],
-                                 "fit_best": max(fits[1:])})
-                    if episode == 0:
-                        shares_of_episode.append((t, bool(info["occluded"]), share))
-            obs, _, done, infos = envs.step(action)
-            info, start = infos[0], done
-    envs.close()
-    summary = {"run": str(args.run), "velocity": args.velocity, "gap": args.gap, "episodes": args.episodes,
-               "chance": 1 / len(velocities)}
-    for name, gap in (("in_view", False), ("gap", True)):
-        part = [r for r in rows if r["gap"] == gap]
-        summary[name] = {"steps": len(part), "own_channel_share": float(np.mean([r["own"] for r in part] or [np.nan])),
-                         "relative_channel_share": float(np.mean([r["relative"] for r in part] or [np.nan])),
-                         "own_channel_is_argmax": float(np.mean([r["argmax"] == list(args.velocity) for r in part]
-                                                                or [np.nan])),
-                         "target_correlation": {key: float(np.nanmean([r[f"fit_{key}"] for r in part] or [np.nan]))
-                                                for key in ("pooled", "own", "relative", "best")}}
-    write_json(args.out.with_suffix(".json"), summary)
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(9, 4))
-    times = [t for t, _, _ in shares_of_episode]
-    image = np.stack([share for _, _, share in shares_of_episode], 1)
-    axis.imshow(image, aspect="auto", cmap="viridis", extent=(times[0] - 0.5, times[-1] + 0.5, len(velocities) - 0.5,
-                                                             -0.5))
-    for t, gap, _ in shares_of_episode:
-        if gap:
-            axis.axvspan(t - 0.5, t + 0.5, color="white", alpha=0.15, linewidth=0)
-    axis.axhline(channel[tuple(args.velocity)], color="red", linewidth=0.8, linestyle="--")
-    axis.set_yticks(range(len(velocities)), [f"{vx},{vy}" for vx, vy in velocities], fontsize=6)
-    axis.set(xlabel="step (light bands: window dark)", ylabel="velocity channel (vx, vy)",
-             title=f"{args.run.name}: share of the memory's energy at the target, target velocity {tuple(args.velocity)}"
-                   f" (red)")
-    save_figure(figure, args.out)
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
-
-
-def target_correlations(state, ink) -> list[float]:
-    """Pearson correlations over the window between ``ink`` ``(H, W)`` and the energy maps (summed over state
-    channels) of ``state`` ``(V, C, H, W)`` max-pooled over velocities, then of each velocity channel:
-    ``[pooled, channel 0, ..., channel V-1]`` (NaN where a map or the ink is constant)."""
-    import torch
-
-    maps = torch.cat([state.amax(0, keepdim=True), state]).pow(2).sum(1).flatten(1)  # (1 + V, H W)
-    maps = maps - maps.mean(1, keepdim=True)
-    target = ink.flatten() - ink.mean()
-    fits = maps @ target / (maps.norm(dim=1) * target.norm())
-    return fits.tolist()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -399,16 +295,8 @@ def main() -> None:
     rep.add_argument("--docs", type=Path, default=Path("docs"))
     rep.add_argument("--bound-episodes", type=int, default=100)
     rep.add_argument("--no-gifs", dest="gifs", action="store_false")
-    look = commands.add_parser("inspect", help="which velocity channel of a FERNN policy carries the target")
-    look.add_argument("--run", type=Path, default=Path("runs/occlusion/fernn-self-motion-s0"))
-    look.add_argument("--velocity", type=lambda s: [int(x) for x in s.split(",")], default=GIF_VELOCITY)
-    look.add_argument("--gap", type=int, default=GIF_GAP)
-    look.add_argument("--episodes", type=int, default=5)
-    look.add_argument("--out", type=Path, default=Path("docs/rl_occlusion_inside.png"))
     args = parser.parse_args()
-    if args.command == "inspect":
-        inspect(args)
-    elif args.command == "run":
+    if args.command == "run":
         unknown = sorted(set(args.policies) - set(POLICIES))
         if unknown:
             parser.error(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}")

@@ -4,6 +4,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -100,12 +102,21 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     for name in ("rl_occlusion_gaps.png", "rl_occlusion_curves.png", "rl_occlusion_table.md",
                  "rl_occlusion_fernn.gif", "rl_occlusion_frame-stack-cnn.gif"):
         assert (docs / name).stat().st_size > 0
-    monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", "inspect", "--run", str(runs / "fernn-self-motion-s0"),
-                                      "--episodes", "1", "--out", str(docs / "inside.png")])
-    runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
+    monkeypatch.setattr(sys, "argv", ["rl_occlusion_inside.py", "--run", str(runs / "fernn-self-motion-s0"),
+                                      str(runs / "fernn-s0"), "--episodes", "1", "--out", str(docs / "inside.png")])
+    runpy.run_path(str(EXAMPLES / "rl_occlusion_inside.py"), run_name="__main__")
     inside = json.loads((docs / "inside.json").read_text())
     assert inside["chance"] == 1 / 25 and inside["gap"]["steps"] + inside["in_view"]["steps"] > 0
     assert set(inside["in_view"]["target_correlation"]) == {"pooled", "own", "relative", "best"}
+    assert set(inside["per_run"]) == {"fernn-self-motion-s0", "fernn-s0"}
+    for argv, message in ((["--run", str(runs / "cnn-lstm-s0")], "is a cnn-lstm run"),
+                          (["--run", str(tmp_path / "nowhere")], "no finished run"),
+                          (["--gap", "10"], "--gap must lie in")):
+        monkeypatch.setattr(sys, "argv", ["rl_occlusion_inside.py", *argv])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(EXAMPLES / "rl_occlusion_inside.py"), run_name="__main__")
+        assert stop.value.code not in (0, None)
+        assert message in capsys.readouterr().err + str(stop.value.code)
 
 
 def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path, monkeypatch, capsys):
