@@ -254,13 +254,18 @@ def test_readouts_pool_or_keep_the_velocity_axis(tmp_path):
     ppo.learn(16)
     ppo.save(tmp_path / "fernn")
     loaded = FERNNRecurrentPPO.load(tmp_path / "fernn", device="cpu")
-    assert loaded.policy.lstm_actor.readout_pool == "velocities"
+    assert loaded.policy.lstm_actor.readout_mode == "velocities"
     obs = np.stack([ppo.env.observation_space.sample() for _ in range(2)])
     a, _ = ppo.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
     b, _ = loaded.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="readout must be one of max, mean, velocities; got 'sum'"):
         FERNNCore((2, 8, 8), readout="sum")
+    for args, message in ((["--policy", "fernn", "--readout", "sum"], "readout must be one of max, mean, velocities"),
+                          (["--policy", "cnn-lstm", "--readout", "velocities"], "readout applies to --policy fernn")):
+        result = CliRunner().invoke(app, ["train", "--env", "mnist-world-track", "--algo", "recurrent-ppo", *args,
+                                          "--out", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and message in result.output, result.output
 
 
 class _ImageEnv(gym.Env):

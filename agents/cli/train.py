@@ -116,9 +116,8 @@ def train(
             fail("--grayscale applies to rendered frames: add --pixels")
         _train_rl(env or "mnist-world-track", algo, policy, timesteps=timesteps, n_envs=n_envs, vec_env=vec_env,
                   n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, self_motion=self_motion,
-                  readout=readout,
-                  reward_scale=reward_scale, seed=seed, lr=lr, env_kwargs=parse_json_object("--env-kwargs", env_kwargs),
-                  **pixel_settings,
+                  readout=readout, reward_scale=reward_scale, seed=seed, lr=lr,
+                  env_kwargs=parse_json_object("--env-kwargs", env_kwargs), **pixel_settings,
                   hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
                   overwrite=overwrite, quiet=quiet, explicit_rl=_given_on_command_line(ctx, RL_FLAGS))
         return

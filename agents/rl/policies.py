@@ -57,7 +57,8 @@ class FERNNCore(nn.Module):
         readout: what the readout convolutions see of the state: ``"max"`` (default) or ``"mean"`` pools it over
             the velocity axis (the features are then blind to which channel holds what), ``"velocities"`` keeps
             that axis as ``V * C_h`` input channels (a target remembered in one channel is not diluted by the
-            others' copies; the first convolution has V times the weights).
+            others' copies; the first convolution has V times the weights, and each channel's are its own, so a
+            channel that never carried a target in training is not read as one: docs/rl.md measures both sides).
 
     The state is ``h (1, n, V * C_h * H * W)`` and a dummy ``c (1, n, 1)`` (the LSTM-shaped pair
     sb3-contrib passes around); ``episode_starts`` zero the state of the envs that start a new episode.
@@ -72,7 +73,7 @@ class FERNNCore(nn.Module):
             raise ValueError(f"readout must be one of {', '.join(RL_READOUTS)}; got {readout!r}")
         self.observation_shape = observation_shape
         self.self_motion = bool(self_motion)
-        self.readout_pool = readout
+        self.readout_mode = readout
         channels, height, width = observation_shape
         if self.self_motion:
             if channels < 3 or not isinstance(flow or TranslationFlow(2), TranslationFlow):
@@ -91,9 +92,9 @@ class FERNNCore(nn.Module):
     def readout_input(self, states: list[torch.Tensor]) -> torch.Tensor:
         """The readout's input ``(n T, C', H, W)`` from ``T`` internal states ``(n, V, H, W, C)``: pooled over the
         velocity axis (``C' = C``), or with the velocity axis kept as channels (``C' = V C``, channel-major)."""
-        if self.readout_pool == "velocities":
+        if self.readout_mode == "velocities":
             return torch.stack([h.permute(0, 1, 4, 2, 3).flatten(1, 2) for h in states], 1).flatten(0, 1)
-        pooled = torch.stack([pool_velocities(h, self.readout_pool) for h in states], 1)  # (n, T, H, W, C)
+        pooled = torch.stack([pool_velocities(h, self.readout_mode) for h in states], 1)  # (n, T, H, W, C)
         return pooled.flatten(0, 1).permute(0, 3, 1, 2)
 
     def initial_state(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
