@@ -216,6 +216,7 @@ def markdown_table(summary: dict, bounds: dict) -> str:
 
 def gap_figure(path: Path, summary: dict, bounds: dict) -> None:
     from fernn.agents.plots import pyplot, save_figure
+    from fernn.agents.rl.figures import bound_colour
 
     plt = pyplot()
     gaps = gaps_of(summary)
@@ -226,8 +227,8 @@ def gap_figure(path: Path, summary: dict, bounds: dict) -> None:
             std = np.array([entry["cells"][cell_name(velocities, g)]["std"] for g in gaps])
             axis.plot(gaps, mean, marker="o", label=entry["label"])
             axis.fill_between(gaps, mean - std, mean + std, alpha=0.15)
-        for bound, colour in zip(BOUNDS, ("grey", "black", "tab:brown")):
-            axis.axhline(bounds[velocities][bound]["mean"], linestyle="--", color=colour, linewidth=1)
+        for bound in BOUNDS:
+            axis.axhline(bounds[velocities][bound]["mean"], linestyle="--", color=bound_colour(bound), linewidth=1)
             axis.text(gaps[0], bounds[velocities][bound]["mean"], f" {bound}", va="bottom", fontsize=8)
         axis.axvline(TRAIN_GAP, color="grey", linewidth=0.8, linestyle=":")
         axis.set(title=f"{velocities} target velocities", xlabel=f"gap length (dark steps of every {GAP_EVERY})")

@@ -139,12 +139,13 @@ def target_correlations(state, ink) -> list[float]:
     ``[pooled, channel 0, ..., channel V-1]`` (NaN where a map or the ink is constant)."""
     import torch
 
-    maps = torch.cat([state.amax(0, keepdim=True), state]).pow(2).sum(1).flatten(1)  # (1 + V, H W)
+    from fernn.models import pool_velocities
+
+    maps = torch.cat([pool_velocities(state[None]), state]).pow(2).sum(1).flatten(1)  # (1 + V, H W)
     maps = maps - maps.mean(1, keepdim=True)
     target = ink.flatten() - ink.mean()
     fits = maps @ target / (maps.norm(dim=1) * target.norm())
     return fits.tolist()
-
 
 
 def main() -> None:

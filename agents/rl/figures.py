@@ -28,6 +28,11 @@ def read_evaluations(path: Path) -> list[dict[str, float]]:
 
 
 @optional
+def bound_colour(name: str) -> str:
+    """The colour of a reference return's line: random grey, oracle black, any other reference brown."""
+    return {"random": "grey", "oracle": "black"}.get(name, "tab:brown")
+
+
 def learning_curve(path: Path, curves: dict[str, list[list[dict[str, float]]] | list[dict[str, float]]],
                    bounds: dict[str, dict[str, float]], *, title: str) -> Path:
     """Mean return (± std across seeds, or across episodes for one seed) against environment steps,
@@ -46,8 +51,7 @@ def learning_curve(path: Path, curves: dict[str, list[list[dict[str, float]]] | 
         axis.plot(steps, centre, label=f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         axis.fill_between(steps, centre - spread, centre + spread, alpha=0.2)
     for name, value in bounds.items():
-        axis.axhline(value["mean"], linestyle="--", color={"random": "grey", "oracle": "black"}.get(name, "tab:brown"),
-                     linewidth=1)
+        axis.axhline(value["mean"], linestyle="--", color=bound_colour(name), linewidth=1)
         axis.text(axis.get_xlim()[0], value["mean"], f" {name}", va="bottom", fontsize=8)
     axis.set(xlabel="environment steps", ylabel="mean episode return", title=title)
     axis.grid(alpha=0.3)
