@@ -31,8 +31,8 @@ def play(env_id: str, *, fps: int = 8, seed: int | None = None, max_steps: int |
     pygame = require("pygame", "play", "keyboard play")
     env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
     if not hasattr(env.unwrapped, "get_keys_to_action"):
-        raise ValueError(f"{env_id} has no keyboard mapping (get_keys_to_action); playable: MNISTWorld-v0, "
-                         "MNISTWorldStatic-v0, MNISTWorldTrack-v0")
+        raise ValueError(f"{env_id} has no keyboard mapping (get_keys_to_action); playable: the MNIST World ids "
+                         "(MNISTWorld-v0, MNISTWorldTrack-v0, ...) and the block world ids (DynamicBlockWorld-v0, ...)")
     mapping = env.unwrapped.get_keys_to_action()
     relevant = sorted({key for keys in mapping for key in keys})
     viewer = HumanViewer(f"fernn-rl play {env_id}", fps)

@@ -16,11 +16,15 @@ id                       task
 ``MNISTWorldStatic-v0``  the same with static digits
 ``MNISTWorldTrack-v0``   RL: keep a moving target digit in view
 ``MNISTWorldTrackOccluded-v0``  the same, the window dark for 4 of every 10 steps
+``DynamicBlockWorld-v0``  FloWM's first-person 3-D room of moving blocks (self-motion: turns and steps)
+``DynamicBlockWorldStatic-v0``, ``-Textured-v0``  the same with still blocks, with procedural textures
+``DynamicBlockWorldFindRed-v0``  planning: reach two cells from the red block
 =======================  ===============================================================
 """
 
 from gymnasium.envs.registration import register, registry
 
+from fernn.envs.block_scenes import BLOCK_COLORS, DIRECTIONS
 from fernn.envs.datasets import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset,
                                  SceneDataset)
 from fernn.envs.kth import ACTIONS as KTH_ACTIONS
@@ -43,6 +47,10 @@ ENV_IDS = {
     "mnist-world-static": "MNISTWorldStatic-v0",
     "mnist-world-track": "MNISTWorldTrack-v0",
     "mnist-world-track-occluded": "MNISTWorldTrackOccluded-v0",
+    "dynamic-block-world": "DynamicBlockWorld-v0",
+    "dynamic-block-world-static": "DynamicBlockWorldStatic-v0",
+    "dynamic-block-world-textured": "DynamicBlockWorldTextured-v0",
+    "dynamic-block-world-find-red": "DynamicBlockWorldFindRed-v0",
 }
 
 _ENVS = {
@@ -54,6 +62,13 @@ _ENVS = {
     "MNISTWorldTrack-v0": ("mnist_world:MNISTWorldTrackEnv", "mnist_world:MNISTWorldTrackVectorEnv", {}, 100),
     "MNISTWorldTrackOccluded-v0": ("mnist_world:MNISTWorldTrackEnv", "mnist_world:MNISTWorldTrackVectorEnv",
                                    {"gap_every": 10, "gap_length": 4}, 100),
+    "DynamicBlockWorld-v0": ("block_world:DynamicBlockWorldEnv", "block_world:DynamicBlockWorldVectorEnv", {}, 500),
+    "DynamicBlockWorldStatic-v0": ("block_world:DynamicBlockWorldEnv", "block_world:DynamicBlockWorldVectorEnv",
+                                   {"static": True}, 500),
+    "DynamicBlockWorldTextured-v0": ("block_world:DynamicBlockWorldEnv", "block_world:DynamicBlockWorldVectorEnv",
+                                     {"textured": True}, 500),
+    "DynamicBlockWorldFindRed-v0": ("block_world:DynamicBlockWorldEnv", "block_world:DynamicBlockWorldVectorEnv",
+                                    {"task": "find-red"}, 100),
 }
 
 for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():
@@ -62,7 +77,7 @@ for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():
                  kwargs=_kwargs, max_episode_steps=_steps)
 
 __all__ = [
-    "ActionChannels", "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
+    "BLOCK_COLORS", "DIRECTIONS", "ActionChannels", "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
     "MNISTWorldDataset", "RotatingMNISTDataset", "RotationScenes", "SceneBatch", "SceneDataset", "TranslationScenes",
     "WorldBatch", "WorldScenes", "default_data_dir", "download_kth", "download_mnist", "load_kth", "load_mnist",
     "make_generator", "unseen_velocities", "velocity_grid", "TrajectoryDataset", "TrajectoryFileError",

@@ -92,36 +92,61 @@ def check_image_space(space: gym.Space, where: str) -> tuple[int, int, int]:
     return tuple(int(s) for s in space.shape)
 
 
-def _moves_reader(moves: str | Callable | None, info_keys: Sequence[str]) -> Callable | None:
+#: info keys that report the observer's own motion, in the order they are looked for: ``action`` (the 2-D envs'
+#: window move ``(dx, dy)``) and ``self_motion`` (the block world's ``(turn, forward)``)
+MOTION_KEYS = ("action", "self_motion")
+
+
+def _moves_reader(moves: str | Callable | None, info_keys: Sequence[str]) -> tuple[Callable | None, str | None]:
+    """How to read the observer's move of a step from ``(action, info)``, and what to record it as."""
     if moves is None:
-        return (lambda action, info: info["action"]) if "action" in info_keys else None
+        key = next((key for key in MOTION_KEYS if key in info_keys), None)
+        return ((lambda action, info: info[key]) if key else None), key
     if isinstance(moves, str):
         if moves not in info_keys:
             raise ValueError(f"moves={moves!r} names an info key the env does not report; its info has "
                              f"{sorted(info_keys) or 'no keys'}")
-        return lambda action, info: info[moves]
+        return (lambda action, info: info[moves]), moves
     if callable(moves):
-        return moves
+        return moves, "function"
     raise TypeError(f"moves must be None, an info key or a function (action, info) -> (dx, dy); got {moves!r}")
 
 
-def _policy_function(policy: Any, space: gym.Space) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``(obs batch, episode starts) -> action batch`` for None (uniform random), an SB3 model (recurrent ones get
-    their state reset at episode starts) or a callable ``obs -> action``."""
-    if policy is None:
-        return lambda obs, starts: np.stack([space.sample() for _ in range(len(obs))])
+def _policy_function(policy: Any, space: gym.Space, env: Any, count: int,
+                     seed: int | None) -> Callable[[np.ndarray, dict, np.ndarray], np.ndarray]:
+    """``(obs batch, info batch, episode starts) -> action batch`` for None / ``"random"`` (uniform random), the
+    name of one of the env's scripted policies (``env.unwrapped.scripted_policy(name)``, e.g. the block world's
+    ``"biased-walk"``), an SB3 model (recurrent ones get their state reset at episode starts) or a callable
+    ``obs -> action``."""
+    if policy is None or policy == "random":
+        return lambda obs, info, starts: np.stack([space.sample() for _ in range(len(obs))])
+    if isinstance(policy, str):
+        scripted = getattr(env.unwrapped, "scripted_policy", None)
+        if scripted is None:
+            raise ValueError(f"policy {policy!r}: this env has no scripted policies; accepted: 'random', an SB3 model "
+                             "or a callable obs -> action")
+        acting = scripted(policy, num_envs=count, seed=seed)
+        return lambda obs, info, starts: np.asarray(acting(info, starts))
     if hasattr(policy, "predict"):
         state = {"value": None}
 
-        def act(obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        def act(obs: np.ndarray, info: dict, starts: np.ndarray) -> np.ndarray:
             actions, state["value"] = policy.predict(obs, state=state["value"], episode_start=starts,
                                                      deterministic=True)
             return actions
 
         return act
     if callable(policy):
-        return lambda obs, starts: np.stack([np.asarray(policy(o)) for o in obs])
-    raise TypeError(f"policy must be None (uniform random), a callable obs -> action or an SB3 model; got {policy!r}")
+        return lambda obs, info, starts: np.stack([np.asarray(policy(o)) for o in obs])
+    raise TypeError(f"policy must be None or 'random' (uniform random), a scripted policy's name, a callable obs -> "
+                    f"action or an SB3 model; got {policy!r}")
+
+
+def _batched_info(info: dict[str, Any], vector: bool) -> dict[str, np.ndarray]:
+    """An env's ``info`` as arrays over envs (a single env's gets a leading axis of 1)."""
+    if vector:
+        return {key: value for key, value in info.items() if not key.startswith("_")}
+    return {key: np.asarray(value)[None] for key, value in info.items()}
 
 
 def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *, max_steps: int | None = None,
@@ -135,10 +160,12 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
             envs step together; episodes are collected as they end).
         episodes: how many episodes to keep.
         max_steps: cut an episode after this many steps (it is then marked truncated).
-        policy: ``None`` (uniform random, seeded by ``seed``), a callable ``obs -> action`` or an SB3 model.
+        policy: ``None`` or ``"random"`` (uniform random, seeded by ``seed``), the name of a scripted policy of the
+            env (the block world's ``"biased-walk"``), a callable ``obs -> action`` or an SB3 model.
         seed: the seed of the first reset (episode ``i`` of env ``j`` continues the env's own seeding).
-        moves: the observer's own moves: ``None`` (``info["action"]`` when the env reports it, as this package's
-            envs do), an ``info`` key, or a function ``(action, info) -> (dx, dy)``.
+        moves: the observer's own moves: ``None`` (``info["action"]``, the 2-D envs' window move ``(dx, dy)``, or
+            ``info["self_motion"]``, the block world's ``(turn, forward)``, when the env reports one), an ``info``
+            key, or a function ``(action, info) -> (dx, dy)``. ``meta["moves"]`` records which.
         env_kwargs: ``gym.make`` kwargs when ``env`` is an id.
         progress: called with ``(episodes done, episodes)``.
     """
@@ -153,22 +180,22 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
     action_space = env.single_action_space if vector else env.action_space
     shape = check_image_space(space, f"collect_episodes({env_id or type(env).__name__})")
     action_space.seed(seed)
-    act = _policy_function(policy, action_space)
     count = env.num_envs if vector else 1
+    act = _policy_function(policy, action_space, env, count, seed)
     obs, info = env.reset(seed=seed)
     obs = obs if vector else obs[None]
-    read_moves = _moves_reader(moves, list(info))
+    info = _batched_info(info, vector)
+    read_moves, moves_kind = _moves_reader(moves, list(info))
     blank_action = np.zeros(action_space.shape, action_space.dtype)
     current = [_Episode(o, blank_action, read_moves is not None) for o in obs]
     done: list[_Episode] = []
     while len(done) < episodes:
-        actions = act(obs, np.array([c is not None and len(c) == 0 for c in current]))
-        step_obs, rewards, terminated, truncated, infos = env.step(actions if vector else actions[0])
+        actions = act(obs, info, np.array([c is not None and len(c) == 0 for c in current]))
+        step_obs, rewards, terminated, truncated, step_info = env.step(actions if vector else actions[0])
+        info = _batched_info(step_info, vector)
         if not vector:
             step_obs, rewards, terminated, truncated = step_obs[None], [rewards], [terminated], [truncated]
-            infos = [infos]
-        else:
-            infos = [{key: value[i] for key, value in infos.items() if not key.startswith("_")} for i in range(count)]
+        infos = [{key: value[i] for key, value in info.items()} for i in range(count)]
         for i in range(count):
             if current[i] is None:  # a vector env's autoreset step: the new episode's first observation
                 current[i] = _Episode(step_obs[i], blank_action, read_moves is not None)
@@ -183,11 +210,13 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
                         progress(len(done), episodes)
                 current[i] = None
                 if not vector:
-                    step_obs[0] = env.reset()[0]
+                    step_obs[0], reset_info = env.reset()
+                    info = _batched_info(reset_info, False)
                     current[0] = _Episode(step_obs[0], blank_action, read_moves is not None)
         obs = step_obs
     meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "max_steps": max_steps,
-            "policy": "random" if policy is None else getattr(policy, "__class__", type(policy)).__name__,
+            "policy": policy if isinstance(policy, str) else "random" if policy is None else type(policy).__name__,
+            "moves": moves_kind,
             "observation_shape": list(shape), "action_space": str(action_space)}
     return TrajectoryDataset([e.arrays() for e in done], meta)
 

@@ -15,9 +15,12 @@ from fernn.envs import ENV_IDS, DataMissingError
 
 MNIST_IDS = ["FlowingMNIST-v0", "RotatingMNIST-v0", "MNISTWorld-v0", "MNISTWorldStatic-v0", "MNISTWorldTrack-v0",
              "MNISTWorldTrackOccluded-v0"]
+BLOCK_IDS = ["DynamicBlockWorld-v0", "DynamicBlockWorldStatic-v0", "DynamicBlockWorldTextured-v0",
+             "DynamicBlockWorldFindRed-v0"]
+SCENE_IDS = MNIST_IDS + BLOCK_IDS
 
 
-@pytest.fixture(params=MNIST_IDS + ["KTHCamera-v0"])
+@pytest.fixture(params=SCENE_IDS + ["KTHCamera-v0"])
 def env_spec(request, kth_root):
     """``(id, kwargs)`` for every registered id (KTH on the miniature data set)."""
     kwargs = {"data_dir": str(kth_root)} if request.param == "KTHCamera-v0" else {}
@@ -43,7 +46,8 @@ def same(a, b):
 
 
 def test_every_id_is_registered_and_named_by_the_cli():
-    assert set(MNIST_IDS + ["KTHCamera-v0"]) <= set(gym.registry)
+    assert set(SCENE_IDS + ["KTHCamera-v0"]) <= set(gym.registry)
+    assert set(ENV_IDS.values()) == set(SCENE_IDS + ["KTHCamera-v0"])
     assert set(ENV_IDS.values()) <= set(gym.registry) and ENV_IDS["kth-camera"] == "KTHCamera-v0"
 
 
@@ -112,7 +116,7 @@ def test_ten_thousand_random_steps(env_spec):
     random_steps(env_spec, 10_000)
 
 
-@pytest.mark.parametrize("env_id", MNIST_IDS)
+@pytest.mark.parametrize("env_id", SCENE_IDS)
 def test_native_vector_env_equals_single_envs_seeded_seed_plus_i(env_id):
     vector = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
     assert vector.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP

@@ -320,3 +320,41 @@ def bench_plan_command(
     _write_json(json_out, {"benchmark": "plan", "device": device, "candidates": candidates, "horizon": horizon,
                            "iterations": iterations, "world_size": world_size, "hidden": hidden, "vmax": vmax,
                            "torch": torch.__version__, "rows": rows})
+
+
+@bench_app.command("block-world")
+@guarded
+def bench_block_world_command(
+    num_envs: int = typer.Option(16, "--num-envs", min=1, help="Scenes of the native vector env."),
+    obs_size: int = typer.Option(64, "--obs-size", min=8, max=1024, help="Image side in pixels (FloWM: 128)."),
+    steps: int = typer.Option(400, "--steps", min=10, help="Single-env steps per round (the vector env takes a quarter "
+                                                           "as many batched steps)."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved rounds; medians are reported."),
+    peer: bool = typer.Option(True, "--peer/--no-peer", help="Also time MiniWorld (needs the miniworld package)."),
+    device: str = DEVICE_OPTION,
+    json_out: Optional[Path] = JSON_OPTION,
+) -> None:
+    """The first-person block world: env steps/s of its native vector env and single env against MiniWorld's
+    PutNext at the same image size, in one process, headless (PYGLET_HEADLESS=1), measured in the same run."""
+    _check_json_path(json_out)
+    import torch
+
+    from fernn.agents.bench.block_world import bench_block_world
+
+    name = _device_name(device)
+    with console.status("benchmarking") as status:
+        result = bench_block_world(num_envs=num_envs, obs_size=obs_size, device=device, steps=steps, rounds=rounds,
+                                   peer=peer, progress=lambda message: status.update(f"benchmarking {message}"))
+    table = Table(title=f"Block world, {obs_size}x{obs_size} px ({name}, torch {torch.__version__})")
+    for column in ("env", "env steps/s (median)", "vs MiniWorld"):
+        table.add_column(column, justify="left" if column == "env" else "right")
+    peer_rate = result["miniworld_steps_per_s"]
+    rows = (("DynamicBlockWorld-v0, native vector x%d" % num_envs, result["vector_steps_per_s"]),
+            ("DynamicBlockWorld-v0, single env", result["single_steps_per_s"]),
+            (f"{result['peer']}", peer_rate))
+    for label, rate in rows:
+        table.add_row(label, "-" if rate is None else f"{rate:,.0f}",
+                      "-" if rate is None or peer_rate is None else _ratio(rate, peer_rate))
+    console.print(table)
+    console.print("[dim]Target: the native vector env >= 10x MiniWorld's steps/s.[/]")
+    _write_json(json_out, {"benchmark": "block-world", "device_name": name, "torch": torch.__version__, **result})

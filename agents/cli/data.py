@@ -17,8 +17,9 @@ def collect(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Cut episodes after this many steps."),
     env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="gym.make kwargs as JSON, e.g. "
                                                                         "'{\"world_size\": 40}'."),
-    policy: str = typer.Option("random", "--policy", help="random (uniform), or an RL run directory whose saved "
-                                                          "policy acts (deterministic)."),
+    policy: str = typer.Option("random", "--policy", help="random (uniform); a scripted policy of the env (the block "
+                                                          "world's biased-walk, FloWM's data policy); or an RL run "
+                                                          "directory whose saved policy acts (deterministic)."),
     pixels: bool = typer.Option(False, "--pixels", help="Observe the env's rendered frames (render_mode="
                                                         "'rgb_array'): for state-based envs."),
     frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512,
@@ -32,7 +33,8 @@ def collect(
     """Collect episodes (observations, actions, rewards, terminations, and the observer's moves when the env
     reports them) into one compressed .npz that `fernn-rl train --data FILE` trains on. Examples:
     fernn-rl collect --env mnist-world --episodes 200 --max-steps 40 --out world.npz;
-    fernn-rl collect --env CartPole-v1 --pixels --frame-size 32 --grayscale --episodes 50 --out cartpole.npz."""
+    fernn-rl collect --env CartPole-v1 --pixels --frame-size 32 --grayscale --episodes 50 --out cartpole.npz;
+    fernn-rl collect --env dynamic-block-world --policy biased-walk --episodes 100 --out blocks.npz."""
     from rich.progress import Progress
 
     from fernn.envs import TrajectoryFileError, collect_episodes, make_env, pixel_observations
@@ -47,7 +49,7 @@ def collect(
         made = make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if pixels else {}))
         if pixels:
             made = pixel_observations(made, frame_size=frame_size, grayscale=grayscale)
-        acting = None if policy == "random" else _saved_policy(Path(policy), made)
+        acting = _saved_policy(Path(policy), made) if Path(policy).is_dir() else policy
         with Progress(console=console, disable=quiet, transient=True) as bar:
             task = bar.add_task(f"collecting {env_id}", total=episodes)
             dataset = collect_episodes(made, episodes, max_steps=max_steps, policy=acting, seed=seed, moves=moves,

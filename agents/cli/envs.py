@@ -32,11 +32,12 @@ def play(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the first episode."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps."),
 ) -> None:
-    """Play an env with the keyboard: arrow keys move the window (two arrows: diagonals), Esc quits."""
+    """Play an env with the keyboard, Esc quits. MNIST World: the arrow keys move the window (two arrows:
+    diagonals). The block world: left / right turn, up walks forward."""
     from fernn.agents.play import play as play_env
 
     env_id = resolve_env(env)
-    console.print(f"playing {env_id}: arrow keys move, Esc quits")
+    console.print(f"playing {env_id}: arrow keys act (no key: stay), Esc quits")
     try:
         play_env(env_id, fps=fps, seed=seed, max_steps=max_steps,
                  report=lambda episode, total: console.print(f"episode {episode}: return {total:.2f}"))

@@ -1,0 +1,116 @@
+"""``fernn-rl bench block-world``: env steps per second of the first-person block world (its native vector env,
+every scene stepped and rendered in one batched call, and the single env) against MiniWorld, the renderer FloWM's
+block world was made with (pyglet + OpenGL, one env per process), measured in the same run, rounds interleaved.
+
+The peer is ``MiniWorld-PutNext-v0`` at the same image size, stepped with random actions in one process as its
+users run it, rendering headless (``PYGLET_HEADLESS=1``: EGL, Mesa's software rasteriser without a GPU). It is
+measured only when the ``miniworld`` package is installed and can render; otherwise its row says why.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+
+import fernn.envs  # noqa: F401  (registers the ids)
+
+PEER_ID = "MiniWorld-PutNext-v0"
+
+
+def _steps_per_second(step: Callable[[], None], steps: int, per_step: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * per_step / (time.perf_counter() - start)
+
+
+def _ours(num_envs: int, obs_size: int, device: str, seed: int) -> Callable[[int], float]:
+    """A timer of the native vector env (random actions drawn beforehand)."""
+    vector = gym.make_vec("DynamicBlockWorld-v0", num_envs=num_envs, obs_size=obs_size, device=device,
+                          vectorization_mode="vector_entry_point")
+    vector.reset(seed=seed)
+    actions = np.random.default_rng(seed).integers(0, 4, (4096, num_envs))
+
+    def measure(steps: int) -> float:
+        counter = iter(range(10 ** 9))
+        return _steps_per_second(lambda: vector.step(actions[next(counter) % len(actions)]), steps, num_envs)
+
+    measure(10)  # warm-up
+    return measure
+
+
+def _single(obs_size: int, device: str, seed: int) -> Callable[[int], float]:
+    env = gym.make("DynamicBlockWorld-v0", obs_size=obs_size, device=device)
+    env.reset(seed=seed)
+    actions = np.random.default_rng(seed).integers(0, 4, 4096)
+
+    def measure(steps: int) -> float:
+        counter = iter(range(10 ** 9))
+
+        def step() -> None:
+            _, _, terminated, truncated, _ = env.step(int(actions[next(counter) % len(actions)]))
+            if terminated or truncated:
+                env.reset()
+
+        return _steps_per_second(step, steps, 1)
+
+    measure(10)
+    return measure
+
+
+def peer_timer(obs_size: int, seed: int) -> tuple[Callable[[int], float] | None, str]:
+    """A timer of MiniWorld at ``obs_size`` and its description, or ``(None, why it cannot be measured)``."""
+    os.environ.setdefault("PYGLET_HEADLESS", "1")
+    try:
+        import miniworld  # noqa: F401  (registers MiniWorld's ids)
+    except ImportError:
+        return None, "miniworld is not installed (pip install miniworld)"
+    try:
+        env = gym.make(PEER_ID, obs_width=obs_size, obs_height=obs_size)
+        env.reset(seed=seed)
+    except Exception as error:  # noqa: BLE001 - any failure to open a GL context means: not measurable here
+        return None, f"MiniWorld could not render here ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+    env.action_space.seed(seed)
+
+    def measure(steps: int) -> float:
+        def step() -> None:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+
+        return _steps_per_second(step, steps, 1)
+
+    measure(10)
+    version = getattr(__import__("miniworld"), "__version__", "?")
+    return measure, f"MiniWorld {version} {PEER_ID}, one env, headless EGL"
+
+
+def bench_block_world(*, num_envs: int = 16, obs_size: int = 64, device: str = "cpu", steps: int = 200,
+                      rounds: int = 3, seed: int = 0, peer: bool = True,
+                      progress: Callable[[str], None] | None = None) -> dict:
+    """Env steps per second of the vector env, the single env and MiniWorld (when measurable), measured in
+    ``rounds`` interleaved rounds; the medians and the ratio of the vector env to MiniWorld."""
+    say = progress or (lambda _message: None)
+    timers = {"vector": _ours(num_envs, obs_size, device, seed), "single": _single(obs_size, device, seed)}
+    peer_note = "not measured (--no-peer)"
+    if peer:
+        timer, peer_note = peer_timer(obs_size, seed)
+        if timer is not None:
+            timers["miniworld"] = timer
+    counts = {"vector": max(1, steps // 4), "single": steps, "miniworld": steps}
+    rates: dict[str, list[float]] = {name: [] for name in timers}
+    for round_index in range(rounds):
+        for name, timer in timers.items():
+            say(f"round {round_index + 1}/{rounds}: {name}")
+            rates[name].append(timer(counts[name]))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    result = {"num_envs": num_envs, "obs_size": obs_size, "device": device, "rounds": rounds,
+              "vector_steps_per_s": median["vector"], "single_steps_per_s": median["single"],
+              "miniworld_steps_per_s": median.get("miniworld"), "peer": peer_note, "all_rounds": rates}
+    result["vector_vs_miniworld"] = median["vector"] / median["miniworld"] if "miniworld" in median else None
+    return result
