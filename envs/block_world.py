@@ -127,6 +127,9 @@ class BlockWorldCore(BatchedCore):
     def reset_info(self, index: int) -> dict[str, Any]:
         return {key: value[index] for key, value in self.info().items()}
 
+    def reset_infos(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {key: value[indices] for key, value in self.info().items()}
+
     # -- the find-red oracle -------------------------------------------------------------------------------------
     def oracle_actions(self) -> np.ndarray:
         """The find-red oracle: it knows the blocks' true positions and velocities and plays, in every scene, the
@@ -272,6 +275,8 @@ class DynamicBlockWorldEnv(CoreEnv):
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 6}
     make_core = staticmethod(BlockWorldCore)
+    #: the names :meth:`scripted_policy` takes
+    scripted_policies = tuple(SCRIPTED_POLICIES)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         obs, info = super().reset(seed=seed, options=options)
@@ -305,6 +310,7 @@ class DynamicBlockWorldVectorEnv(CoreVectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 6, "autoreset_mode": CoreVectorEnv.metadata["autoreset_mode"]}
     make_core = staticmethod(BlockWorldCore)
+    scripted_policies = tuple(SCRIPTED_POLICIES)
 
     def action_moves(self) -> np.ndarray:
         """As :meth:`DynamicBlockWorldEnv.action_moves`."""

@@ -56,6 +56,13 @@ class BatchedCore(abc.ABC):
         """Info returned by ``reset`` for scene ``index``."""
         return {}
 
+    def reset_infos(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The reset infos of scenes ``indices``, batched: ``{key: (len(indices), ...)}``."""
+        infos = [self.reset_info(int(i)) for i in indices]
+        if not infos or not infos[0]:
+            return {}
+        return {key: np.stack([np.asarray(info[key]) for info in infos]) for key in infos[0]}
+
     def final_info(self, index: int) -> dict[str, Any]:
         """Extra info on the last step of an episode of scene ``index``."""
         return {}
@@ -236,7 +243,19 @@ class CoreVectorEnv(VectorEnv):
         self._needs_reset[indices] = False
         self._steps[indices] = 0
         self._started = True
-        return self.core.observe(), {}
+        return self.core.observe(), self._with_reset_info({}, indices)
+
+    def _with_reset_info(self, infos: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+        """``infos`` with the reset info of scenes ``indices`` laid over it (their ``_key`` masks set), as
+        Gymnasium's vector envs report the first info of a new episode."""
+        fresh = self.core.reset_infos(indices)
+        for key, values in fresh.items():
+            if key not in infos:
+                infos[key] = np.zeros((self.num_envs, *values.shape[1:]), values.dtype)
+                infos[f"_{key}"] = np.zeros(self.num_envs, bool)
+            infos[key][indices] = values
+            infos[f"_{key}"][indices] = True
+        return infos
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         if not self._started:
@@ -255,6 +274,8 @@ class CoreVectorEnv(VectorEnv):
         infos = {}
         for key, value in info.items():
             infos[key], infos[f"_{key}"] = value, ~restarting
+        if restarting.any():
+            infos = self._with_reset_info(infos, np.flatnonzero(restarting))
         return self.core.observe(), reward, terminated, truncated, infos
 
     def render(self) -> tuple[np.ndarray, ...] | None:

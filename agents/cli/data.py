@@ -49,7 +49,7 @@ def collect(
         made = make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if pixels else {}))
         if pixels:
             made = pixel_observations(made, frame_size=frame_size, grayscale=grayscale)
-        acting = _saved_policy(Path(policy), made) if Path(policy).is_dir() else policy
+        acting = _acting_policy(policy, made)
         with Progress(console=console, disable=quiet, transient=True) as bar:
             task = bar.add_task(f"collecting {env_id}", total=episodes)
             dataset = collect_episodes(made, episodes, max_steps=max_steps, policy=acting, seed=seed, moves=moves,
@@ -62,6 +62,17 @@ def collect(
     lengths = dataset.lengths
     console.print(f"wrote {out}: {len(lengths)} episodes of {int(lengths.min())}-{int(lengths.max())} steps, "
                   f"observations {dataset.observation_shape}, moves {'recorded' if dataset.has_moves else 'not recorded'}")
+
+
+def _acting_policy(policy: str, env):
+    """``--policy``: ``random``, a scripted policy of the env by name, or an RL run directory's saved policy."""
+    scripted = tuple(getattr(env.unwrapped, "scripted_policies", ()))
+    if policy == "random" or policy in scripted:
+        return policy
+    if Path(policy).is_dir():
+        return _saved_policy(Path(policy), env)
+    names = f" (or a scripted policy of this env: {', '.join(scripted)})" if scripted else ""
+    raise ValueError(f"--policy must be 'random' or an RL run directory{names}; {policy!r} is none of these")
 
 
 def _saved_policy(run_dir: Path, env):
