@@ -124,14 +124,20 @@ def strip(path: Path, rows: dict[str, np.ndarray], *, title: str) -> Path:
 
 @optional
 def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6) -> Path:
-    """An animated GIF of the named rows of frames side by side (ground truth | prediction)."""
+    """An animated GIF of the named rows of frames side by side (ground truth | prediction): frames ``(T, H, W)``
+    grey or ``(T, H, W, 3)`` RGB in [0, 1]; shorter rows hold their last frame, lower ones are padded."""
     from PIL import Image
 
     count = max(len(frames) for frames in rows.values())
+    height = max(frames.shape[1] for frames in rows.values())
     images = []
     for t in range(count):
-        tiles = [np.clip(frames[min(t, len(frames) - 1)], 0, 1) for frames in rows.values()]
-        gap = np.ones((tiles[0].shape[0], 2))
+        tiles = []
+        for frames in rows.values():
+            tile = np.clip(frames[min(t, len(frames) - 1)], 0, 1)
+            tile = np.repeat(tile[..., None], 3, -1) if tile.ndim == 2 else tile
+            tiles.append(np.pad(tile, ((0, height - tile.shape[0]), (0, 0), (0, 0)), constant_values=1))
+        gap = np.ones((height, 2, 3))
         canvas = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
         image = Image.fromarray((canvas * 255).astype(np.uint8)).resize(
             (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)

@@ -262,13 +262,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def open_run(run: RunDir, config: dict[str, Any], kind: str, *, resume: bool, overwrite: bool,
              setup: Callable[[dict[str, Any]], T], explicit: Iterable[str] = (),
-             extend: str | None = None) -> tuple[dict[str, Any], T]:
+             extend: str | None = None, stored: Callable[[T], dict[str, Any]] | None = None) -> tuple[dict[str, Any], T]:
     """The run lifecycle, under the lock the caller holds (:meth:`RunDir.lock`): resolve the config, run
     ``setup(config)`` (find data, build the model), and only then create (or wipe and create) the directory.
 
+    ``stored(setup's result)``: the config to write, when setup completes it (sizes chosen for the data).
     Returns ``(config, setup's result)``."""
     config = run.resolve(config, resume=resume, overwrite=overwrite, explicit=explicit, extend=extend)
     prepared = setup(config)
+    if stored is not None:
+        config = stored(prepared)
     if resume:
         write_json(run.config_path, config)  # an extended epochs / timesteps
     else:

@@ -303,6 +303,11 @@ class DynamicBlockWorldEnv(CoreEnv):
         """The find-red oracle's action now (see :meth:`BlockWorldCore.oracle_actions`)."""
         return int(self.core.oracle_actions()[0])
 
+    def ground_truth(self, info: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The hidden state in a step's ``info``, blocks padded to the most an episode can have (colour -1):
+        what :func:`fernn.envs.collect_episodes` records as ground truth."""
+        return ground_truth(info, self.core.block_range[1])
+
 
 class DynamicBlockWorldVectorEnv(CoreVectorEnv):
     """``DynamicBlockWorld-v0`` with N scenes stepped and rendered in one batched call (see
@@ -324,11 +329,31 @@ class DynamicBlockWorldVectorEnv(CoreVectorEnv):
         """The find-red oracle's actions for all scenes."""
         return self.core.oracle_actions()
 
+    def ground_truth(self, info: dict[str, Any]) -> dict[str, np.ndarray]:
+        """As :meth:`DynamicBlockWorldEnv.ground_truth`, for one env's row of the batched info."""
+        return ground_truth(info, self.core.block_range[1])
+
 
 def scripted_policy(name: str, room_size: int, num_envs: int, seed: int | None):
     if name not in SCRIPTED_POLICIES:
         raise ValueError(f"unknown scripted policy {name!r}; the block world has {', '.join(SCRIPTED_POLICIES)}")
     return SCRIPTED_POLICIES[name](room_size, num_envs, seed=seed)
+
+
+#: the info keys that make the ground truth of a step
+TRUTH_KEYS = ("agent_pos", "agent_dir", "block_pos", "block_vel", "block_color")
+
+
+def ground_truth(info: dict[str, Any], slots: int) -> dict[str, np.ndarray]:
+    """The :data:`TRUTH_KEYS` of one env's info, block arrays padded to ``slots`` (colour -1)."""
+    truth = {}
+    for key in TRUTH_KEYS:
+        value = np.asarray(info[key])
+        if key.startswith("block_") and len(value) < slots:
+            pad = np.full((slots - len(value), *value.shape[1:]), -1 if key == "block_color" else 0, value.dtype)
+            value = np.concatenate([value, pad])
+        truth[key] = value
+    return truth
 
 
 def _own_blocks(info: dict[str, Any]) -> dict[str, Any]:

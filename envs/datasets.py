@@ -99,8 +99,9 @@ class RotatingMNISTDataset(SceneDataset):
 
 
 class MNISTWorldDataset(SceneDataset):
-    """MNIST World for world models: ``frames (B, T, 1, h, w)`` windows, ``actions (B, T, 2)`` long
-    (``actions[:, 0] = (0, 0)``), ``positions (B, T, 2)`` window top-lefts, ``labels``, ``velocities``.
+    """MNIST World for world models: ``frames (B, T, 1, h, w)`` windows, ``moves (B, T, 2)`` long, the window's
+    moves (``moves[:, 0] = (0, 0)``; ``actions`` holds the same: FloWM's actions are the moves),
+    ``positions (B, T, 2)`` window top-lefts, ``labels``, ``velocities``.
 
     Args: ``split``, ``source``, ``data_dir``, ``download``, ``length``, ``seed``, ``device`` as
     :class:`FlowingMNISTDataset`; ``world_size``, ``window_size``, ``num_digits``, ``seq_len``,
@@ -118,8 +119,8 @@ class MNISTWorldDataset(SceneDataset):
 
     def generate(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         scene = self.scenes.sample(batch_size, generator)
-        return {"frames": scene.float_windows(), "actions": scene.actions, "positions": scene.positions,
-                "labels": scene.labels, "velocities": scene.velocities}
+        return {"frames": scene.float_windows(), "moves": scene.actions, "actions": scene.actions,
+                "positions": scene.positions, "labels": scene.labels, "velocities": scene.velocities}
 
 
 class KTHCameraDataset(SceneDataset):

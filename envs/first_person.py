@@ -101,8 +101,8 @@ class FirstPersonRenderer:
         return depth, across_x, along
 
     def blocks(self, state: BlockState, eye: torch.Tensor, rays: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The nearest block each column's ray meets: depth ``(N, W)`` (``inf``: none), its colour index and
-        whether the face is across ``x``. A block containing the eye is not seen (its faces look away)."""
+        """The nearest block each column's ray meets: depth ``(N, W)`` (``inf``: none), its colour index, whether
+        the face is across ``x``, and its slot. A block containing the eye is not seen (its faces look away)."""
         offset = (state.block_pos.float() - eye[:, None])[:, None]  # (N, 1, K, 2)
         inverse = 1.0 / rays[:, :, None]  # (N, W, 1, 2); a zero component gives +-inf, never nan (offsets are not 0.35)
         near = (offset - BLOCK_HALF) * inverse
@@ -115,7 +115,17 @@ class FirstPersonRenderer:
         color = state.block_color.gather(1, which)
         chosen = entry.gather(2, which[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
         across_x = chosen[..., 0] >= chosen[..., 1]
-        return nearest, color.clamp_min(0), across_x
+        return nearest, color.clamp_min(0), across_x, which
+
+    def block_ids(self, state: BlockState) -> torch.Tensor:
+        """Which block (its slot) each pixel of the views shows, ``(N, size, size)`` long, -1 for none: the same
+        geometry as :meth:`render`."""
+        eye, rays = self.rays(state)
+        wall_depth, _, _ = self.walls(eye, rays)
+        block_depth, _, _, which = self.blocks(state, eye, rays)
+        slopes = self.row_slopes[None, :, None]
+        shown = (slopes <= 0) & (slopes >= (-EYE_HEIGHT / block_depth)[:, None]) & (block_depth < wall_depth)[:, None]
+        return torch.where(shown, which[:, None], -1)
 
     def render(self, state: BlockState, textures: torch.Tensor | None = None) -> torch.Tensor:
         """Views ``(N, size, size, 3)`` uint8 of the scenes (``textures (N, 2)`` long: the wall and floor choice
@@ -125,7 +135,7 @@ class FirstPersonRenderer:
         among them per pixel: the per-pixel work is two comparisons and two selections of uint8 colours."""
         eye, rays = self.rays(state)
         wall_depth, wall_x, along = self.walls(eye, rays)
-        block_depth, block_color, block_x = self.blocks(state, eye, rays)
+        block_depth, block_color, block_x, _ = self.blocks(state, eye, rays)
         slopes = self.row_slopes[None, :, None]  # (1, H, 1)
         # rows: ceiling above the wall's top, wall, floor below its base; a block from the horizon to its base
         is_wall = (slopes <= ((WALL_HEIGHT - EYE_HEIGHT) / wall_depth)[:, None]) & \

@@ -151,7 +151,7 @@ def _batched_info(info: dict[str, Any], vector: bool) -> dict[str, np.ndarray]:
 
 def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *, max_steps: int | None = None,
                      policy: Any = None, seed: int | None = None, moves: str | Callable | None = None,
-                     env_kwargs: dict[str, Any] | None = None,
+                     env_kwargs: dict[str, Any] | None = None, ground_truth: bool | None = None,
                      progress: Callable[[int, int], None] | None = None) -> TrajectoryDataset:
     """Run ``env`` for ``episodes`` episodes and return them as a :class:`TrajectoryDataset`.
 
@@ -167,6 +167,9 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
             ``info["self_motion"]``, the block world's ``(turn, forward)``, when the env reports one), an ``info``
             key, or a function ``(action, info) -> (dx, dy)``. ``meta["moves"]`` records which.
         env_kwargs: ``gym.make`` kwargs when ``env`` is an id.
+        ground_truth: record the hidden state the env reports (``env.unwrapped.ground_truth(info)``: the block
+            world's agent pose and blocks) as ``truth_<key>`` arrays per step; ``None``: when the env has it. The
+            3-D world model's evaluation uses it to tell blocks that left the view from blocks still in it.
         progress: called with ``(episodes done, episodes)``.
     """
     episodes = check_count("episodes", episodes)
@@ -186,8 +189,17 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
     obs = obs if vector else obs[None]
     info = _batched_info(info, vector)
     read_moves, moves_kind = _moves_reader(moves, list(info))
+    truth_of = getattr(env.unwrapped, "ground_truth", None) if ground_truth is not False else None
+    if ground_truth and truth_of is None:
+        raise ValueError(f"ground_truth=True: {env_id or type(env).__name__} reports no ground truth "
+                         "(env.unwrapped.ground_truth(info))")
     blank_action = np.zeros(action_space.shape, action_space.dtype)
-    current = [_Episode(o, blank_action, read_moves is not None) for o in obs]
+
+    def begin(first_obs: np.ndarray, first_info: dict) -> _Episode:
+        return _Episode(first_obs, blank_action, read_moves is not None,
+                        None if truth_of is None else truth_of(first_info))
+
+    current = [begin(o, {key: value[i] for key, value in info.items()}) for i, o in enumerate(obs)]
     done: list[_Episode] = []
     while len(done) < episodes:
         actions = act(obs, info, np.array([c is not None and len(c) == 0 for c in current]))
@@ -198,11 +210,12 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
         infos = [{key: value[i] for key, value in info.items()} for i in range(count)]
         for i in range(count):
             if current[i] is None:  # a vector env's autoreset step: the new episode's first observation
-                current[i] = _Episode(step_obs[i], blank_action, read_moves is not None)
+                current[i] = begin(step_obs[i], infos[i])
                 continue
             move = None if read_moves is None else read_moves(actions[i], infos[i])
             cut = max_steps is not None and len(current[i]) + 1 >= max_steps
-            current[i].add(step_obs[i], actions[i], rewards[i], terminated[i], truncated[i] or cut, move)
+            current[i].add(step_obs[i], actions[i], rewards[i], terminated[i], truncated[i] or cut, move,
+                           None if truth_of is None else truth_of(infos[i]))
             if terminated[i] or truncated[i] or cut:
                 if len(done) < episodes:
                     done.append(current[i])
@@ -212,11 +225,11 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
                 if not vector:
                     step_obs[0], reset_info = env.reset()
                     info = _batched_info(reset_info, False)
-                    current[0] = _Episode(step_obs[0], blank_action, read_moves is not None)
+                    current[0] = begin(step_obs[0], reset_info)
         obs = step_obs
     meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "max_steps": max_steps,
             "policy": policy if isinstance(policy, str) else "random" if policy is None else type(policy).__name__,
-            "moves": moves_kind,
+            "moves": moves_kind, "ground_truth": truth_of is not None,
             "observation_shape": list(shape), "action_space": str(action_space)}
     return TrajectoryDataset([e.arrays() for e in done], meta)
 
@@ -224,16 +237,19 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
 class _Episode:
     """One episode being collected: lists of per-step arrays."""
 
-    def __init__(self, first_obs: np.ndarray, blank_action: np.ndarray, with_moves: bool) -> None:
+    def __init__(self, first_obs: np.ndarray, blank_action: np.ndarray, with_moves: bool,
+                 truth: dict[str, np.ndarray] | None = None) -> None:
         self.steps = {"obs": [np.array(first_obs)], "actions": [blank_action], "rewards": [0.0],
                       "terminated": [False], "truncated": [False]}
         if with_moves:
             self.steps["moves"] = [np.zeros(2, np.int64)]
+        for key, value in (truth or {}).items():
+            self.steps[f"truth_{key}"] = [np.array(value)]
 
     def __len__(self) -> int:
         return len(self.steps["obs"]) - 1
 
-    def add(self, obs, action, reward, terminated, truncated, move) -> None:
+    def add(self, obs, action, reward, terminated, truncated, move, truth=None) -> None:
         for key, value in (("obs", np.array(obs)), ("actions", np.asarray(action)), ("rewards", float(reward)),
                            ("terminated", bool(terminated)), ("truncated", bool(truncated))):
             self.steps[key].append(value)
@@ -242,6 +258,8 @@ class _Episode:
             if move.shape != (2,):
                 raise ValueError(f"the observer's move must be (dx, dy), got {move!r}")
             self.steps["moves"].append(move)
+        for key, value in (truth or {}).items():
+            self.steps[f"truth_{key}"].append(np.array(value))
 
     def arrays(self) -> dict[str, np.ndarray]:
         dtypes = {"obs": np.uint8, "rewards": np.float32, "terminated": bool, "truncated": bool, "moves": np.int64}
@@ -253,8 +271,9 @@ class TrajectoryDataset(torch.utils.data.Dataset):
 
     ``len(dataset)`` and ``dataset[i]`` are the windows of ``window`` steps (set with :meth:`windows`; default: the
     shortest episode); items and :meth:`sample_batch` give ``frames`` float ``(T, C, H, W)`` / ``(B, T, C, H, W)``
-    in [0, 1], ``actions``, ``rewards`` and, when recorded, ``moves`` ``(B, T, 2)`` and ``positions`` (the
-    observer's summed moves, ``(B, T, 2)``).
+    in [0, 1], the env's ``actions``, ``rewards``, ``terminated``, ``truncated`` and, when recorded, the observer's
+    ``moves`` ``(B, T, 2)`` (window moves ``(dx, dy)``, with ``positions``, their running sum; or a first-person
+    agent's ``(turn, forward)``), and any recorded ground truth (``truth_<key>``).
 
     Attributes:
         meta: the env id, its kwargs, the seed, the policy and the shapes, as recorded at collection.
@@ -333,9 +352,8 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         batch = {key: torch.from_numpy(np.stack(values)).to(self.device) for key, values in fields.items()}
         frames = batch.pop("obs").permute(0, 1, 4, 2, 3).float().div_(255)
         out = {"frames": frames, **batch}
-        if "moves" in out:
-            out["actions_taken"], out["actions"] = out["actions"], out.pop("moves")
-            out["positions"] = out["actions"].cumsum(1)
+        if "moves" in out and self.meta.get("moves", "action") != "self_motion":
+            out["positions"] = out["moves"].cumsum(1)  # the window's place, from its moves
         return out
 
     def save(self, path: str | Path) -> Path:

@@ -71,7 +71,7 @@ class WorldModel3D(nn.Module):
 
     def __init__(self, in_channels: int = 3, hidden_channels: int = 16, flow: EgocentricFlow | None = None, *,
                  room_size: int = 16, view_size: int = 64, fov: float = 60.0, self_motion: bool = True,
-                 encoder_channels: int = 32, decoder_channels: int = 32) -> None:
+                 encoder_channels: int = 48, decoder_channels: int = 32) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, minimum=1)
         self.hidden_channels = check_int("hidden_channels", hidden_channels, minimum=1)
@@ -218,12 +218,16 @@ class WorldModel3D(nn.Module):
             h, _ = self._step(h, actions[:, t], lifted[:, t])
         return self._imagine(h, future, feedback)
 
-    def imagine(self, state: torch.Tensor, future_actions: torch.Tensor) -> torch.Tensor:
+    def imagine(self, state: torch.Tensor, future_actions: torch.Tensor, *,
+                return_maps: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Free-running predictions from maps ``state (B, V, C, S, S)`` after each of ``future_actions (B, K)``:
-        ``(B, K, C_in, view, view)`` (a planner imagines many candidate futures this way, in one batched call)."""
+        ``(B, K, C_in, view, view)`` (a planner imagines many candidate futures this way, in one batched call); with
+        ``return_maps`` also the maps each prediction was read from ``(B, K, V, C, S, S)``."""
         check_float_tensor("state", state, ndim=5, layout="(B, V, C, S, S)")
         future = self._check_actions("future_actions", future_actions, state.shape[0])
-        return self._imagine(self._internal(self._check_state(state, state)), future, Feedback())
+        maps: list[torch.Tensor] | None = [] if return_maps else None
+        predictions = self._imagine(self._internal(self._check_state(state, state)), future, Feedback(), maps)
+        return (predictions, self._public(torch.stack(maps, 1))) if return_maps else predictions
 
     def readout_map(self, maps: torch.Tensor) -> torch.Tensor:
         """A picture of maps ``(B, V, C, S, S)``: the norm of the velocity-pooled features per cell, ``(B, S, S)``
@@ -231,10 +235,13 @@ class WorldModel3D(nn.Module):
         return maps.amax(1).norm(dim=1)
 
     # -- one step ------------------------------------------------------------------------------------------------
-    def _imagine(self, h: torch.Tensor | None, future: torch.Tensor, feedback: Feedback) -> torch.Tensor:
+    def _imagine(self, h: torch.Tensor | None, future: torch.Tensor, feedback: Feedback,
+                 maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         predictions = []
         for k in range(future.shape[1]):
             moved = self._transport(h, future[:, k], future.shape[0], future.device)
+            if maps is not None:
+                maps.append(moved)
             prediction = self._readout(moved)
             predictions.append(prediction)
             if k + 1 < future.shape[1]:

@@ -56,8 +56,9 @@ def test_collect_from_an_id_gives_episodes_with_moves_and_round_trips(tmp_path):
         for key, value in data.episode(index).items():
             assert np.array_equal(loaded.episode(index)[key], value), key
     batch = loaded.sample_batch(3)
-    assert batch["frames"].shape == (3, 5, 1, 20, 20) and batch["actions"].shape == (3, 5, 2)
-    assert torch.equal(batch["positions"], batch["actions"].cumsum(1))
+    assert batch["frames"].shape == (3, 5, 1, 20, 20) and batch["moves"].shape == (3, 5, 2)
+    assert batch["actions"].shape == (3, 5)  # the env's Discrete actions, apart from the window's moves
+    assert torch.equal(batch["positions"], batch["moves"].cumsum(1))
     assert len(loaded) == 4 * 4 and loaded[0]["frames"].shape == (5, 1, 20, 20)
 
 
@@ -145,7 +146,7 @@ def test_cli_collect_train_eval_rollout_and_any_env_id(tmp_path, monkeypatch):
     flags = ["--vmax", "1", "--hidden", "2", "--context", "3", "--predict", "2", "--epochs", "1", "--steps-per-epoch",
              "2", "--batch-size", "2", "--val-batches", "1", "--eval-sequences", "2", "--decoder-layers", "1",
              "--device", "cpu", "--quiet", "--out", str(tmp_path / "runs")]
-    result = runner.invoke(app, ["train", "--data", str(out), "--model", "fernn", "--world-size", "16", *flags])
+    result = runner.invoke(app, ["train", "--data", str(out), "--model", "fernn", "--world-size", "24", *flags])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "trajectories-fernn"
     for command in (["eval", str(run), "--what", "test"], ["rollout", str(run)]):

@@ -8,16 +8,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("flowing-mnist", "rotating-mnist", "kth-camera", "mnist-world", "trajectories")
-MODELS = ("fernn", "grnn", "grnn-plus", "cnn3d", "action-concat", "fernn-no-self-motion")
-#: which models each task can train
-TASK_MODELS = {
-    "flowing-mnist": ("fernn", "grnn", "grnn-plus"),
-    "rotating-mnist": ("fernn", "grnn"),
-    "kth-camera": ("fernn", "grnn", "grnn-plus", "cnn3d"),
-    "mnist-world": ("fernn", "grnn", "fernn-no-self-motion", "action-concat"),
-    "trajectories": ("fernn", "grnn", "grnn-plus", "fernn-no-self-motion", "action-concat"),
-}
+
+
+def __getattr__(name: str) -> Any:
+    """``TASKS``, ``MODELS`` and ``TASK_MODELS``: the names of the task registry
+    (:data:`fernn.agents.supervised.tasks.TASKS` and each task's ``models`` table)."""
+    if name in ("TASKS", "MODELS", "TASK_MODELS"):
+        from fernn.agents.supervised.tasks import task_models
+
+        table = task_models()
+        return {"TASKS": tuple(table), "TASK_MODELS": table,
+                "MODELS": tuple(dict.fromkeys(m for models in table.values() for m in models))}[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: the fields a task sizes when they are left unset (``None``): to its data and the memory budget
+SIZED = ("hidden", "vmax", "batch_size", "world_size", "context", "predict")
 
 
 @dataclass
@@ -36,8 +42,9 @@ class TrainConfig:
     """Run name: the directory ``<out>/<name>`` (default: ``<env>-<model>``)."""
     out: str = "runs"
     """Parent directory of runs."""
-    vmax: int = 2
-    """Model velocity grid radius for translation flows (FERNN-V1: 1, V2: 2; G-RNN ignores it)."""
+    vmax: int | None = None
+    """Model velocity grid radius for translation flows (FERNN-V1: 1, V2: 2; G-RNN ignores it). ``None``: the
+    task's default (2; a trajectory file: sized to its frames and the memory budget)."""
     velocities: list[list[int]] | None = None
     """Explicit model velocities ``[[vx, vy], ...]`` instead of the ``vmax`` grid."""
     angular_velocities: list[float] = field(default_factory=lambda: [-40, -30, -20, -10, 0, 10, 20, 30, 40])
@@ -53,20 +60,23 @@ class TrainConfig:
     """Velocity-generalisation grid radius (translation heat map, KTH camera velocities)."""
     eval_angular_velocities: list[float] = field(default_factory=lambda: [-50, -40, -30, -20, -10, 0, 10, 20, 30, 40, 50])
     """Velocity-generalisation angular velocities (rotation)."""
-    hidden: int = 32
-    """Hidden channels per velocity channel (C_N fields for rotation)."""
+    hidden: int | None = None
+    """Hidden channels per velocity channel (C_N fields for rotation). ``None``: the task's default (32; a trajectory
+    file: sized to its frames and the memory budget)."""
     decoder_layers: int = 4
     """Hidden conv layers of the frame decoder (FERNN paper: 4; FloWM: 1)."""
-    context: int = 10
-    """Observed frames before prediction (Flowing MNIST: 10; MNIST World: 50)."""
-    predict: int = 10
-    """Predicted frames (10; MNIST World: 20)."""
+    context: int | None = None
+    """Observed frames before prediction (``None``: the task's default, 10; the papers: Flowing MNIST 10, MNIST
+    World 50)."""
+    predict: int | None = None
+    """Predicted frames (``None``: the task's default, 10; MNIST World: 20)."""
     clip_len: int = 16
     """KTH frames per clip."""
     frame_size: int = 32
     """KTH frame side (Table 2: 32)."""
-    world_size: int = 50
-    """MNIST World torus side."""
+    world_size: int | None = None
+    """Side of the world model's map: MNIST World's torus (``None``: 50); for a trajectory file with window moves,
+    larger than the frames (``None``: the frame side plus 16)."""
     window_size: int = 32
     """MNIST World window side."""
     num_digits: int = 2
@@ -81,8 +91,9 @@ class TrainConfig:
     """Epochs of ``steps_per_epoch`` optimiser steps."""
     steps_per_epoch: int = 100
     """Optimiser steps per epoch (data is generated, so an epoch is a number of batches)."""
-    batch_size: int = 16
-    """Global batch size (split over DDP ranks)."""
+    batch_size: int | None = None
+    """Global batch size, split over DDP ranks (``None``: the task's default, 16; a trajectory file: sized to its
+    frames and the memory budget)."""
     lr: float = 1e-3
     """Adam learning rate (papers: 1e-4 for long GPU runs; 1e-3 for short CPU runs)."""
     grad_clip: float | None = 1.0
@@ -119,20 +130,27 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what is accepted."""
-        if self.env not in TASKS:
-            raise ValueError(f"env must be one of {', '.join(TASKS)}; got {self.env!r}")
-        if self.model not in TASK_MODELS[self.env]:
+        from fernn.agents.supervised.tasks import task_models
+
+        table = task_models()
+        if self.env not in table:
+            raise ValueError(f"env must be one of {', '.join(table)}; got {self.env!r}")
+        if self.model not in table[self.env]:
             raise ValueError(f"model {self.model!r} is not available for {self.env}; accepted: "
-                             f"{', '.join(TASK_MODELS[self.env])}")
+                             f"{', '.join(table[self.env])}")
         positive = ("hidden", "context", "predict", "clip_len", "frame_size", "world_size", "window_size",
                     "num_digits", "epochs", "steps_per_epoch", "batch_size", "val_batches", "eval_sequences",
                     "group_order", "checkpoint_every", "log_every")
         for name in positive:
             value = getattr(self, name)
+            if value is None and name in SIZED:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
         for name in ("vmax", "data_vmax", "eval_vmax", "decoder_layers"):
             value = getattr(self, name)
+            if value is None and name in SIZED:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -147,13 +165,13 @@ class TrainConfig:
             raise ValueError("env 'trajectories' goes with data=<trajectory file> (--data FILE.npz), and data with it")
         side = self.frame_side()
         for name in ("vmax", "data_vmax", "eval_vmax") if side else ():
-            if getattr(self, name) > (side - 1) // 2:
+            if getattr(self, name) is not None and getattr(self, name) > (side - 1) // 2:
                 raise ValueError(f"{name} must be <= {(side - 1) // 2} for {self.env}'s {side}-px frames (a velocity "
                                  f"of half the frame or more is the same as a smaller one on a torus); got "
                                  f"{getattr(self, name)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
             raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
-        if self.env == "mnist-world" and self.window_size > self.world_size:
+        if self.env == "mnist-world" and self.world_size is not None and self.window_size > self.world_size:
             raise ValueError(f"window_size must be <= world_size; got {self.window_size} > {self.world_size}")
         if self.source not in ("auto", "embedded", "full"):
             raise ValueError(f"source must be auto, embedded or full; got {self.source!r}")
@@ -161,9 +179,16 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
     def frame_side(self) -> int:
-        """The side of the frames (or, for MNIST World, of the world) that the task's velocities move on."""
-        return {"flowing-mnist": 28, "rotating-mnist": 40, "kth-camera": self.frame_size,
-                "mnist-world": self.world_size, "trajectories": 0}[self.env]  # trajectories: checked on the file
+        """The side of the frames (or, for MNIST World, of the world) that the task's velocities move on (0: known
+        once the data is read, which the task then checks)."""
+        from fernn.agents.supervised.tasks import TASKS
+
+        task = TASKS[self.env]
+        return task.frame_side(self) if isinstance(task, type) else 0
+
+    def sized(self, sizes: dict[str, Any]) -> TrainConfig:
+        """This config with its unset (``None``) sizes taken from ``sizes`` (:data:`SIZED` fields)."""
+        return self.replace(**{k: v for k, v in sizes.items() if k in SIZED and getattr(self, k) is None})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

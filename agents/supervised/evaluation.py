@@ -33,11 +33,7 @@ def evaluate(task: Task, model: torch.nn.Module, run: RunDir, *, seed: int,
         raise ValueError(f"unknown evaluation(s) {', '.join(unknown)}; accepted: {', '.join(EVALUATIONS)}")
     model.eval()
     with torch.no_grad():
-        if task.kind == "prediction":
-            return _prediction(task, model, run, seed, what)
-        if task.kind == "classification":
-            return _classification(task, model, run, seed, what)
-        return _world_model(task, model, run, seed, what)
+        return task.evaluate(model, run, seed, what)
 
 
 def _per_step(predictions: torch.Tensor, targets: torch.Tensor) -> list[float]:
@@ -48,7 +44,8 @@ def _name(task: Task) -> str:
     return f"{task.config.model} on {task.config.env}"
 
 
-def _prediction(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+def evaluate_prediction(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    """Next-frame prediction: test MSE per step, length and velocity generalisation, rollout strips."""
     c, results, files = task.config, {}, []
     count = c.eval_sequences
     if "test" in what:
@@ -100,7 +97,7 @@ def _velocity_prediction(task: Task, model, run: RunDir, seed: int, count: int) 
         rollout = float(np.mean(_per_step(task.predict(model, frames, c.predict), targets)))
         return rollout, float(np.mean(_per_step(task.predict(model, frames, c.predict, 1.0), targets)))
 
-    if c.env == "rotating-mnist":
+    if task.angular:
         omegas = list(c.eval_angular_velocities)
         values, one_step = zip(*[mse(angular_velocities=[w]) for w in omegas])
         seen = [w in c.data_angular_velocities for w in omegas]
@@ -140,7 +137,8 @@ def _rollout_files(run: RunDir, truth: torch.Tensor, predictions: torch.Tensor, 
     return files
 
 
-def _classification(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+def evaluate_classification(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    """KTH: accuracy, per-class accuracy, confusion matrix, accuracy per camera velocity."""
     c, results, files = task.config, {}, []
     count = c.eval_sequences
 
@@ -196,7 +194,8 @@ def fov_masks(positions: torch.Tensor, context: int, window: int | tuple[int, in
     return rows[..., :, None] & cols[..., None, :]
 
 
-def _world_model(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+def evaluate_world_model(task: Task, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    """The 2-D world model: rollout MSE in and out of view, length generalisation, rollout strips."""
     c, results, files = task.config, {}, []
     count = c.eval_sequences
     if "test" in what:

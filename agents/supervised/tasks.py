@@ -1,20 +1,30 @@
-"""The supervised tasks: for each, its datasets (the adapters of :mod:`fernn.envs`, batches generated
-on the training device), its model, its loss and its validation metric.
+"""The supervised tasks: for each, its datasets (the adapters of :mod:`fernn.envs`, batches generated on the
+training device), the models it trains (a table of builders), its loss, its validation metric and its
+evaluations.
 
-* ``flowing-mnist`` / ``rotating-mnist``: next-frame prediction, ``context`` frames in, ``predict``
-  frames out (autoregressive, with optional teacher forcing), MSE.
+* ``flowing-mnist`` / ``rotating-mnist``: next-frame prediction, ``context`` frames in, ``predict`` frames out
+  (autoregressive, with optional teacher forcing), MSE.
 * ``kth-camera``: action classification of clips with camera motion, cross-entropy.
-* ``mnist-world``: the FloWM world model, ``context`` windows and actions in, ``predict`` windows
-  imagined from the future actions, MSE.
+* ``mnist-world``: the FloWM world model, ``context`` windows and actions in, ``predict`` windows imagined from the
+  future actions, MSE.
+* ``trajectories`` (``--data FILE``): collected episodes; the file decides the task: the 2-D world model when it
+  records window moves, the 3-D one (:mod:`fernn.agents.supervised.tasks_3d`) when it records a first-person
+  agent's self-motions, the next-frame predictor when it records no moves.
 
-Validation and test data come from the ``test`` digits (MNIST) or the ``val`` / ``test`` persons
-(KTH), with fixed seeds, so every epoch is validated on the same sequences.
+A task is a class in :data:`TASKS`; a model is an entry of its task's ``models`` table. Everything that differs
+between tasks (which models, which metric picks ``best.pt``, which columns the metrics have, which evaluations
+run) is an attribute or a method of the task, so a new task or model is one class or one table entry.
+
+Validation and test data come from the ``test`` digits (MNIST), the ``val`` / ``test`` persons (KTH) or the
+held-out tenth of the episodes (trajectories), with fixed seeds, so every epoch is validated on the same sequences.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,34 +36,78 @@ from fernn.envs import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset
 from fernn.agents.supervised.config import TrainConfig
 
 VAL_SEED, TEST_SEED = 10_007, 20_011
+#: bytes per element of a state kept for backward: each step's state and its transport (measured: 1,698 MiB at
+#: batch 16, 20 frames, V = 25, 32 channels, 28 x 28, i.e. 2.2 floats per element)
+STATE_BYTES = 2 * 4
+
+ModelBuilder = Callable[["Task"], nn.Module]
 
 
-def translation_flow(config: TrainConfig) -> TranslationFlow:
-    """The model's translation velocities (G-RNN: the single zero velocity)."""
-    if config.model in ("grnn", "action-concat"):
+def translation_flow(config: TrainConfig, *, single: bool = False) -> TranslationFlow:
+    """The model's translation velocities (``single``: the one zero velocity of G-RNN and its kin)."""
+    if single:
         return TranslationFlow(0)
     return TranslationFlow(velocities=config.velocities) if config.velocities else TranslationFlow(config.vmax)
 
 
-class Task:
-    """Base class; see the module docstring. ``batch`` dicts come from :meth:`SceneDataset.sample_batch`."""
+def translation_channels(config: TrainConfig, single: bool) -> int:
+    return 1 if single else (len(config.velocities) if config.velocities else (2 * config.vmax + 1) ** 2)
 
-    kind = ""
-    #: whether the data can be generated at any velocity of a grid (the velocity-generalisation evaluation)
-    velocity_grid = True
+
+class Task:
+    """Base class; see the module docstring. ``batch`` dicts come from :meth:`SceneDataset.sample_batch`.
+
+    Class attributes:
+        models: model name -> builder (``task -> nn.Module``); the names ``--model`` accepts.
+        single_velocity: the models of :attr:`models` with one velocity channel (G-RNN and kin).
+        monitor: ``(metric, "min" | "max")``: the validation metric that selects ``best.pt``.
+        columns: the task's extra columns of ``metrics.csv``.
+        validation_split: the split validated on every epoch.
+        velocity_grid: whether data can be generated at any velocity of a grid (the velocity evaluation).
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # prediction | classification | world-model | world-model-3d
+    models: ClassVar[dict[str, ModelBuilder]] = {}
+    single_velocity: ClassVar[tuple[str, ...]] = ()
+    monitor: ClassVar[tuple[str, str]] = ("val_mse", "min")
+    columns: ClassVar[list[str]] = ["teacher_forcing", "val_mse"]
+    validation_split: ClassVar[str] = "test"
+    velocity_grid: ClassVar[bool] = True
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
+        if config.model not in self.models:
+            raise ValueError(f"model {config.model!r} is not available for {self.describe()}; accepted: "
+                             f"{', '.join(self.models)}")
+
+    def describe(self) -> str:
+        """What the task is, for messages and titles."""
+        return self.name
+
+    #: the sizes an unset (``None``) field of the config gets (:data:`fernn.agents.supervised.config.SIZED`)
+    defaults: ClassVar[dict[str, int]] = {"hidden": 32, "vmax": 2, "batch_size": 16, "world_size": 50, "context": 10,
+                                          "predict": 10}
+
+    @classmethod
+    def frame_side(cls, config: TrainConfig) -> int:
+        """The side of the frames (or world) the task's velocities move on (0: known once its data is read)."""
+        return 0
+
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         raise NotImplementedError
 
     def build_model(self) -> nn.Module:
-        raise NotImplementedError
+        return self.models[self.config.model](self)
 
     def model_spec(self) -> dict[str, Any]:
         """Sizes the model was built for that its weights do not record (saved in the checkpoints)."""
         return {}
+
+    def step_memory(self) -> float:
+        """Bytes one training step keeps for backward, at least (checked against the device's memory)."""
+        return 0.0
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], progress: float) -> tuple[torch.Tensor, dict]:
         """Training loss on ``batch`` at ``progress`` in [0, 1] of the run, and metrics to log."""
@@ -64,35 +118,48 @@ class Task:
         """Metrics over ``batches`` fixed batches (``dataset`` must be freshly seeded)."""
         raise NotImplementedError
 
+    def evaluate(self, model: nn.Module, run, seed: int, what: tuple[str, ...]) -> dict[str, Any]:
+        """The task's evaluations named in ``what``; files go to ``run.path``."""
+        raise NotImplementedError
+
     def teacher_forcing(self, progress: float) -> float:
         start, end = self.config.teacher_forcing, self.config.teacher_forcing_end
         return start if end is None else start + (end - start) * progress
 
 
-class PredictionTask(Task):
-    """Next-frame prediction on Flowing or Rotating MNIST."""
+def _predictor(task: Task, recurrence: str = "exact", single: bool = False) -> nn.Module:
+    c = task.config
+    return NextFramePredictor(task.in_channels, c.hidden, translation_flow(c, single=single),
+                              decoder_layers=c.decoder_layers, recurrence=recurrence)
 
-    kind = "prediction"
+
+class PredictionTask(Task):
+    """Next-frame prediction on Flowing MNIST (translation flows)."""
+
+    name, kind = "flowing-mnist", "prediction"
+    in_channels = 1
+    angular = False  # velocities are angular (rotation flows)
+    models = {"fernn": _predictor, "grnn": lambda task: _predictor(task, single=True),
+              "grnn-plus": lambda task: _predictor(task, "learned")}
+    single_velocity = ("grnn",)
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
         common = dict(source=c.source, data_dir=c.data_dir, download=c.download, num_digits=c.num_digits,
-                      seq_len=c.context + c.predict, seed=seed, device=self.device)
-        common.update(overrides)
-        if c.env == "flowing-mnist":
-            common.setdefault("velocities", c.data_vmax)
-            return FlowingMNISTDataset(split, **common)
-        common.setdefault("angular_velocities", c.data_angular_velocities)
-        return RotatingMNISTDataset(split, **common)
+                      seq_len=c.context + c.predict, seed=seed, device=self.device, velocities=c.data_vmax)
+        return FlowingMNISTDataset(split, **{**common, **overrides})
 
-    def build_model(self) -> nn.Module:
+    @classmethod
+    def frame_side(cls, config: TrainConfig) -> int:
+        return 28
+
+    def side(self) -> int:
+        return self.frame_side(self.config)
+
+    def step_memory(self) -> float:
         c = self.config
-        if c.env == "rotating-mnist":
-            flow = RotationFlow([0.0] if c.model == "grnn" else c.angular_velocities, c.group_order)
-        else:
-            flow = translation_flow(c)
-        recurrence = "learned" if c.model == "grnn-plus" else "exact"
-        return NextFramePredictor(1, c.hidden, flow, decoder_layers=c.decoder_layers, recurrence=recurrence)
+        velocities = translation_channels(c, c.model in self.single_velocity)
+        return STATE_BYTES * c.batch_size * (c.context + c.predict) * velocities * c.hidden * self.side() ** 2
 
     def predict(self, model: nn.Module, frames: torch.Tensor, predict: int, teacher_forcing: float = 0.0) -> torch.Tensor:
         context, targets = frames[:, :self.config.context], frames[:, self.config.context:]
@@ -114,25 +181,74 @@ class PredictionTask(Task):
                                       frames[:, self.config.context:]))
         return {"val_mse": total / batches}
 
+    def evaluate(self, model, run, seed, what):
+        from fernn.agents.supervised.evaluation import evaluate_prediction
+
+        return evaluate_prediction(self, model, run, seed, what)
+
+
+def _rotation_predictor(task: Task, single: bool = False) -> nn.Module:
+    c = task.config
+    flow = RotationFlow([0.0] if single else c.angular_velocities, c.group_order)
+    return NextFramePredictor(1, c.hidden, flow, decoder_layers=c.decoder_layers)
+
+
+class RotationPredictionTask(PredictionTask):
+    """Next-frame prediction on Rotating MNIST (rotation flows on C_N fields)."""
+
+    name = "rotating-mnist"
+    angular = True
+    models = {"fernn": _rotation_predictor, "grnn": lambda task: _rotation_predictor(task, single=True)}
+
+    def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
+        c = self.config
+        common = dict(source=c.source, data_dir=c.data_dir, download=c.download, num_digits=c.num_digits,
+                      seq_len=c.context + c.predict, seed=seed, device=self.device,
+                      angular_velocities=c.data_angular_velocities)
+        return RotatingMNISTDataset(split, **{**common, **overrides})
+
+    @classmethod
+    def frame_side(cls, config: TrainConfig) -> int:
+        return 40
+
+    def step_memory(self) -> float:
+        c = self.config
+        velocities = 1 if c.model in self.single_velocity else len(c.angular_velocities)
+        return STATE_BYTES * c.batch_size * (c.context + c.predict) * velocities * c.hidden * c.group_order * 40 ** 2
+
+
+def _classifier(task: Task, recurrence: str = "exact", single: bool = False) -> nn.Module:
+    c = task.config
+    return SequenceClassifier(1, c.hidden, translation_flow(c, single=single), 6, recurrence=recurrence)
+
 
 class ClassificationTask(Task):
     """KTH action classification with camera motion."""
 
-    kind = "classification"
+    name, kind = "kth-camera", "classification"
+    models = {"fernn": _classifier, "grnn": lambda task: _classifier(task, single=True),
+              "grnn-plus": lambda task: _classifier(task, "learned"), "cnn3d": lambda task: CNN3DClassifier(1, 6)}
+    single_velocity = ("grnn",)
+    monitor = ("val_accuracy", "max")
+    columns = ["accuracy", "val_loss", "val_accuracy"]
+    validation_split = "val"
+
+    @classmethod
+    def frame_side(cls, config: TrainConfig) -> int:
+        return config.frame_size
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
         kwargs = dict(data_dir=c.data_dir, download=c.download, frame_size=c.frame_size, seq_len=c.clip_len,
                       velocities=c.data_vmax, seed=seed, device=self.device)
-        kwargs.update(overrides)
-        return KTHCameraDataset(split, **kwargs)
+        return KTHCameraDataset(split, **{**kwargs, **overrides})
 
-    def build_model(self) -> nn.Module:
+    def step_memory(self) -> float:
         c = self.config
         if c.model == "cnn3d":
-            return CNN3DClassifier(1, 6)
-        return SequenceClassifier(1, c.hidden, translation_flow(c), 6,
-                                  recurrence="learned" if c.model == "grnn-plus" else "exact")
+            return 0.0
+        velocities = translation_channels(c, c.model in self.single_velocity)
+        return STATE_BYTES * c.batch_size * c.clip_len * velocities * c.hidden * c.frame_size ** 2
 
     def loss(self, model, batch, progress):
         logits = model(batch["frames"])
@@ -150,12 +266,17 @@ class ClassificationTask(Task):
             count += len(batch["labels"])
         return {"val_loss": losses / batches, "val_accuracy": correct / count}
 
+    def evaluate(self, model, run, seed, what):
+        from fernn.agents.supervised.evaluation import evaluate_classification
+
+        return evaluate_classification(self, model, run, seed, what)
+
 
 class ContextRollout(nn.Module):
-    """A :class:`fernn.WorldModel` whose ``forward`` is :meth:`~fernn.WorldModel.rollout`, so that DDP
-    (which hooks ``forward``) synchronises its gradients."""
+    """A world model whose ``forward`` is its ``rollout``, so that DDP (which hooks ``forward``) synchronises its
+    gradients."""
 
-    def __init__(self, world_model: WorldModel) -> None:
+    def __init__(self, world_model: nn.Module) -> None:
         super().__init__()
         self.world_model = world_model
 
@@ -165,12 +286,32 @@ class ContextRollout(nn.Module):
                                         teacher_forcing=teacher_forcing)
 
 
+#: the 2-D world model's variants: (velocity channels, self-motion, action-concat)
+WORLD_MODELS = {"fernn": (True, True, False), "grnn": (False, True, False),
+                "fernn-no-self-motion": (True, False, False), "action-concat": (False, False, True)}
+
+
+def build_world_model(config: TrainConfig, spec: dict[str, Any]) -> WorldModel:
+    """The :class:`fernn.WorldModel` of a world-model run: FloWM (``fernn``) or an ablation (``grnn``: no velocity
+    channels; ``fernn-no-self-motion``; ``action-concat``), sized by ``spec`` (:meth:`WorldModelTask.model_spec`)."""
+    velocities, self_motion, concat = WORLD_MODELS[config.model]
+    return WorldModel(spec["in_channels"], config.hidden, translation_flow(config, single=not velocities),
+                      world_size=tuple(spec["world_hw"]), window_size=tuple(spec["window_hw"]),
+                      self_motion=self_motion, action_concat=concat, decoder_layers=config.decoder_layers)
+
+
 class WorldModelTask(Task):
     """MNIST World: FloWM and its ablations (the trained module is a :class:`ContextRollout`)."""
 
-    kind = "world-model"
-
+    name, kind = "mnist-world", "world-model"
+    models = {name: (lambda task: ContextRollout(build_world_model(task.config, task.model_spec())))
+              for name in WORLD_MODELS}
+    single_velocity = ("grnn", "action-concat")
     in_channels = 1
+
+    @classmethod
+    def frame_side(cls, config: TrainConfig) -> int:
+        return config.world_size or cls.defaults["world_size"]
 
     @property
     def window_hw(self) -> tuple[int, int]:
@@ -185,21 +326,23 @@ class WorldModelTask(Task):
         world sizes (saved in the checkpoints)."""
         return {"in_channels": self.in_channels, "window_hw": list(self.window_hw), "world_hw": list(self.world_hw)}
 
+    def step_memory(self) -> float:
+        c = self.config
+        velocities = translation_channels(c, c.model in self.single_velocity)
+        height, width = self.world_hw
+        return STATE_BYTES * c.batch_size * (c.context + c.predict) * velocities * c.hidden * height * width
+
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
         kwargs = dict(source=c.source, data_dir=c.data_dir, download=c.download, world_size=c.world_size,
                       window_size=c.window_size, num_digits=c.num_digits, seq_len=c.context + c.predict,
                       velocities=c.data_vmax, seed=seed, device=self.device)
-        kwargs.update(overrides)
-        return MNISTWorldDataset(split, **kwargs)
-
-    def build_model(self) -> nn.Module:
-        return ContextRollout(build_world_model(self.config, self.model_spec()))
+        return MNISTWorldDataset(split, **{**kwargs, **overrides})
 
     def predict(self, model: nn.Module, batch: dict[str, torch.Tensor], teacher_forcing: float = 0.0) -> torch.Tensor:
-        frames, actions, context = batch["frames"], batch["actions"], self.config.context
+        frames, moves, context = batch["frames"], batch["moves"], self.config.context
         targets = frames[:, context:]
-        return model(frames[:, :context], actions[:, :context], actions[:, context:],
+        return model(frames[:, :context], moves[:, :context], moves[:, context:],
                      targets if teacher_forcing > 0 else None, teacher_forcing)
 
     def loss(self, model, batch, progress):
@@ -215,86 +358,150 @@ class WorldModelTask(Task):
             total += float(F.mse_loss(self.predict(model, batch).float(), batch["frames"][:, self.config.context:]))
         return {"val_mse": total / batches}
 
+    def evaluate(self, model, run, seed, what):
+        from fernn.agents.supervised.evaluation import evaluate_world_model
 
-def step_memory(config: TrainConfig) -> float:
-    """Bytes one training step keeps for backward, at least: batch x steps x V x C x H x W floats, twice (each
-    step's state and its transport; measured: 1,698 MiB at batch 16, 20 frames, V = 25, 32 channels, 28 x 28,
-    i.e. 2.2 floats per element)."""
-    c = config
-    if c.model == "cnn3d":
-        return 0.0
-    if c.env == "rotating-mnist":
-        velocities = 1 if c.model == "grnn" else len(c.angular_velocities)
-        channels = c.hidden * c.group_order
-    else:
-        velocities = 1 if c.model in ("grnn", "action-concat") else \
-            (len(c.velocities) if c.velocities else (2 * c.vmax + 1) ** 2)
-        channels = c.hidden
-    steps = c.clip_len if c.env == "kth-camera" else c.context + c.predict
-    side = c.frame_side()
-    return 2 * 4 * c.batch_size * steps * velocities * channels * side * side
+        return evaluate_world_model(self, model, run, seed, what)
 
 
-class _TrajectoryData:
-    """A trajectory file opened once, split by episodes (the last 10% are the test set)."""
+class TrajectoryData:
+    """A trajectory file opened once (lazily: its header, its lengths) and, once the run's sizes are known, split by
+    episodes (the last 10% are the test set)."""
 
-    def __init__(self, config: TrainConfig, device: torch.device) -> None:
-        from fernn.envs import TrajectoryDataset
-
-        self.config, self.device = config, device
-        self.file = TrajectoryDataset.load(config.data, window=1, device=device)
+    def __init__(self, path: str, device: torch.device) -> None:
+        self.path, self.device = path, device
+        self.file = TrajectoryDataset.load(path, window=1, device=device)
         height, width, channels = self.file.observation_shape
         self.frame_hw, self.channels = (height, width), channels
-        side = min(height, width)
-        for name in ("vmax", "eval_vmax"):
-            if getattr(config, name) > (side - 1) // 2:
-                raise ValueError(f"{name} must be <= {(side - 1) // 2} for the {height}x{width} frames of "
-                                 f"{config.data}; got {getattr(config, name)}")
-        self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=config.context + config.predict)))
+        self.moves = self.file.meta.get("moves", "action") if self.file.has_moves else None
+        self.parts: dict[str, TrajectoryDataset] = {}
+
+    def steps(self) -> tuple[int, int]:
+        """Default ``(context, predict)``: 10 + 10 observations, or half each of a median episode's."""
+        median = int(np.median(self.file.lengths)) + 1
+        context = max(1, min(10, median // 2))
+        return context, max(1, min(10, median - context))
+
+    def split(self, config: TrainConfig) -> None:
+        """Split by episodes for ``config``'s windows (``context + predict`` observations)."""
         longest = int(self.file.lengths.max()) + 1
         if config.context + config.predict > longest:
             raise ValueError(f"context + predict = {config.context + config.predict} frames, but the longest episode "
                              f"of {config.data} has {longest}; lower --context / --predict or collect longer episodes")
+        self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=config.context + config.predict)))
 
-    def dataset(self, split: str, seed: int, seq_len: int | None = None) -> TrajectoryDataset:
+    def check_vmax(self, config: TrainConfig) -> None:
+        """The translation velocities must be smaller than half the frames."""
+        side = min(self.frame_hw)
+        for name in ("vmax", "eval_vmax"):
+            if getattr(config, name) > (side - 1) // 2:
+                raise ValueError(f"{name} must be <= {(side - 1) // 2} for the {self.frame_hw[0]}x{self.frame_hw[1]} "
+                                 f"frames of {config.data}; got {getattr(config, name)}")
+
+    def dataset(self, config: TrainConfig, split: str, seed: int, seq_len: int | None = None) -> TrajectoryDataset:
         part = self.parts["test" if split in ("val", "test") else "train"]
-        wanted = seq_len or self.config.context + self.config.predict
+        wanted = seq_len or config.context + config.predict
         longest = int(part.lengths.max()) + 1
-        part.windows(max(min(wanted, longest), self.config.context + 1))
+        part.windows(max(min(wanted, longest), config.context + 1))
         part.generator.manual_seed(seed)
         return part
+
+
+#: a ``--data`` run's model is sized so that one training step keeps at most this much for backward ...
+SIZED_MEMORY = 4 << 30
+#: ... and costs at most about this many floating-point operations (forward and backward; a few seconds on 2 cores)
+SIZED_FLOPS = 60e9
+#: the sizes tried, largest first: (hidden, vmax, batch)
+SIZE_LADDER = ((32, 2, 16), (16, 2, 16), (16, 1, 16), (16, 1, 8), (8, 1, 8), (8, 1, 4), (4, 1, 4), (4, 1, 2),
+               (4, 0, 2), (2, 0, 1))
+
+
+def sized_to_frames(config: TrainConfig, pixels: int, channels: int, steps: int, device: torch.device,
+                    single: bool) -> dict[str, int]:
+    """The largest (hidden, velocity grid, batch) of :data:`SIZE_LADDER` whose training step fits the memory
+    budget (``min(SIZED_MEMORY, device memory / 4)``) and :data:`SIZED_FLOPS`; the config's own values (given)
+    are kept. ``pixels``: the state's ``H W``; ``steps``: ``context + predict``."""
+    from fernn.budget import device_memory
+
+    budget = min(SIZED_MEMORY, device_memory(device) / 4)
+    for hidden, vmax, batch in SIZE_LADDER:
+        hidden, vmax = config.hidden or hidden, config.vmax if config.vmax is not None else vmax
+        batch = config.batch_size or batch
+        velocities = 1 if single else (len(config.velocities) if config.velocities else (2 * vmax + 1) ** 2)
+        states = batch * steps * velocities * pixels
+        flops = 3 * 2 * 9 * states * hidden * (hidden + channels)
+        if STATE_BYTES * states * hidden <= budget and flops <= SIZED_FLOPS:
+            break
+    return {"hidden": hidden, "vmax": vmax, "batch_size": batch}
 
 
 class TrajectoryPredictionTask(PredictionTask):
     """Next-frame prediction on collected episodes without recorded moves (``--data FILE.npz``)."""
 
+    name = "trajectories"
     velocity_grid = False
 
-    def __init__(self, config: TrainConfig, device: torch.device, data: _TrajectoryData) -> None:
-        super().__init__(config, device)
+    def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:
         self.data = data
+        if config.model in WORLD_MODELS and config.model not in self.models:
+            raise ValueError(f"model {config.model!r} conditions on the observer's moves, which {config.data} does not "
+                             "record; collect with moves (an info key or a function: --moves) or train "
+                             f"{' / '.join(self.models)}")
+        super().__init__(config, device)
+        data.check_vmax(config)
+
+    @classmethod
+    def sizes(cls, config: TrainConfig, data: TrajectoryData, device: torch.device) -> dict[str, int]:
+        context, predict = config.context or data.steps()[0], config.predict or data.steps()[1]
+        height, width = data.frame_hw
+        return {"context": context, "predict": predict,
+                **sized_to_frames(config, height * width, data.channels, context + predict, device,
+                                  config.model in cls.single_velocity)}
+
+    @property
+    def in_channels(self) -> int:
+        return self.data.channels
+
+    def describe(self) -> str:
+        return f"{self.config.data} (episodes without recorded moves: the next-frame predictor)"
+
+    def side(self) -> int:
+        return max(self.data.frame_hw)
 
     def dataset(self, split: str, seed: int, **overrides: Any):
-        return self.data.dataset(split, seed, overrides.get("seq_len"))
-
-    def build_model(self) -> nn.Module:
-        c = self.config
-        if c.model in ("fernn-no-self-motion", "action-concat"):
-            raise ValueError(f"model {c.model!r} conditions on the observer's moves, which {c.data} does not record; "
-                             "collect with moves (an info key or a function: --moves) or train fernn / grnn / grnn-plus")
-        return NextFramePredictor(self.data.channels, c.hidden, translation_flow(c), decoder_layers=c.decoder_layers,
-                                  recurrence="learned" if c.model == "grnn-plus" else "exact")
+        return self.data.dataset(self.config, split, seed, overrides.get("seq_len"))
 
 
 class TrajectoryWorldModelTask(WorldModelTask):
-    """The action-conditioned world model on collected episodes with recorded moves (``--data FILE.npz``): the
-    window is the observation, the world ``max(world_size, frame)`` along each axis."""
+    """The action-conditioned world model on collected episodes with recorded window moves (``--data FILE.npz``):
+    the window is the observation, the world ``max(world_size, frame)`` along each axis."""
 
+    name = "trajectories"
     velocity_grid = False
 
-    def __init__(self, config: TrainConfig, device: torch.device, data: _TrajectoryData) -> None:
-        super().__init__(config, device)
+    def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:
         self.data = data
+        if config.model == "grnn-plus":
+            raise ValueError("grnn-plus is a next-frame predictor; a trajectory file with moves trains the world model "
+                             f"({', '.join(self.models)})")
+        super().__init__(config, device)
+        data.check_vmax(config)
+        if any(world <= side for world, side in zip(self.world_hw, data.frame_hw)):
+            raise ValueError(f"world_size must be larger than the frames ({data.frame_hw[0]}x{data.frame_hw[1]} of "
+                             f"{config.data}) so that the map keeps what leaves the view; got {config.world_size} "
+                             "(leave it unset for the frame side plus 16)")
+
+    @classmethod
+    def sizes(cls, config: TrainConfig, data: TrajectoryData, device: torch.device) -> dict[str, int]:
+        context, predict = config.context or data.steps()[0], config.predict or data.steps()[1]
+        world = config.world_size or max(data.frame_hw) + 16
+        height, width = (max(world, side) for side in data.frame_hw)
+        return {"context": context, "predict": predict, "world_size": world,
+                **sized_to_frames(config, height * width, data.channels, context + predict, device,
+                                  config.model in cls.single_velocity)}
+
+    def describe(self) -> str:
+        return f"{self.config.data} (episodes with window moves: the 2-D world model)"
 
     @property
     def window_hw(self) -> tuple[int, int]:
@@ -305,33 +512,58 @@ class TrajectoryWorldModelTask(WorldModelTask):
         return tuple(max(self.config.world_size, side) for side in self.data.frame_hw)
 
     def dataset(self, split: str, seed: int, **overrides: Any):
-        return self.data.dataset(split, seed, overrides.get("seq_len"))
+        return self.data.dataset(self.config, split, seed, overrides.get("seq_len"))
 
     @property
     def in_channels(self) -> int:
         return self.data.channels
 
-    def build_model(self) -> nn.Module:
-        if self.config.model == "grnn-plus":
-            raise ValueError("grnn-plus is a next-frame predictor; a trajectory file with moves trains the world model "
-                             "(fernn, grnn, fernn-no-self-motion, action-concat)")
-        return super().build_model()
+
+def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
+    """The task a trajectory file asks for: by the moves it records."""
+    from fernn.agents.supervised.tasks_3d import WorldModel3DTask
+
+    data = TrajectoryData(config.data, device)
+    if data.moves == "self_motion":
+        task = WorldModel3DTask
+    elif config.model in WorldModel3DTask.models:
+        raise ValueError(f"model {config.model!r} is the first-person (3-D) world model; {config.data} records "
+                         + ("window moves (dx, dy), which the 2-D models take: "
+                            f"{', '.join(TrajectoryWorldModelTask.models)}" if data.moves else
+                            "no self-motion (collect from the block world: fernn-rl collect --env dynamic-block-world)"))
+    else:
+        task = TrajectoryWorldModelTask if data.moves is not None else TrajectoryPredictionTask
+    config = config.sized(task.sizes(config, data, device))
+    data.split(config)
+    return task(config, device, data)
 
 
-def build_world_model(config: TrainConfig, spec: dict[str, Any]) -> WorldModel:
-    """The :class:`fernn.WorldModel` of a world-model run: FloWM (``fernn``) or an ablation (``grnn``: no velocity
-    channels; ``fernn-no-self-motion``; ``action-concat``), sized by ``spec`` (:meth:`WorldModelTask.model_spec`)."""
-    c = config
-    return WorldModel(spec["in_channels"], c.hidden, translation_flow(c), world_size=tuple(spec["world_hw"]),
-                      window_size=tuple(spec["window_hw"]), self_motion=c.model in ("fernn", "grnn"),
-                      action_concat=c.model == "action-concat", decoder_layers=c.decoder_layers)
+#: task name (``--env``; ``trajectories`` comes with ``--data``) -> its class, or the function that picks it
+TASKS: dict[str, Callable[[TrainConfig, torch.device], Task]] = {
+    "flowing-mnist": PredictionTask, "rotating-mnist": RotationPredictionTask, "kth-camera": ClassificationTask,
+    "mnist-world": WorldModelTask, "trajectories": trajectory_task,
+}
+
+
+def task_models() -> dict[str, tuple[str, ...]]:
+    """Task name -> the models it can train (a trajectory file: those of every kind of file)."""
+    from fernn.agents.supervised.tasks_3d import WorldModel3DTask
+
+    table = {name: tuple(task.models) for name, task in TASKS.items() if isinstance(task, type)}
+    table["trajectories"] = tuple(dict.fromkeys([*TrajectoryWorldModelTask.models, *TrajectoryPredictionTask.models,
+                                                 *WorldModel3DTask.models]))
+    return table
 
 
 def make_task(config: TrainConfig, device: torch.device) -> Task:
-    if config.env == "trajectories":
-        data = _TrajectoryData(config, device)
-        cls = TrajectoryWorldModelTask if data.file.has_moves else TrajectoryPredictionTask
-        return cls(config, device, data)
-    cls = {"flowing-mnist": PredictionTask, "rotating-mnist": PredictionTask, "kth-camera": ClassificationTask,
-           "mnist-world": WorldModelTask}[config.env]
-    return cls(config, device)
+    """The task of ``config`` (for a trajectory file: the one its recorded moves ask for), with the config's unset
+    sizes filled (``task.config``): the task's defaults, or for a trajectory file sized to its data."""
+    task = TASKS[config.env]
+    if isinstance(task, type):
+        return task(config.sized(task.defaults), device)
+    return task(config, device)
+
+
+def step_memory(config: TrainConfig) -> float:
+    """Bytes one training step of ``config`` keeps for backward, at least (:meth:`Task.step_memory`)."""
+    return make_task(config, torch.device("cpu")).step_memory()

@@ -31,7 +31,7 @@ from fernn.allocator import keep_allocations_warm
 from fernn.budget import check_fits
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
-from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task, step_memory
+from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task
 
 BASE_COLUMNS = ["step", "epoch", "split", "loss", "lr", "sequences_per_s", "seconds"]
 
@@ -86,7 +86,7 @@ class Distributed:
 
 def monitor(task: Task) -> tuple[str, str]:
     """The validation metric that selects ``best.pt`` and whether lower is better."""
-    return ("val_accuracy", "max") if task.kind == "classification" else ("val_mse", "min")
+    return task.monitor
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -134,16 +134,16 @@ class _Setup:
 
 
 def _setup(values: dict[str, Any], device: torch.device) -> _Setup:
-    config = TrainConfig.from_dict(values)
-    check_fits(step_memory(config), "the hidden states of one training step (batch x frames x velocities x "
+    task = make_task(TrainConfig.from_dict(values), device)
+    config = task.config  # its unset sizes now chosen (for the task's data)
+    check_fits(task.step_memory(), "the hidden states of one training step (batch x frames x velocities x "
                "channels x height x width, and their transports)",
                "lower --batch-size, --vmax, --hidden (or --group-order, --context, --predict)", device)
     torch.manual_seed(config.seed)
-    task = make_task(config, device)
     model = task.build_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     train_data = task.dataset("train", config.seed)
-    validation = task.dataset("val" if task.kind == "classification" else "test", VAL_SEED)
+    validation = task.dataset(task.validation_split, VAL_SEED)
     return _Setup(config, task, model, optimizer, train_data, validation)
 
 
@@ -175,10 +175,11 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
                   explicit: Iterable[str]) -> TrainResult:
     if group.main:
         _, prepared = open_run(run, config.to_dict(), "supervised", resume=resume, overwrite=overwrite,
-                               setup=lambda values: _setup(values, device), explicit=explicit, extend="epochs")
+                               setup=lambda values: _setup(values, device), explicit=explicit, extend="epochs",
+                               stored=lambda prepared: prepared.config.to_dict())
     group.barrier()
     if not group.main:
-        prepared = _setup(run.read_config() if resume else config.to_dict(), device)
+        prepared = _setup(run.read_config(), device)  # what the main process wrote
     config, task, model, optimizer = prepared.config, prepared.task, prepared.model, prepared.optimizer
     train_data, validation = prepared.train_data, prepared.validation
     if config.batch_size % group.world_size:
@@ -289,9 +290,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
 
 
 def task_columns(task: Task) -> list[str]:
-    if task.kind == "classification":
-        return ["accuracy", "val_loss", "val_accuracy"]
-    return ["teacher_forcing", "val_mse"]
+    return list(task.columns)
 
 
 def _validate(task: Task, model: nn.Module, dataset, config: TrainConfig, group: Distributed) -> dict[str, float]:

@@ -1,0 +1,174 @@
+"""The evaluations of first-person world models (FloWM's 3-D protocol at the run's scale).
+
+Held-out episodes: ``context`` views observed, then free-running prediction along the recorded motions for
+``predict`` views (the trained horizon) and up to ``4 predict`` (length generalisation, where episodes are long
+enough). Per predicted step: MSE, PSNR and SSIM. With the episodes' ground truth (the block world records it),
+each predicted block pixel is told apart by whether its block was in view at the end of the context (*in view*)
+or not (*out of view*: a block the model had to remember and move while unseen, or had never seen), from the
+same ray casting that draws the views; the rest of the picture is *background*. Files: the curves per step and
+a GIF of real | predicted views beside the true map and the model's map, both egocentric (the agent in the
+middle facing right).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fernn.envs.block_scenes import BLOCK_RGB, BlockState, directions
+from fernn.envs.first_person import FirstPersonRenderer
+from fernn.agents import plots
+from fernn.agents.runs import RunDir
+from fernn.agents.supervised.metrics import mse, psnr, ssim
+from fernn.agents.supervised.tasks_3d import WorldModel3DTask, motions_of
+
+CHUNK = 16  # sequences per forward pass
+
+
+def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Free-running predictions after the context, in chunks of sequences: ``(B, T - context, C, H, W)``."""
+    context, parts = task.config.context, []
+    for first in range(0, len(batch["frames"]), CHUNK):
+        chunk = {key: value[first:first + CHUNK] for key, value in batch.items()}
+        parts.append(task.predict(model, chunk)[0].float().clamp(0, 1))
+    return torch.cat(parts)
+
+
+def truth_state(batch: dict[str, torch.Tensor], steps: slice) -> BlockState:
+    """The recorded ground truth of frames ``steps`` of every sequence, as one :class:`BlockState` (``B T'``)."""
+    def take(key: str) -> torch.Tensor:
+        value = batch[f"truth_{key}"][:, steps]
+        return value.reshape(-1, *value.shape[2:]).cpu().long()
+
+    color = take("block_color")
+    return BlockState(take("agent_pos"), take("agent_dir"), take("block_pos"), torch.zeros_like(take("block_pos")),
+                      color, color >= 0)
+
+
+def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Pixel masks ``(B, T', H, W)`` of the predicted views: blocks in view at the end of the context, blocks out
+    of view then, and the background."""
+    spec, context = task.model_spec(), task.config.context
+    renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
+    frames = batch["frames"]
+    count, total = frames.shape[:2]
+    ids = renderer.block_ids(truth_state(batch, slice(context - 1, total))).view(count, total - context + 1,
+                                                                                 *frames.shape[-2:])
+    slots = batch["truth_block_color"].shape[-1]
+    last = ids[:, 0].flatten(1)
+    seen = torch.zeros(count, slots + 1, dtype=torch.bool)
+    seen.scatter_(1, (last + 1).clamp_min(0), True)  # slot s -> column s + 1; column 0 collects "no block"
+    future = ids[:, 1:]
+    kept = seen.gather(1, (future + 1).flatten(1)).view_as(future) & (future >= 0)
+    return {"in_view": kept, "out_of_view": (future >= 0) & ~kept, "background": future < 0}
+
+
+def _masked(error: torch.Tensor, mask: torch.Tensor) -> tuple[list[float | None], float | None]:
+    """Mean of ``error (B, T', H, W)`` over ``mask`` per step, and over all steps (``None`` where empty)."""
+    counts = mask.sum((0, 2, 3))
+    per_step = ((error * mask).sum((0, 2, 3)) / counts.clamp_min(1)).tolist()
+    per_step = [value if count else None for value, count in zip(per_step, counts.tolist())]
+    total = int(mask.sum())
+    return per_step, float((error * mask).sum() / total) if total else None
+
+
+def evaluate_world_model_3d(task: WorldModel3DTask, model, run: RunDir, seed: int, what) -> dict[str, Any]:
+    """The evaluations of the module docstring named in ``what`` (test, length, rollout)."""
+    c, results, files = task.config, {}, []
+    name = f"{c.model} on {c.data}"
+    batch = task.dataset("test", seed, seq_len=c.context + 4 * c.predict).sample_batch(c.eval_sequences)
+    targets = batch["frames"][:, c.context:].float()
+    predictions = _rollouts(task, model, batch)
+    steps = predictions.shape[1]
+    per_frame = {"mse": mse(predictions, targets), "psnr": psnr(predictions, targets),
+                 "ssim": ssim(predictions, targets)}
+    per_step = {key: value.mean(0).tolist() for key, value in per_frame.items()}
+    trained = min(c.predict, steps)
+    if "test" in what:
+        test = {key: float(np.mean(values[:trained])) for key, values in per_step.items()}
+        test.update({f"{key}_per_step": values[:trained] for key, values in per_step.items()})
+        test["sequences"] = len(targets)
+        if "truth_block_color" in batch:
+            error = (predictions - targets).pow(2).mean(2)
+            for label, mask in view_masks(task, batch).items():
+                curve, mean = _masked(error[:, :trained], mask[:, :trained])
+                test[f"mse_{label}"], test[f"mse_{label}_per_step"] = mean, curve
+        results["test"] = test
+        files.append(plots.curves(run.path / "rollout_metrics.png",
+                                  {"MSE x 100": [100 * v for v in per_step["mse"][:trained]],
+                                   "1 - SSIM": [1 - v for v in per_step["ssim"][:trained]]},
+                                  xlabel="predicted view", ylabel="error", title=f"Free-running error: {name}"))
+    if "length" in what and steps > trained:
+        results["length_generalization"] = {str(c.context + steps): {
+            **{key: float(np.mean(values)) for key, values in per_step.items()},
+            **{f"{key}_per_step": values for key, values in per_step.items()},
+            "mse_within_trained_horizon": float(np.mean(per_step["mse"][:trained])),
+            "mse_beyond_trained_horizon": float(np.mean(per_step["mse"][trained:]))}}
+        files.append(plots.curves(run.path / "length_generalization.png", {f"{steps} predicted views": per_step["mse"]},
+                                  xlabel="predicted view", ylabel="MSE", marks={"trained": trained},
+                                  title=f"Length generalisation: {name}"))
+    if "rollout" in what:
+        files.append(rollout_gif(task, model, batch, predictions, run.path / "rollout.gif"))
+    results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
+    return results
+
+
+def egocentric_truth(state: BlockState, room_size: int) -> np.ndarray:
+    """Pictures ``(N, S, S, 3)`` in [0, 1] of the true scenes around the agent, as the model's map holds them: the
+    agent in the middle facing right (+x), its left up; blocks in their colours, the room's floor light, the rest
+    dark."""
+    size, centre = 2 * room_size + 1, room_size
+    count = len(state.agent_dir)
+    forward = directions()[state.agent_dir]  # (N, 2)
+    left = torch.stack([-forward[:, 1], forward[:, 0]], -1)
+
+    def ego(cells: torch.Tensor) -> torch.Tensor:  # world cells (N, ..., 2) -> (ahead, left)
+        offset = cells - state.agent_pos.view(count, *[1] * (cells.dim() - 2), 2)
+        shape = [count] + [1] * (cells.dim() - 2)
+        return torch.stack([(offset * forward.view(*shape, 2)).sum(-1), (offset * left.view(*shape, 2)).sum(-1)], -1)
+
+    picture = np.full((count, size, size, 3), 0.15)
+    grid = torch.stack(torch.meshgrid(torch.arange(room_size), torch.arange(room_size), indexing="xy"), -1)
+    floor = ego(grid.reshape(1, -1, 2).expand(count, -1, -1)) + centre
+    index = torch.arange(count)[:, None].expand_as(floor[..., 0])
+    picture[index.numpy(), (size - 1 - floor[..., 1]).numpy(), floor[..., 0].numpy()] = 0.75
+    blocks = ego(state.block_pos) + centre
+    shown = state.active.numpy()
+    index = torch.arange(count)[:, None].expand_as(blocks[..., 0]).numpy()
+    colours = np.asarray(BLOCK_RGB)[state.block_color.clamp_min(0).numpy()]
+    picture[index[shown], (size - 1 - blocks[..., 1]).numpy()[shown], blocks[..., 0].numpy()[shown]] = colours[shown]
+    picture[:, centre, centre] = 1.0
+    return picture
+
+
+def rollout_gif(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], predictions: torch.Tensor,
+                path) -> Any:
+    """GIF of the first sequence: real view | predicted view | true map | the model's map (FloWM models)."""
+    c = task.config
+    first = {key: value[:1] for key, value in batch.items()}
+    total = first["frames"].shape[1]
+    rows = {"real": first["frames"][0, c.context:].permute(0, 2, 3, 1).cpu().numpy(),
+            "predicted": predictions[0].permute(0, 2, 3, 1).cpu().numpy()}
+    scale = max(1, rows["real"].shape[1] // (2 * task.model_spec()["room_size"] + 1))
+    if "truth_block_color" in first:
+        truth = egocentric_truth(truth_state(first, slice(c.context, total)), task.model_spec()["room_size"])
+        rows["true map"] = truth.repeat(scale, 1).repeat(scale, 2)
+    world = model.world_model
+    if hasattr(world, "readout_map"):
+        rows["model map"] = _model_maps(task, world, first).repeat(scale, 1).repeat(scale, 2)
+    return plots.gif(path, rows, scale=3)
+
+
+@torch.no_grad()
+def _model_maps(task: WorldModel3DTask, world, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    """The model's maps ``(T', S, S, 3)`` while it imagines, in the layout of :func:`egocentric_truth`: the norm of
+    the velocity-pooled features, scaled to [0, 1]."""
+    c = task.config
+    motions = motions_of(batch["moves"])
+    _, maps = world(batch["frames"][:, :c.context], motions[:, :c.context], return_maps=True)
+    _, imagined = world.imagine(maps[:, -1], motions[:, c.context:], return_maps=True)
+    pictures = world.readout_map(imagined[0]).flip(1)  # (T', S, S), the agent's left up
+    pictures = pictures / pictures.amax().clamp_min(1e-6)
+    return pictures[..., None].expand(-1, -1, -1, 3).cpu().numpy()

@@ -1,0 +1,154 @@
+"""The first-person (3-D) world-model task: episodes of a first-person agent (``fernn-rl collect --env
+dynamic-block-world``) whose moves are its self-motions ``(turn, forward)``.
+
+Models (``--model``):
+
+=============================  =====================================================================================
+``fernn-3d``                   :class:`fernn.WorldModel3D`: FloWM's egocentric map, five cardinal velocity channels
+``fernn-3d-no-velocities``     the ablation with one (still) velocity channel
+``fernn-3d-no-self-motion``    the ablation whose map does not turn or walk with the agent (motions as an input)
+``rssm``                       :class:`fernn.rssm.RSSM`, a DreamerV3-style recurrent state-space model
+=============================  =====================================================================================
+
+Every model is trained on the same windows with the same pixel loss: ``context`` views observed, ``predict`` views
+imagined free-running from the recorded motions, MSE against the true views (teacher forcing per the config); the
+RSSM adds its own ELBO on the observed views, without which it has no posterior to filter with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fernn.egocentric import EgocentricFlow
+from fernn.rssm import RSSM
+from fernn.world_model_3d import WorldModel3D
+from fernn.agents.supervised.config import TrainConfig
+from fernn.agents.supervised.tasks import STATE_BYTES, Task, TrajectoryData
+
+#: view-to-motion: the block world's ``(turn, forward)`` self-motion -> the action id of that motion
+TURN_LEFT, TURN_RIGHT, FORWARD, STAY = 0, 1, 2, 3
+
+
+def motions_of(moves: torch.Tensor) -> torch.Tensor:
+    """Recorded self-motions ``(..., 2)`` of ``(turn, forward)`` -> motion ids ``(...)`` (0 turn left, 1 turn right,
+    2 forward, 3 stay)."""
+    turn, forward = moves[..., 0], moves[..., 1]
+    return torch.where(forward > 0, FORWARD, torch.where(turn > 0, TURN_LEFT, torch.where(turn < 0, TURN_RIGHT, STAY)))
+
+
+def _flowm(task: WorldModel3DTask, flow: EgocentricFlow | None = None, self_motion: bool = True) -> nn.Module:
+    spec = task.model_spec()
+    return WorldModel3D(spec["in_channels"], task.config.hidden, flow, room_size=spec["room_size"],
+                        view_size=spec["view_size"], fov=spec["fov"], self_motion=self_motion)
+
+
+def _rssm(task: WorldModel3DTask) -> nn.Module:
+    spec = task.model_spec()
+    return RSSM(spec["in_channels"], spec["view_size"])
+
+
+def build_world_model_3d(task: WorldModel3DTask) -> nn.Module:
+    """The world model of ``task.config.model``, sized by ``task.model_spec()``."""
+    return MODELS_3D[task.config.model](task)
+
+
+MODELS_3D = {
+    "fernn-3d": _flowm,
+    "fernn-3d-no-velocities": lambda task: _flowm(task, EgocentricFlow(0)),
+    "fernn-3d-no-self-motion": lambda task: _flowm(task, self_motion=False),
+    "rssm": _rssm,
+}
+
+
+class ContextRollout3D(nn.Module):
+    """A first-person world model whose ``forward`` is one training step's work (so that DDP synchronises its
+    gradients): the rollout after the context and, for a model with an ELBO (the RSSM), that loss."""
+
+    def __init__(self, world_model: nn.Module) -> None:
+        super().__init__()
+        self.world_model = world_model
+
+    def forward(self, frames: torch.Tensor, motions: torch.Tensor, context: int, targets: torch.Tensor | None = None,
+                teacher_forcing: float = 0.0, elbo: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        predictions = self.world_model.rollout(frames[:, :context], motions[:, :context], motions[:, context:],
+                                               targets=targets, teacher_forcing=teacher_forcing)
+        extra = self.world_model.elbo_loss(frames, motions) if elbo and hasattr(self.world_model, "elbo_loss") else None
+        return predictions, extra
+
+
+class WorldModel3DTask(Task):
+    """FloWM-3D, its ablations and the RSSM on first-person episodes (see the module docstring)."""
+
+    name, kind = "trajectories", "world-model-3d"
+    models: ClassVar[dict] = {name: (lambda task: ContextRollout3D(build_world_model_3d(task))) for name in MODELS_3D}
+    velocity_grid = False
+    defaults = {"hidden": 16, "batch_size": 8, "context": 16, "predict": 16}
+
+    def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:
+        self.data = data
+        super().__init__(config, device)
+        height, width = data.frame_hw
+        if height != width:
+            raise ValueError(f"the first-person world model takes square views; {config.data} holds {height}x{width}")
+        if height % 4:
+            raise ValueError(f"the first-person world model takes views whose side is a multiple of 4; {config.data} "
+                             f"holds {height}x{width}")
+        if config.model == "rssm" and height & (height - 1):
+            raise ValueError(f"the RSSM takes views whose side is a power of two; {config.data} holds {height}x{width}")
+
+    @classmethod
+    def sizes(cls, config: TrainConfig, data: TrajectoryData, device: torch.device) -> dict[str, int]:
+        longest = int(data.file.lengths.max()) + 1
+        context = config.context or min(cls.defaults["context"], max(1, longest // 2))
+        predict = config.predict or min(cls.defaults["predict"], max(1, longest - context))
+        return {**cls.defaults, "context": context, "predict": predict}
+
+    def describe(self) -> str:
+        return f"{self.config.data} (first-person episodes: the 3-D world model)"
+
+    def model_spec(self) -> dict[str, Any]:
+        """The view and room the model was built for (saved in the checkpoints; a planner's env must match)."""
+        kwargs = self.data.file.meta.get("env_kwargs") or {}
+        return {"in_channels": self.data.channels, "view_size": self.data.frame_hw[0],
+                "room_size": int(kwargs.get("room_size", 16)), "fov": float(kwargs.get("fov", 60.0))}
+
+    def step_memory(self) -> float:
+        c, spec = self.config, self.model_spec()
+        size = 2 * spec["room_size"] + 1
+        velocities = 1 if c.model == "fernn-3d-no-velocities" else 5
+        maps = c.batch_size * (c.context + c.predict) * velocities * c.hidden * size * size
+        views = c.batch_size * (c.context + c.predict) * 48 * (spec["view_size"] // 2) ** 2  # the encoder's features
+        return STATE_BYTES * 3 * (maps + views)  # each step's map, its moved and mixed copies
+
+    def dataset(self, split: str, seed: int, **overrides: Any):
+        return self.data.dataset(self.config, split, seed, overrides.get("seq_len"))
+
+    def predict(self, model: nn.Module, batch: dict[str, torch.Tensor], teacher_forcing: float = 0.0,
+                elbo: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        frames, context = batch["frames"], self.config.context
+        targets = frames[:, context:] if teacher_forcing > 0 else None
+        return model(frames, motions_of(batch["moves"]), context, targets, teacher_forcing, elbo)
+
+    def loss(self, model, batch, progress):
+        forcing = self.teacher_forcing(progress)
+        predictions, elbo = self.predict(model, batch, forcing, elbo=True)
+        loss = F.mse_loss(predictions.float(), batch["frames"][:, self.config.context:])
+        return (loss if elbo is None else loss + elbo), {"teacher_forcing": forcing}
+
+    @torch.no_grad()
+    def validate(self, model, dataset, batches):
+        total = 0.0
+        for _ in range(batches):
+            batch = dataset.sample_batch(self.config.batch_size)
+            predictions, _ = self.predict(model, batch)
+            total += float(F.mse_loss(predictions.float(), batch["frames"][:, self.config.context:]))
+        return {"val_mse": total / batches}
+
+    def evaluate(self, model, run, seed, what):
+        from fernn.agents.supervised.evaluation_3d import evaluate_world_model_3d
+
+        return evaluate_world_model_3d(self, model, run, seed, what)
