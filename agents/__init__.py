@@ -33,6 +33,7 @@ _EXPORTS = {
     "FERNNRecurrentPPO": "fernn.agents.rl.policies",
     "FERNNRecurrentPolicy": "fernn.agents.rl.policies",
     "FERNNCore": "fernn.agents.rl.policies",
+    "FERNNMemory": "fernn.agents.rl.memory",
     "FERNNFrameStackExtractor": "fernn.agents.rl.policies",
     "SmallCNN": "fernn.agents.rl.policies",
     "RunDir": "fernn.agents.runs",

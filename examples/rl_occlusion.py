@@ -36,6 +36,9 @@ POLICIES = {  # name -> (RLConfig fields, label)
     "fernn-self-motion-velocity-readout": ({"algo": "recurrent-ppo", "policy": "fernn", "self_motion": True,
                                             "readout": "velocities"},
                                            "FERNN RecurrentPPO, self-motion, velocity readout"),
+    "fernn-self-motion-equivariant": ({"algo": "recurrent-ppo", "policy": "fernn", "self_motion": True,
+                                       "actor": "equivariant"},
+                                      "FERNN RecurrentPPO, self-motion, equivariant actor"),
     "cnn-lstm": ({"algo": "recurrent-ppo", "policy": "cnn-lstm"}, "CNN-LSTM RecurrentPPO"),
     "frame-stack-cnn": ({"algo": "ppo", "policy": "frame-stack-cnn"}, "frame-stack PPO"),
 }

@@ -321,3 +321,119 @@ def test_image_spaces_that_are_not_accepted_say_what_is():
         FERNNRecurrentPPO("FERNNPolicy", DummyVecEnv([lambda: _ImageEnv(flat)]), device="cpu")
     with pytest.raises(ValueError, match=r"takes image observations.*render_mode='rgb_array'"):
         FERNNRecurrentPPO("FERNNPolicy", "CartPole-v1", device="cpu")
+
+
+def test_the_sb3_contrib_members_this_module_relies_on_exist():
+    """FERNNRecurrentPolicy and FERNNRecurrentPPO replace these members after sb3-contrib's constructors; a release
+    that renames one must fail here, loudly, not train a policy that silently ignores the FERNN memory."""
+    from fernn.agents.rl.policies import SB3_CONTRIB_MEMBERS
+
+    plain = RecurrentPPO("CnnLstmPolicy", envs(), n_steps=8, batch_size=8, device="cpu",
+                         policy_kwargs=dict(features_extractor_class=SmallCNN, lstm_hidden_size=8))
+    for owner, names in SB3_CONTRIB_MEMBERS.items():
+        instance = plain.policy if owner is not RecurrentPPO else plain
+        missing = [name for name in names if name not in vars(instance) and not hasattr(instance, name)]
+        assert not missing, f"sb3-contrib's {owner.__name__} no longer has {missing}: update fernn.agents.rl.policies"
+    ppo = model(envs())
+    assert isinstance(ppo.rollout_buffer, LeanRecurrentRolloutBuffer) and ppo.policy.lstm_critic is None
+    assert ppo.policy.critic is None and ppo.policy.lstm_output_dim == 16
+    assert ppo._last_lstm_states.pi[0].shape == (1, 2, ppo.policy.lstm_actor.hidden_size)
+
+
+MOVES = [[0, 0], [0, -2], [2, -2], [2, 0], [2, 2], [0, 2], [-2, 2], [-2, 0], [-2, -2], [3, 0]]
+
+
+def moving_target(velocity, end=(6, 6), steps=6, size=12, self_motion_moves=None):
+    """Frames ``(T, C, size, size)`` of a 2x2 target (both channels) moving at ``velocity`` px/step on a torus and
+    ending at ``end``; with ``self_motion_moves`` the window moves too (the target's relative motion is
+    ``velocity - move``) and two action channels hold the moves, as ActionChannels writes them."""
+    moves = np.zeros((steps, 2), np.int64) if self_motion_moves is None else np.asarray(self_motion_moves)
+    frames = np.zeros((steps, 2 + (self_motion_moves is not None) * 2, size, size), np.float32)
+    position = np.array(end, np.int64)
+    for t in reversed(range(steps)):
+        x, y = position % size
+        frames[t, :2, [y, y, (y + 1) % size, (y + 1) % size], [x, (x + 1) % size, x, (x + 1) % size]] = 255
+        if self_motion_moves is not None:
+            frames[t, 2:] = (moves[t] + 128)[:, None, None]
+        position = position - np.asarray(velocity) + (moves[t] if t > 0 else 0)
+    return torch.as_tensor(frames)
+
+
+@pytest.mark.parametrize("self_motion", [False, True])
+def test_the_equivariant_actor_moves_its_logits_with_the_targets_velocity(self_motion):
+    """The same target moving at u and at u + nu, both ending at the same place: the logit of move m after the
+    first equals the logit of move m + nu after the second, up to a constant, exactly (float32), for untrained and
+    trained weights; the pooled actor fails the same test."""
+    channels = 4 if self_motion else 2
+    space = gym.spaces.Box(0, 255, (channels, 12, 12), np.uint8)
+    walk = [[0, 0], [2, 0], [2, 2], [0, 0], [-2, 0], [0, 2]] if self_motion else None
+
+    def logits(policy, velocity):
+        frames = moving_target(velocity, self_motion_moves=walk)
+        memory = policy.lstm_actor
+        starts = torch.zeros(len(frames))
+        return policy.action_logits(frames, memory.initial_state(1), starts)[-1]
+
+    def deviation(policy, u, nu):
+        """How far logit'(m + nu) - logit(m) is from one constant over the moves m with m and m + nu in the table."""
+        first, second = logits(policy, u), logits(policy, [u[0] + nu[0], u[1] + nu[1]])
+        pairs = [(MOVES.index(m), MOVES.index([m[0] + nu[0], m[1] + nu[1]])) for m in MOVES[:9]
+                 if [m[0] + nu[0], m[1] + nu[1]] in MOVES[:9]]
+        differences = torch.stack([second[j] - first[i] for i, j in pairs])
+        return float((differences - differences[0]).abs().max()), float(first.std())
+
+    for actor in ("equivariant", "pooled"):
+        torch.manual_seed(0)
+        policy = FERNNRecurrentPolicy(space, gym.spaces.Discrete(len(MOVES)), lambda _: 1e-3, fernn_hidden=2, vmax=2,
+                                      features_dim=16, actor=actor, moves=MOVES, self_motion=self_motion)
+        for trained in (False, True):
+            if trained:  # a few gradient steps on random targets: any weights obey the law
+                for _ in range(3):
+                    loss = policy.action_logits(moving_target([2, 0], self_motion_moves=walk),
+                                                policy.lstm_actor.initial_state(1), torch.zeros(6)).pow(2).mean()
+                    policy.optimizer.zero_grad()
+                    (-loss).backward()
+                    policy.optimizer.step()
+            with torch.no_grad():
+                error, spread = deviation(policy, [0, 2], [2, 0])
+                error_diagonal, _ = deviation(policy, [-2, 0], [2, -2])
+            if actor == "equivariant":
+                assert error < 1e-5 and error_diagonal < 1e-5, (error, error_diagonal)
+            else:
+                assert error > 1e-3 * max(spread, 1e-3), (error, spread)
+
+
+def test_the_equivariant_actor_needs_moves_that_are_velocities():
+    space = gym.spaces.Box(0, 255, (2, 12, 12), np.uint8)
+    with pytest.raises(ValueError, match="no action's move"):
+        FERNNRecurrentPolicy(space, gym.spaces.Discrete(2), lambda _: 1e-3, vmax=1, actor="equivariant",
+                             moves=[[5, 0], [0, 5]])
+    with pytest.raises(ValueError, match="action_moves"):
+        FERNNRecurrentPolicy(space, gym.spaces.Discrete(2), lambda _: 1e-3, vmax=1, actor="equivariant")
+    with pytest.raises(ValueError, match="actor must be one of pooled, equivariant"):
+        FERNNRecurrentPolicy(space, gym.spaces.Discrete(2), lambda _: 1e-3, actor="shared")
+    cartpole = make_vec_env("CartPole-v1", n_envs=1)
+    from fernn.agents.rl.policies import env_moves
+
+    with pytest.raises(ValueError, match="no action_moves"):
+        env_moves(cartpole)
+    ppo = model(envs(), actor="equivariant", vmax=1)  # the env's table: MNIST World's moves of step_size 1
+    assert ppo.policy.moves == envs().env_method("action_moves", indices=[0])[0].tolist()
+    ppo.learn(16)
+
+
+def test_self_motion_moves_are_decoded_with_the_image_scaling():
+    """With normalize_images=False the action channels arrive unscaled: the memory decodes them as such."""
+    from fernn.agents.rl.memory import FERNNMemory
+
+    frames = torch.zeros(1, 3, 8, 8)
+    frames[:, 1:] = torch.tensor([130.0, 125.0])[None, :, None, None]  # moves (2, -3), not scaled to [0, 1]
+    memory = FERNNMemory((3, 8, 8), hidden_channels=2, flow=TranslationFlow(1), out_dim=4, self_motion=True,
+                         move_scale=1.0)
+    with torch.no_grad():
+        memory.rnn.core.conv_rec.weight.zero_()
+        memory.rnn.core.conv_rec.weight[:, :, 1, 1] = torch.eye(2)
+    state = torch.rand(1, 1, memory.hidden_size)
+    _, (h, _) = memory.process(frames.flatten(1), (state, torch.zeros(1, 1, 1)), torch.zeros(1))
+    before, after = state[0].view(9, 2, 8, 8), h[0].view(9, 2, 8, 8)
+    torch.testing.assert_close(after[4], torch.roll(before[4], (3, -2), (-2, -1)))  # channel (0, 0): moved by -(2, -3)

@@ -88,6 +88,8 @@ def train(
                                                                   "agent's own move (env info['action'])."),
     readout: str = typer.Option("max", "--readout", help="RL, --policy fernn: max | mean (pool the memory over "
                                                          "velocities) | velocities (the readout keeps that axis)."),
+    actor: str = typer.Option("pooled", "--actor", help="RL, --policy fernn: pooled | equivariant (a move's logit "
+                                                        "from that move's velocity channel)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Train on a trajectory file (fernn-rl collect): the world "
                                                              "model when it records moves, else the predictor."),
     env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="RL: gym.make kwargs of --env as JSON."),
@@ -116,7 +118,7 @@ def train(
             fail("--grayscale applies to rendered frames: add --pixels")
         _train_rl(env or "mnist-world-track", algo, policy, timesteps=timesteps, n_envs=n_envs, vec_env=vec_env,
                   n_steps=n_steps, eval_every=eval_every, eval_episodes=eval_episodes, self_motion=self_motion,
-                  readout=readout, reward_scale=reward_scale, seed=seed, lr=lr,
+                  readout=readout, actor=actor, reward_scale=reward_scale, seed=seed, lr=lr,
                   env_kwargs=parse_json_object("--env-kwargs", env_kwargs), **pixel_settings,
                   hidden=hidden, vmax=vmax, batch_size=batch_size, device=device, out=out, name=name, resume=resume,
                   overwrite=overwrite, quiet=quiet, explicit_rl=_given_on_command_line(ctx, RL_FLAGS))
@@ -162,7 +164,7 @@ def train(
 
 #: RL flags with defaults (not None): compared with a stored run on --resume only when given on the command line
 RL_FLAGS = ("policy", "timesteps", "n_envs", "vec_env", "n_steps", "eval_every", "eval_episodes", "self_motion",
-            "readout", "reward_scale", "env_kwargs", "pixels", "grayscale")
+            "readout", "actor", "reward_scale", "env_kwargs", "pixels", "grayscale")
 
 
 def _given_on_command_line(context: typer.Context, names: tuple[str, ...]) -> set[str]:

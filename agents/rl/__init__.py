@@ -3,7 +3,8 @@
 =====================  ==========================================================================
 module                 what lives there
 =====================  ==========================================================================
-``policies``           the FERNN recurrent policy, its core and lean rollout buffer
+``memory``             the FERNN memory of a recurrent policy and its equivariant actor head
+``policies``           the FERNN recurrent policy (through sb3-contrib's constructors), the lean rollout buffer
 ``extractors``         image spaces read as SB3 reads them, the FERNN readout, small-window extractors
 ``config``             :class:`RLConfig`, one run's settings
 ``envs``               the vectorised training envs (reward scaling, frame stacks, action channels)
@@ -26,6 +27,7 @@ from fernn.agents.rl.envs import ScaledReward, make_vec_env  # noqa: E402
 from fernn.agents.rl.evaluation import (EvalCheckpointCallback, evaluate_policy, evaluate_run,  # noqa: E402
                                         policy_bounds)
 from fernn.agents.rl.figures import episode_gif, learning_curve, read_evaluations  # noqa: E402
+from fernn.agents.rl.memory import ACTORS, FERNNMemory  # noqa: E402
 from fernn.agents.rl.policies import (FERNNCore, FERNNFrameStackExtractor, FERNNRecurrentPolicy,  # noqa: E402
                                       FERNNRecurrentPPO, LeanRecurrentRolloutBuffer, SmallCNN)
 from fernn.agents.rl.models import load_model, make_model  # noqa: E402
@@ -34,7 +36,7 @@ from fernn.agents.rl.training import train_rl  # noqa: E402
 __all__ = [
     "EVAL_SEED", "RL_ALGOS", "RL_POLICIES", "RL_READOUTS", "RLConfig", "ScaledReward", "make_vec_env",
     "EvalCheckpointCallback", "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif", "learning_curve",
-    "read_evaluations", "FERNNCore",
+    "read_evaluations", "ACTORS", "FERNNCore", "FERNNMemory",
     "FERNNFrameStackExtractor", "FERNNRecurrentPolicy", "FERNNRecurrentPPO", "LeanRecurrentRolloutBuffer",
     "SmallCNN", "load_model", "make_model", "train_rl",
 ]

@@ -60,6 +60,9 @@ class RLConfig:
     """FERNN policy: append the applied move to the observations (ActionChannels) and shift the memory by it."""
     readout: str = "max"
     """FERNN policy: max | mean (pool the state over the velocity axis before the readout) | velocities (keep it)."""
+    actor: str = "pooled"
+    """FERNN policy: pooled (every action's logit from the pooled readout) | equivariant (a move's logit from that
+    move's velocity channel, one head shared by all channels; the env's action_moves() gives the moves)."""
     lstm_hidden: int = 256
     """LSTM size of the CNN-LSTM baseline."""
     reward_scale: float = 0.01
@@ -96,6 +99,12 @@ class RLConfig:
             raise ValueError(f"readout must be one of {', '.join(RL_READOUTS)}; got {self.readout!r}")
         if self.readout != "max" and self.policy != "fernn":
             raise ValueError("readout applies to --policy fernn only")
+        from fernn.agents.rl.memory import ACTORS
+
+        if self.actor not in ACTORS:
+            raise ValueError(f"actor must be one of {', '.join(ACTORS)}; got {self.actor!r}")
+        if self.actor != "pooled" and self.policy != "fernn":
+            raise ValueError("actor applies to --policy fernn only")
         if isinstance(self.reward_scale, bool) or not isinstance(self.reward_scale, (int, float)) \
                 or not 0 < self.reward_scale < float("inf"):
             raise ValueError(f"reward_scale must be a positive number; got {self.reward_scale!r}")

@@ -21,7 +21,8 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
         return FERNNRecurrentPPO("FERNNPolicy", envs, policy_kwargs=dict(fernn_hidden=config.fernn_hidden,
                                                                           vmax=config.vmax,
                                                                           self_motion=config.self_motion,
-                                                                          readout=config.readout), **common)
+                                                                          readout=config.readout,
+                                                                          actor=config.actor), **common)
     if config.policy == "cnn-lstm":
         # sb3-contrib's defaults: a critic LSTM of its own (its shared_lstm=True would detach the critic from
         # the shared features: in this task its explained variance then stayed negative for 200k steps)
