@@ -17,8 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fernn import WorldModel
+from fernn import RSSM, WorldModel, WorldModel3D
 from fernn._validation import check_int
+
+#: the world models a planner imagines with: their ``view_shape``, ``motion_kind``, ``initial_state``, ``forward``
+#: (with ``return_maps``) and ``imagine`` are all it uses
+WORLD_MODELS = (WorldModel, WorldModel3D, RSSM)
+#: the still motion of each kind of motion (the move before the first observation)
+STILL = {"translation": (0, 0), "first-person": 3}
 
 
 def target_ink(predictions: torch.Tensor) -> torch.Tensor:
@@ -60,7 +66,13 @@ def fit_reward_head(data, *, steps: int = 300, batch_size: int = 256, lr: float 
     from fernn.envs import TrajectoryDataset
 
     steps, batch_size = check_int("steps", steps, minimum=1), check_int("batch_size", batch_size, minimum=1)
+    source = data
     data = TrajectoryDataset.load(data, window=2, seed=seed) if not isinstance(data, TrajectoryDataset) else data
+    for index in range(len(data.lengths)):
+        rewards = np.asarray(data.field("rewards", index), np.float64)
+        if not np.isfinite(rewards).all():
+            raise ValueError(f"{source}: the rewards of episode {index} hold NaN or infinite values; a reward head is "
+                             "fitted on finite rewards only (collect the data again)")
     train, held_out = data.split(0.1, min_steps=2, seed=seed)
     torch.manual_seed(seed)
     head = RewardHead(data.observation_shape[2]).to(device)
@@ -97,8 +109,10 @@ class CEMPlanner:
     """Model-predictive control with the cross-entropy method over a discrete action space.
 
     Args:
-        world_model: a trained :class:`fernn.WorldModel` whose windows are the env's observations.
-        moves: ``(A, 2)`` integer table, the window move ``(dx, dy)`` of each of the ``A`` actions.
+        world_model: a trained :class:`fernn.WorldModel` whose windows are the env's observations, or a first-person
+            one (:class:`fernn.WorldModel3D`, :class:`fernn.RSSM`) whose views are.
+        moves: the motion of each of the ``A`` actions in the model's terms: ``(A, 2)`` window moves ``(dx, dy)``,
+            or ``(A,)`` first-person motions (0 turn left, 1 turn right, 2 forward, 3 stay).
         score: imagined windows ``(N, horizon, C, h, w)`` -> scores ``(N,)`` (higher is better); default
             :func:`target_ink`.
         horizon, candidates, iterations, elites: the CEM's sizes (``iterations=1``: random shooting).
@@ -117,14 +131,18 @@ class CEMPlanner:
                  fill_gaps: bool = True) -> None:
         self._setup(world_model, score, horizon, candidates, iterations, elites, seed, fill_gaps)
         self.moves = torch.as_tensor(np.asarray(moves), dtype=torch.long)
-        if self.moves.dim() != 2 or self.moves.shape[1] != 2 or len(self.moves) < 1:
+        if self.world_model.motion_kind == "first-person":
+            if self.moves.dim() != 1 or len(self.moves) < 1 or self.moves.min() < 0 or self.moves.max() > 3:
+                raise ValueError(f"moves of a first-person world model must be an (A,) table of motions 0..3, got "
+                                 f"{self.moves.tolist()}")
+        elif self.moves.dim() != 2 or self.moves.shape[1] != 2 or len(self.moves) < 1:
             raise ValueError(f"moves must be an (A, 2) table of integer (dx, dy) moves, got shape {tuple(self.moves.shape)}")
 
     def _setup(self, world_model: WorldModel, score: Callable[[torch.Tensor], torch.Tensor], horizon: int,
                candidates: int, iterations: int, elites: int, seed: int, fill_gaps: bool) -> None:
         """The settings every planner checks and keeps."""
-        if not isinstance(world_model, WorldModel):
-            raise TypeError(f"world_model must be a fernn.WorldModel, got {type(world_model).__name__}")
+        if not isinstance(world_model, WORLD_MODELS):
+            raise TypeError(f"world_model must be a fernn.WorldModel, WorldModel3D or RSSM, got {type(world_model).__name__}")
         self.world_model = world_model.eval()
         self.score = score
         self.horizon = check_int("horizon", horizon, minimum=1)
@@ -141,8 +159,9 @@ class CEMPlanner:
         return next(self.world_model.parameters()).device
 
     def initial_state(self, batch: int) -> PlannerState:
+        still = torch.tensor(STILL[self.world_model.motion_kind], device=self.device)
         return PlannerState(self.world_model.initial_state(batch, device=self.device),
-                            torch.zeros(batch, 2, dtype=torch.long, device=self.device))
+                            still.expand(batch, *still.shape).clone())
 
     @torch.no_grad()
     def observe(self, observation: np.ndarray | torch.Tensor, state: PlannerState | None,
@@ -156,12 +175,15 @@ class CEMPlanner:
         state = self.initial_state(batch) if state is None else state
         maps, moves = state.maps, state.moves
         if episode_start is not None:
-            keep = 1.0 - torch.as_tensor(np.asarray(episode_start), dtype=maps.dtype, device=self.device)
-            maps, moves = maps * keep.view(-1, 1, 1, 1, 1), moves * keep.view(-1, 1).long()
-        if frames.shape[2:] != (self.world_model.rnn.in_channels, *self.world_model.window_hw):
-            raise ValueError(f"observations must be uint8 windows (B, h, w, C) = (B, {self.world_model.window_hw[0]}, "
-                             f"{self.world_model.window_hw[1]}, {self.world_model.rnn.in_channels}) for this world "
-                             f"model; got {tuple(np.asarray(observation).shape)}")
+            starts = torch.as_tensor(np.asarray(episode_start), dtype=torch.bool, device=self.device)
+            fresh = self.initial_state(batch)
+            maps = torch.where(starts.view(-1, *[1] * (maps.dim() - 1)), fresh.maps, maps)
+            moves = torch.where(starts.view(-1, *[1] * (moves.dim() - 1)), fresh.moves, moves)
+        channels, height, width = self.world_model.view_shape
+        if frames.shape[2:] != (channels, height, width):
+            what = "windows" if self.world_model.motion_kind == "translation" else "views"
+            raise ValueError(f"observations must be uint8 {what} (B, h, w, C) = (B, {height}, {width}, {channels}) for "
+                             f"this world model; got {tuple(np.asarray(observation).shape)}")
         predictions, new_maps = self.world_model(frames, moves[:, None], maps, return_maps=True)
         new_maps = new_maps[:, -1]
         dark = frames.flatten(1).amax(1) == 0 if self.fill_gaps else torch.zeros(batch, dtype=torch.bool)

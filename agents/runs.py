@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from fernn.errors import FERNNError
 from fernn.io import atomic_write
 
 KINDS = ("supervised", "rl")
@@ -43,24 +44,49 @@ EVAL_SEED = 50_000
 T = TypeVar("T")
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(FERNNError, FileExistsError):
     """The run directory already holds a run and neither ``resume`` nor ``overwrite`` was asked for."""
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(FERNNError, RuntimeError):
     """Another process holds the run's lock (it is training or resuming the run)."""
 
 
-class RunFileError(ValueError):
+class RunFileError(FERNNError, ValueError):
     """A file of a run cannot be read: missing, truncated, corrupt, or not data this project wrote."""
 
 
+class NotARunError(FERNNError, FileExistsError):
+    """A directory where a run would go exists and is not a run of this project (no ``run.json``): it is never
+    deleted, resumed or written into."""
+
+
 def write_json(path: Path, payload: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=_jsonable)))
+    """Write strict JSON atomically: a NaN or infinite number is written as ``null`` (JSON has neither)."""
+    text = json.dumps(_finite(payload), indent=2, default=_jsonable, allow_nan=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (in floats, lists, dicts, arrays) replaced by ``None``."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, (torch.Tensor,)) or hasattr(value, "tolist"):
+        return _finite(value.tolist())
+    return value
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file as data, or raise :class:`RunFileError` naming the file and what to do."""
+    """Parse a JSON file as data, or raise :class:`RunFileError` naming the file and what to do. A file reached
+    through a symbolic link is refused (a run's files are its own)."""
+    if Path(path).is_symlink():
+        raise RunFileError(f"{path} is a symbolic link; the files of a run are read only from the run itself")
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError as error:
@@ -91,12 +117,19 @@ def _jsonable(value: Any) -> Any:
 
 def run_path(out: str | os.PathLike, name: str) -> Path:
     """``<out>/<name>``, or ``ValueError`` unless ``name`` is a relative path that stays inside ``out`` (no
-    absolute path, no ``..`` or empty component: ``demo/grnn`` is fine, ``../x`` is not)."""
+    absolute path, no ``..`` or empty component: ``demo/grnn`` is fine, ``../x`` is not; and no component of the
+    name a symbolic link, which could lead out of ``out``)."""
     parts = name.replace("\\", "/").split("/") if isinstance(name, str) else None
     if not parts or "\x00" in name or any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"run name must be a relative directory name inside --out (no '..', no leading '/'), got "
                          f"{name!r}; the run is written to <out>/<name>")
-    return Path(out, *parts)
+    path = Path(out)
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise ValueError(f"run name {name!r}: {path} is a symbolic link; a run is written only inside --out, "
+                             "never through a link")
+    return path
 
 
 class RunDir:
@@ -123,14 +156,30 @@ class RunDir:
 
     @property
     def lock_path(self) -> Path:
-        return self.path.parent / f".{self.path.name}.lock"
+        """The lock beside the directory, by its resolved path: two processes reaching one run through different
+        paths take the same lock."""
+        resolved = self.path.resolve()
+        return resolved.parent / f".{resolved.name}.lock"
 
     def exists(self) -> bool:
-        return self.config_path.is_file()
+        """Whether the directory holds a run of this project (``run.json``, ``config.json``)."""
+        return self.info_path.is_file() and self.config_path.is_file()
+
+    def check_is_ours(self) -> None:
+        """Raise :class:`NotARunError` when the directory exists, is not empty and is not a run of this project:
+        such a directory is never deleted, resumed or written into."""
+        if self.path.is_symlink():
+            raise NotARunError(f"{self.path} is a symbolic link; a run directory is never reached through a link "
+                               "(choose another --name or --out)")
+        if self.path.exists() and not self.path.is_dir():
+            raise NotARunError(f"{self.path} is a file, not a run directory; choose another --name or --out")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self.info_path.is_file():
+            raise NotARunError(f"{self.path} exists and is not a run of fernn-rl (it has no run.json); it is never "
+                               "deleted or written into: choose another --name or --out")
 
     def read_config(self) -> dict[str, Any]:
         """``config.json`` as a dict, or a clear error when the directory is no run or the file is damaged."""
-        if not self.exists():
+        if not self.config_path.is_file():
             raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
         config = read_json(self.config_path)
         if not isinstance(config, dict):
@@ -189,6 +238,7 @@ class RunDir:
         if resume and overwrite:
             raise ValueError("--resume and --overwrite contradict each other: resume continues the stored run, "
                              "overwrite deletes it; pass one")
+        self.check_is_ours()
         if not self.exists():
             if resume:
                 raise FileNotFoundError(f"cannot resume: {self.config_path} does not exist (start the run without "
@@ -206,14 +256,15 @@ class RunDir:
             details = ", ".join(f"{k}={stored.get(k)!r} (asked {config[k]!r})" for k in differ)
             raise ValueError(f"--resume continues {self.path} with its stored settings, which differ from the ones "
                              f"given: {details}; drop those flags, or start a new run (another --name, or --overwrite)")
-        if extend is not None and config.get(extend, 0) > stored.get(extend, 0):
-            stored = {**stored, extend: config[extend]}
+        if extend is not None and extend in set(explicit) and config.get(extend, 0) > stored.get(extend, 0):
+            stored = {**stored, extend: config[extend]}  # only a typed --epochs / --timesteps trains longer
         return stored
 
     def create(self, config: dict[str, Any], kind: str, *, overwrite: bool) -> None:
         """Write the run's files (after setup succeeded): wipe the directory first with ``overwrite``."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        self.check_is_ours()  # never delete or write into a directory that is not one of our runs
         if overwrite and self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from fernn.envs.mnist import DigitSet, download_mnist, load_mnist
 from fernn.envs.scenes import DigitBank, RotationScenes, SceneBatch, TranslationScenes, make_generator
 from fernn.envs.storage import DataMissingError, default_data_dir
 from fernn.envs.trajectories import (TrajectoryDataset, TrajectoryFileError, collect_episodes, make_env,
-                                     pixel_observations)
+                                     pixel_observations, resolve_env_id)
 from fernn.envs.velocities import unseen_velocities, velocity_grid
 from fernn.envs.world_scenes import WorldBatch, WorldScenes
 from fernn.envs.wrappers import ActionChannels
@@ -81,5 +81,5 @@ __all__ = [
     "MNISTWorldDataset", "RotatingMNISTDataset", "RotationScenes", "SceneBatch", "SceneDataset", "TranslationScenes",
     "WorldBatch", "WorldScenes", "default_data_dir", "download_kth", "download_mnist", "load_kth", "load_mnist",
     "make_generator", "unseen_velocities", "velocity_grid", "TrajectoryDataset", "TrajectoryFileError",
-    "collect_episodes", "make_env", "pixel_observations",
+    "collect_episodes", "make_env", "pixel_observations", "resolve_env_id",
 ]

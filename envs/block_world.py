@@ -277,6 +277,8 @@ class DynamicBlockWorldEnv(CoreEnv):
     make_core = staticmethod(BlockWorldCore)
     #: the names :meth:`scripted_policy` takes
     scripted_policies = tuple(SCRIPTED_POLICIES)
+    #: what :meth:`action_moves` holds: a first-person agent's (turn, forward), not window moves
+    motion_kind = "first-person"
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         obs, info = super().reset(seed=seed, options=options)
@@ -316,6 +318,7 @@ class DynamicBlockWorldVectorEnv(CoreVectorEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 6, "autoreset_mode": CoreVectorEnv.metadata["autoreset_mode"]}
     make_core = staticmethod(BlockWorldCore)
     scripted_policies = tuple(SCRIPTED_POLICIES)
+    motion_kind = "first-person"
 
     def action_moves(self) -> np.ndarray:
         """As :meth:`DynamicBlockWorldEnv.action_moves`."""

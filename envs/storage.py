@@ -15,11 +15,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from fernn.errors import FERNNError
 
 CHUNK = 1 << 20
 
 
-class DataMissingError(FileNotFoundError):
+class DataMissingError(FERNNError, FileNotFoundError):
     """A data set is not on disk (and was not, or could not be, downloaded). The message says where it
     was looked for, which files are expected and how to get them."""
 

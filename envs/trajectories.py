@@ -27,36 +27,72 @@ import torch
 from fernn.envs.scenes import check_count
 from fernn.io import atomic_write
 
-FORMAT = "fernn-trajectories"
-VERSION = 1
-FIELDS = ("obs", "actions", "rewards", "terminated", "truncated")
+from fernn.envs.trajectory_files import FORMAT, VERSION, TrajectoryFileError, inspect_file
+
+#: the episodes a file keeps decompressed at once, in bytes
+CACHE_BYTES = 1 << 30
 
 
-class TrajectoryFileError(ValueError):
-    """A trajectory file that cannot be read: truncated, corrupt, from another version or not one at all."""
+def resolve_env_id(env_id: str) -> str:
+    """The registered Gymnasium id a name stands for: a short name of :data:`fernn.envs.ENV_IDS`
+    (``dynamic-block-world``), a registered id, an Atari id (``ALE/Breakout-v5``: ale-py's ids are registered when
+    ale-py is installed, as Gymnasium documents) or ``module:Id`` (the module is imported first, with the current
+    directory on the import path, as ``python -c`` has it); a clear ``ValueError`` for an unknown one. Every command
+    and API that takes an env id resolves it here."""
+    import os
+    import sys
 
-
-def registered_id(env_id: str) -> str:
-    """The registered Gymnasium id of a registered id, a ``module:Id`` (the module is imported first, as
-    ``gym.make`` does) or a short name of :data:`fernn.envs.ENV_IDS`; a clear ``ValueError`` for an unknown one."""
     from fernn.envs import ENV_IDS
 
-    name = ENV_IDS.get(env_id, env_id)
+    name = ENV_IDS.get(env_id, env_id) if isinstance(env_id, str) else None
+    if name is None:
+        raise ValueError(f"an env id must be a string, got {env_id!r}")
     if ":" in name:
         module, _, name = name.partition(":")
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise ValueError(f"env {env_id!r}: cannot import module {module!r} ({error})") from error
+            raise ValueError(f"env {env_id!r}: cannot import module {module!r} ({error}); a module:Id names a module "
+                             "importable from the current directory or the installed packages") from error
+    if name not in gym.registry and name.startswith("ALE/"):
+        try:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError as error:
+            raise ValueError(f"env {env_id!r} is an Atari id: install ale-py (pip install '.[atari]' from a clone, or "
+                             "pip install ale-py)") from error
     if name not in gym.registry:
-        raise ValueError(f"unknown env {env_id!r}; accepted: a registered Gymnasium id, 'module:Id' (the module is "
-                         f"imported first) or one of {', '.join(ENV_IDS)}")
+        raise ValueError(f"unknown env {env_id!r}; accepted: a registered Gymnasium id (Atari: ALE/Name-v5), "
+                         f"'module:Id' (the module is imported first) or one of {', '.join(ENV_IDS)}")
+    return name
+
+
+registered_id = resolve_env_id  # the name of the first release
+
+
+def importable_env_id(env_id: str) -> str:
+    """The id of :func:`resolve_env_id` in the ``module:Id`` form that ``gym.make`` resolves in any process (a
+    subprocess vec env's workers start without this process's imports): ``fernn.envs:Id``, ``ale_py:ALE/...``, the
+    given ``module:Id``, or the plain id of an env Gymnasium itself registers."""
+    from fernn.envs import ENV_IDS
+
+    name = resolve_env_id(env_id)
+    given = ENV_IDS.get(env_id, env_id)
+    if ":" in given:
+        return f"{given.partition(':')[0]}:{name}"
+    if name in ENV_IDS.values():
+        return f"fernn.envs:{name}"
+    if name.startswith("ALE/"):
+        return f"ale_py:{name}"
     return name
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
-    """``gym.make`` of :func:`registered_id` ``(env_id)`` with ``env_kwargs``."""
-    return gym.make(registered_id(env_id), **(env_kwargs or {}), **make_kwargs)
+    """``gym.make`` of :func:`resolve_env_id` ``(env_id)`` with ``env_kwargs``."""
+    return gym.make(resolve_env_id(env_id), **(env_kwargs or {}), **make_kwargs)
 
 
 def pixel_observations(env: gym.Env, *, frame_size: int | None = None, grayscale: bool = False) -> gym.Env:
@@ -304,6 +340,15 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         """The arrays of episode ``index`` (loaded on demand from a file)."""
         return self._episodes[index]
 
+    def field(self, key: str, index: int) -> np.ndarray:
+        """One array of episode ``index`` (from a file, only that array is decompressed)."""
+        episodes = self._episodes
+        while isinstance(episodes, _Subset):
+            episodes, index = episodes.episodes, episodes.indices[index]
+        if isinstance(episodes, _LazyEpisodes):
+            return episodes.field(key, index)
+        return episodes[index][key]
+
     def windows(self, window: int) -> TrajectoryDataset:
         """Serve windows of ``window`` observations (every start in every episode long enough); returns ``self``."""
         window = check_count("window", window)
@@ -377,25 +422,16 @@ class TrajectoryDataset(torch.utils.data.Dataset):
 
 
 class _LazyEpisodes:
-    """The episodes of a trajectory file, decompressed one at a time (the most recent few kept)."""
+    """The episodes of a trajectory file, checked whole when opened (:func:`fernn.envs.trajectory_files.inspect_file`:
+    headers only) and decompressed one at a time (the most recent kept, up to :data:`CACHE_BYTES`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        inventory = inspect_file(path)
+        self.lengths, self.meta, self.keys = inventory.lengths, inventory.meta, inventory.keys
         try:
             self.npz = np.load(path, allow_pickle=False)
-            if str(self.npz["format"]) != FORMAT:
-                raise TrajectoryFileError(f"{path} is not a trajectory file of fernn-rl")
-            if int(self.npz["version"]) != VERSION:
-                raise TrajectoryFileError(f"{path} is a trajectory file of format version {int(self.npz['version'])}; "
-                                          f"this version of fernn-rl reads version {VERSION}: collect it again")
-            self.lengths = self.npz["lengths"]
-            self.meta = json.loads(str(self.npz["meta"]))
-            self.keys = sorted({name.rsplit("_", 1)[0] for name in self.npz.files if name[-6:].isdigit()})
-        except TrajectoryFileError:
-            raise
-        except FileNotFoundError as error:
-            raise TrajectoryFileError(f"{path} does not exist") from error
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
             raise TrajectoryFileError(f"{path} is not a readable trajectory file ({type(error).__name__}: "
                                       f"{str(error).splitlines()[0] if str(error) else 'damaged'}); collect it "
                                       "again") from error
@@ -404,15 +440,23 @@ class _LazyEpisodes:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def field(self, key: str, index: int) -> np.ndarray:
+        try:
+            return self.npz[f"{key}_{index:06d}"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+            raise TrajectoryFileError(f"{self.path}: field {key!r} of episode {index} cannot be read ({error})") from error
+
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if index not in self._cache:
-            if len(self._cache) >= 64:
-                self._cache.pop(next(iter(self._cache)))
             try:
-                self._cache[index] = {key: self.npz[f"{key}_{index:06d}"] for key in self.keys}
+                episode = {key: self.npz[f"{key}_{index:06d}"] for key in self.keys}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
                 raise TrajectoryFileError(f"{self.path}: episode {index} cannot be read ({error}); the file is "
                                           "truncated or corrupt: collect it again") from error
+            size = sum(array.nbytes for array in episode.values())
+            while self._cache and sum(a.nbytes for e in self._cache.values() for a in e.values()) + size > CACHE_BYTES:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[index] = episode
         return self._cache[index]
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from fernn.errors import FERNNError
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(FERNNError, ImportError):
     """An optional dependency is not installed; the message names the extra that installs it."""
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 
 import torch
+from fernn.errors import FERNNError
 
 GIB = 1 << 30
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(FERNNError, ValueError):
     """A request would need more memory than the device has; the message gives both figures and what to lower."""
 
 

@@ -74,6 +74,14 @@ class RSSM(nn.Module):
         self.decoder = nn.Sequential(*layers, nn.Conv2d(width, in_channels, 3, padding=1))
         self.top = widths[-1]
 
+    #: the actions are the block world's first-person motions (any discrete actions work the same)
+    motion_kind = "first-person"
+
+    @property
+    def view_shape(self) -> tuple[int, int, int]:
+        """``(C, view, view)`` of an observation."""
+        return (self.in_channels, self.view_size, self.view_size)
+
     @property
     def state_size(self) -> int:
         return self.deterministic + self.stoch * self.classes

@@ -86,9 +86,17 @@ class WorldModel(nn.Module):
             self.action_in = nn.Linear(2, hidden_channels, bias=False)
             self.action_rec = nn.Linear(2, hidden_channels, bias=False)
 
+    #: how the agent's motions enter: window moves ``(dx, dy)`` on the torus
+    motion_kind = "translation"
+
     @property
     def flow(self) -> TranslationFlow:
         return self.rnn.flow
+
+    @property
+    def view_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of an observation."""
+        return (self.rnn.in_channels, *self.window_hw)
 
     @property
     def num_velocities(self) -> int:

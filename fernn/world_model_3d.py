@@ -165,6 +165,14 @@ class WorldModel3D(nn.Module):
                              .float(), persistent=False)
 
     # -- public API ----------------------------------------------------------------------------------------------
+    #: how the agent's motions enter: the first-person motions 0 turn left, 1 turn right, 2 forward, 3 stay
+    motion_kind = "first-person"
+
+    @property
+    def view_shape(self) -> tuple[int, int, int]:
+        """``(C, view, view)`` of an observation."""
+        return (self.in_channels, self.view_size, self.view_size)
+
     @property
     def num_velocities(self) -> int:
         return self.flow.num_velocities

@@ -75,8 +75,8 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
             "--grid-episodes", "1", "--gaps", "0,4,8", "--quiet"]
     monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", *tiny])
     runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
-    names = ["cnn-lstm-s0", "fernn-s0", "fernn-self-motion-s0", "fernn-self-motion-velocity-readout-s0",
-             "frame-stack-cnn-s0"]
+    names = ["cnn-lstm-s0", "fernn-s0", "fernn-self-motion-equivariant-s0", "fernn-self-motion-s0",
+             "fernn-self-motion-velocity-readout-s0", "frame-stack-cnn-s0"]
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == names
     grid = json.loads((runs / "fernn-s0" / "grid.json").read_text())
     assert sorted(grid) == sorted(f"{v}/gap={g}" for v in ("seen", "unseen") for g in (0, 4, 8))

@@ -130,3 +130,60 @@ def test_cli_argument_validation_is_one_line(tmp_path_factory, data):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@st.composite
+def trajectory_files(draw):
+    """A small valid trajectory file, then one random fault: a field's dtype or shape, the lengths, a header's
+    declared shape, or the file truncated at a random byte."""
+    count = draw(st.integers(1, 3))
+    lengths = [draw(st.integers(0, 4)) for _ in range(count)]
+    arrays = {"format": np.array("fernn-trajectories"), "version": np.array(1), "lengths": np.array(lengths),
+              "meta": np.array("{}")}
+    for index, length in enumerate(lengths):
+        arrays.update({f"obs_{index:06d}": np.zeros((length + 1, 5, 5, 1), np.uint8),
+                       f"actions_{index:06d}": np.zeros(length + 1, np.int64),
+                       f"rewards_{index:06d}": np.zeros(length + 1, np.float32),
+                       f"terminated_{index:06d}": np.zeros(length + 1, bool),
+                       f"truncated_{index:06d}": np.zeros(length + 1, bool)})
+    fault = draw(st.sampled_from(["none", "dtype", "shape", "lengths", "header", "truncate"]))
+    name = draw(st.sampled_from(sorted(arrays)))
+    if fault == "dtype":
+        dtype = draw(st.sampled_from([np.float32, np.int16, np.float64, np.int8]))
+        arrays[name] = np.zeros(arrays[name].shape, dtype)
+    elif fault == "shape":
+        arrays[name] = np.zeros(draw(st.lists(st.integers(0, 6), max_size=4)), arrays[name].dtype)
+    elif fault == "lengths":
+        arrays["lengths"] = np.array(draw(st.lists(st.integers(-2, 10 ** 12), min_size=0, max_size=4)))
+    shape = draw(st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=4)) if fault == "header" else None
+    cut = draw(st.floats(0, 1)) if fault == "truncate" else None
+    return arrays, name, shape, cut
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(trajectory_files())
+def test_no_trajectory_file_is_trusted(tmp_path, drawn):
+    """Whatever is wrong with a file, loading it either works or is one line naming it, and never allocates more
+    than a few MB, whatever sizes the file declares."""
+    import tracemalloc
+
+    from tests.test_trajectory_files import forge_header
+
+    arrays, name, shape, cut = drawn
+    path = tmp_path / "fuzzed.npz"
+    np.savez_compressed(path, **arrays)
+    if shape is not None:
+        forge_header(path, name, tuple(shape), arrays[name].dtype.str)
+    if cut is not None:
+        data = path.read_bytes()
+        path.write_bytes(data[:int(len(data) * cut)])
+    tracemalloc.start()
+    try:
+        data = fernn.envs.TrajectoryDataset.load(path, window=1)
+        data.sample_batch(2)
+    except fernn.envs.TrajectoryFileError as error:
+        assert "\n" not in str(error) and str(path) in str(error), str(error)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"{peak / 2 ** 20:.0f} MiB allocated"

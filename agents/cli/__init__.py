@@ -1,16 +1,20 @@
 """The ``fernn-rl`` command line (typer + rich): one module per command group.
 
-============  ======================================================
-module        commands
-============  ======================================================
-``train``     ``train`` (supervised and RL), ``eval``, ``rollout``, ``demo``
-``envs``      ``envs``, ``play``, ``bounds``
-``data``      ``collect``
-``plan``      ``plan``
-``bench``     ``bench step | rotation | world-model | scenes | rl``
-============  ======================================================
+======================  ======================================================
+module                  commands
+======================  ======================================================
+``train``               ``train``: its flags by run kind, and the dispatch
+``train_supervised``    ``train --env TASK`` and ``train --data FILE``
+``train_rl``            ``train --algo ALGO``
+``runs``                ``eval``, ``rollout``, ``demo``
+``envs``                ``envs``, ``play``, ``bounds``
+``data``                ``collect``
+``plan``                ``plan``
+``bench``               ``bench step | rotation | world-model | scenes | rl | plan | block-world``
+======================  ======================================================
 
-The CLI parses and validates flags, then calls the Python API: nothing a user needs is CLI-only.
+The CLI parses and validates flags, then calls the Python API: nothing a user needs is CLI-only. Errors are turned
+into one ``error:`` line in one place (:func:`fernn.agents.cli.console.guarded`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import typer
 from fernn.agents.cli import data as data_commands
 from fernn.agents.cli import envs as envs_commands
 from fernn.agents.cli import plan as plan_commands
+from fernn.agents.cli import runs as run_commands
 from fernn.agents.cli import train as train_commands
 from fernn.agents.cli.bench import bench_app
 from fernn.agents.cli.console import guarded
@@ -30,10 +35,10 @@ app.add_typer(bench_app, name="bench")
 app.command()(guarded(envs_commands.envs))
 app.command()(guarded(envs_commands.play))
 app.command(epilog=train_commands.presets_epilog())(guarded(train_commands.train))
-app.command("eval")(guarded(train_commands.evaluate_command))
-app.command()(guarded(train_commands.rollout))
+app.command("eval")(guarded(run_commands.evaluate_command))
+app.command()(guarded(run_commands.rollout))
 app.command()(guarded(envs_commands.bounds))
-app.command()(guarded(train_commands.demo))
+app.command()(guarded(run_commands.demo))
 app.command()(guarded(data_commands.collect))
 app.command()(guarded(plan_commands.plan))
 

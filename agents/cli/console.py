@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,14 +11,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fernn._extras import MissingExtraError
+from fernn.errors import FERNNError
 
 console = Console()
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def fail(message: str) -> None:
-    """Print one clear error line and exit with status 2."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    """Print one clear error line (terminal colour codes of other libraries' messages removed, several lines joined)
+    and exit with status 2."""
+    text = " ".join(ANSI.sub("", str(message)).split())
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(text)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -53,43 +57,48 @@ def parse_pairs(name: str, text: str) -> list[list[int]]:
     return pairs
 
 
+#: what a command turns into one ``error:`` line: this package's errors (:class:`fernn.FERNNError`: a missing
+#: extra, a damaged file, a run that exists, ...), bad values (``ValueError``, ``TypeError``), files that cannot be
+#: read or written (``OSError``) and Gymnasium's errors
+EXPECTED = (FERNNError, ValueError, TypeError, OSError)
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a command so that a missing optional dependency is one ``error:`` line naming its extra."""
+    """Wrap a command so that every expected error is one ``error:`` line and exit status 2: the one place the
+    command line catches errors."""
+    import gymnasium as gym
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except MissingExtraError as error:
-            fail(str(error))
+        except (*EXPECTED, gym.error.Error) as error:
+            fail(str(error) or type(error).__name__)
 
     return wrapper
 
 
 def resolve_env(name: str) -> str:
-    """A CLI name (``kth-camera``), a registered id (``KTHCamera-v0``) or a ``module:Id`` (the module is imported,
-    as ``gym.make`` does) -> the id to ``gym.make``, or a one-line error."""
-    import gymnasium as gym
+    """A CLI name (``kth-camera``), a registered id (``KTHCamera-v0``, ``ALE/Breakout-v5``) or a ``module:Id`` -> the id
+    to ``gym.make`` (:func:`fernn.envs.resolve_env_id`), or a one-line error."""
+    from fernn.envs import resolve_env_id
 
-    from fernn.envs import ENV_IDS  # importing fernn.envs registers its ids
-
-    if name in ENV_IDS:
-        return ENV_IDS[name]
-    if name in gym.registry:
-        return name
-    if ":" in name:
-        module, _, env_id = name.partition(":")
-        try:
-            import importlib
-
-            importlib.import_module(module)
-        except ImportError as error:
-            fail(f"env {name!r}: cannot import module {module!r} ({error})")
-        if env_id in gym.registry:
-            return name
-    fail(f"unknown env {name!r}; accepted: {', '.join(ENV_IDS)}, any registered Gymnasium id, or module:Id (the "
-         "module is imported first)")
+    try:
+        return resolve_env_id(name)
+    except ValueError as error:
+        fail(str(error))
     raise AssertionError  # fail() exits
+
+
+def checked_device(name: str):
+    """``--device`` as a ``torch.device`` (:func:`fernn.devices.resolve_device`), or a one-line error."""
+    from fernn.devices import resolve_device
+
+    try:
+        return resolve_device(name, name="--device")
+    except ValueError as error:
+        fail(str(error))
+    raise AssertionError
 
 
 def parse_json_object(name: str, text: str | None) -> dict:

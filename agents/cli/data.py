@@ -77,16 +77,8 @@ def _acting_policy(policy: str, env):
 
 def _saved_policy(run_dir: Path, env):
     """The saved policy of an RL run (loaded without unpickling), acting on ``env``'s observations."""
-    import dataclasses
+    from fernn.agents.rl import load_policy
 
-    from fernn.agents.rl import RLConfig, load_model, make_vec_env
-    from fernn.agents.runs import RunDir
-
-    run = RunDir(run_dir)
-    if not run.exists() or run.kind() != "rl":
-        raise ValueError(f"--policy must be 'random' or an RL run directory; {run_dir} is not one")
-    config = dataclasses.replace(RLConfig(**run.read_config()), n_envs=1, vec_env="dummy", device="cpu")
-    envs = make_vec_env(config)
-    model = load_model(config, run.path / "model.zip", envs)
+    model, envs, _ = load_policy(run_dir)
     envs.close()
     return model

@@ -30,7 +30,7 @@ from fernn.agents.rl.figures import episode_gif, learning_curve, read_evaluation
 from fernn.agents.rl.memory import ACTORS, FERNNMemory  # noqa: E402
 from fernn.agents.rl.policies import (FERNNCore, FERNNFrameStackExtractor, FERNNRecurrentPolicy,  # noqa: E402
                                       FERNNRecurrentPPO, LeanRecurrentRolloutBuffer, SmallCNN)
-from fernn.agents.rl.models import load_model, make_model  # noqa: E402
+from fernn.agents.rl.models import load_model, load_policy, make_model  # noqa: E402
 from fernn.agents.rl.training import train_rl  # noqa: E402
 
 __all__ = [
@@ -38,5 +38,5 @@ __all__ = [
     "EvalCheckpointCallback", "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif", "learning_curve",
     "read_evaluations", "ACTORS", "FERNNCore", "FERNNMemory",
     "FERNNFrameStackExtractor", "FERNNRecurrentPolicy", "FERNNRecurrentPPO", "LeanRecurrentRolloutBuffer",
-    "SmallCNN", "load_model", "make_model", "train_rl",
+    "SmallCNN", "load_model", "load_policy", "make_model", "train_rl",
 ]

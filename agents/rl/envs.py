@@ -16,8 +16,9 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
 
-    env_id = config.env if ":" in config.env or not config.env.endswith("-v0") else f"fernn.envs:{config.env}"
-    env_id = env_id if env_id.split(":")[-1] in _fernn_ids() else config.env
+    from fernn.envs.trajectories import importable_env_id
+
+    env_id = importable_env_id(config.env)
     kwargs = {**config.env_kwargs, **(env_kwargs or {})}
     if config.pixels:
         kwargs["render_mode"] = "rgb_array"
@@ -30,12 +31,17 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
 
 
 def _wrap(env, config: RLConfig):
-    """The per-env wrappers of a run: pixel observations, then the action channels of self-motion."""
+    """The per-env wrappers of a run: an image key of Dict observations, a channel axis, pixel observations, then
+    the action channels of self-motion."""
     from fernn.envs import pixel_observations
-    from fernn.envs.wrappers import ActionChannels
+    from fernn.envs.wrappers import ActionChannels, ImageKey, with_channel_axis
 
+    if config.obs_key is not None:
+        env = ImageKey(env, config.obs_key)
     if config.pixels:
         env = pixel_observations(env, frame_size=config.frame_size, grayscale=config.grayscale)
+    if config.add_channel:
+        env = with_channel_axis(env)
     return ActionChannels(env) if config.self_motion else env
 
 
@@ -53,9 +59,3 @@ class ScaledReward(VecEnvWrapper):
     def step_wait(self):  # noqa: D102 - VecEnv API
         observations, rewards, dones, infos = self.venv.step_wait()
         return observations, rewards * self.scale, dones, infos
-
-
-def _fernn_ids() -> set[str]:
-    from fernn.envs import ENV_IDS
-
-    return set(ENV_IDS.values())

@@ -162,16 +162,9 @@ def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, ch
         ``{"episodes", "seed", "checkpoint", "env_kwargs", "mean_return", "std_return", "returns"}``
         (``env_kwargs``: the overrides).
     """
-    from fernn.agents.rl.models import load_model
+    from fernn.agents.rl.models import load_policy
 
-    run = RunDir(run_dir)
-    config = dataclasses.replace(RLConfig(**run.read_config()), device=device).with_env_kwargs(env_kwargs)
-    path = run.path / "model.zip" if checkpoint == "final" else run.checkpoints / "last.zip"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run.path} has no {path.relative_to(run.path)} yet; finish (or --resume) the run "
-                                "first" + (", or pass --checkpoint last" if checkpoint == "final" else ""))
-    envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0), seed=seed)
-    model = load_model(config, path, envs)
+    model, envs, config = load_policy(run_dir, checkpoint=checkpoint, device=device, env_kwargs=env_kwargs)
     envs.close()
     returns = evaluate_policy(lambda o, s, e: model.predict(o, state=s, episode_start=e, deterministic=True),
                               config, episodes, seed)

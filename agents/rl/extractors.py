@@ -48,9 +48,13 @@ def image_layout(observation_space: spaces.Space, who: str, *, normalized: bool 
     from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 
     if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 2:
-        raise ValueError(f"{who} takes images with a channel axis; got the 2-D {observation_space}: add one, e.g. "
-                         "gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True) or "
-                         "gymnasium.wrappers.ReshapeObservation(env, (H, W, 1))")
+        raise ValueError(f"{who} takes images with a channel axis; got the 2-D {observation_space}: add one with "
+                         "--add-channel (RLConfig(add_channel=True); in Python fernn.envs.wrappers.with_channel_axis(env) "
+                         "or gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True))")
+    if isinstance(observation_space, spaces.Dict):
+        raise ValueError(f"{who} takes one image; these are Dict observations ({', '.join(observation_space.spaces)}): "
+                         "choose the image with --obs-key KEY (RLConfig(obs_key=...); in Python "
+                         "fernn.envs.wrappers.ImageKey(env, KEY))")
     if not is_image_space(observation_space, check_channels=False, normalized_image=normalized):
         hint = ""
         if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3:

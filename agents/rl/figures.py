@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from fernn.agents.rl.config import EVAL_SEED, RLConfig
-from fernn.agents.rl.envs import make_vec_env
-from fernn.agents.rl.models import load_model
+from fernn.agents.rl.config import EVAL_SEED
+from fernn.agents.rl.models import load_policy
 from fernn.agents.plots import optional
-from fernn.agents.runs import RunDir
 from fernn.io import atomic_write
 
 
@@ -67,10 +64,7 @@ def episode_gif(run_dir: Path, path: Path, *, seed: int = EVAL_SEED, max_steps: 
     ``side`` pixels high."""
     from PIL import Image
 
-    config = RLConfig(**RunDir(run_dir).read_config()).with_env_kwargs(env_kwargs)
-    envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy"), seed=seed,
-                        env_kwargs={"render_mode": "rgb_array"})
-    model = load_model(config, run_dir / "model.zip", envs)
+    model, envs, _ = load_policy(run_dir, env_kwargs=env_kwargs, render=True)
     envs.seed(seed)
     obs, state, start, frames = envs.reset(), None, np.ones(1, bool), []
     for _ in range(max_steps):

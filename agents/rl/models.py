@@ -96,3 +96,43 @@ def saved_timesteps(path: Path) -> int:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
         raise RunFileError(f"{path} is not a readable model archive of this run ({error}); resume from another "
                            "checkpoint or train the run again with --overwrite") from error
+
+
+def load_policy(run_dir: Path, *, checkpoint: str = "final", device: str = "cpu", env_kwargs: dict | None = None,
+                n_envs: int = 1, render: bool = False):
+    """The saved policy of an RL run (weights only: nothing is unpickled) on fresh envs of its own settings.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: ``"final"`` (``model.zip``) or ``"last"`` (``checkpoints/last.zip``, the resume point).
+        device: where the policy runs.
+        env_kwargs: ``gym.make`` keyword arguments laid over the run's own.
+        n_envs: envs of the returned VecEnv (unscaled rewards).
+        render: make the envs with ``render_mode="rgb_array"``.
+
+    Returns:
+        ``(model, envs, config)``; close ``envs`` when done.
+
+    Raises:
+        FileNotFoundError: no such run or checkpoint. ValueError: not an RL run, or a config.json that is not one.
+        fernn.agents.runs.RunFileError: a damaged archive.
+    """
+    import dataclasses
+
+    from fernn.agents.rl.envs import make_vec_env
+    from fernn.agents.runs import RunDir
+
+    run = RunDir(run_dir)
+    if run.kind() != "rl":
+        raise ValueError(f"{run_dir} is not an RL run (its run.json says {run.kind()!r}); a policy comes from a run of "
+                         "fernn-rl train --algo ...")
+    if checkpoint not in ("final", "last"):
+        raise ValueError(f"checkpoint must be final (model.zip) or last (checkpoints/last.zip); got {checkpoint!r}")
+    config = dataclasses.replace(RLConfig.from_dict(run.read_config(), str(run.config_path)), device=device)
+    config = dataclasses.replace(config.with_env_kwargs(env_kwargs), n_envs=n_envs, vec_env="dummy", reward_scale=1.0)
+    path = run.path / "model.zip" if checkpoint == "final" else run.checkpoints / "last.zip"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run.path} has no {path.relative_to(run.path)} yet; finish (or --resume) the run "
+                                "first" + (", or use checkpoint last" if checkpoint == "final" else ""))
+    envs = make_vec_env(config, env_kwargs={"render_mode": "rgb_array"} if render else None)
+    return load_model(config, path, envs), envs, config

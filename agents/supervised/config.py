@@ -132,6 +132,24 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first bad field and what is accepted."""
         from fernn.agents.supervised.tasks import task_models
 
+        for name in ("env", "model", "name", "out", "source", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string; got {getattr(self, name)!r}")
+        for name in ("data", "data_dir", "preset"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a path (a string) or unset; got {getattr(self, name)!r}")
+        for name in ("angular_velocities", "data_angular_velocities", "eval_angular_velocities"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in value):
+                raise ValueError(f"{name} must be a non-empty list of numbers (degrees per frame); got {value!r}")
+        if self.velocities is not None and not (isinstance(self.velocities, list) and self.velocities and all(
+                isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+                for v in self.velocities)):
+            raise ValueError(f"velocities must be a list of integer pairs [[vx, vy], ...]; got {self.velocities!r}")
+        for name in ("download", "amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}")
         table = task_models()
         if self.env not in table:
             raise ValueError(f"env must be one of {', '.join(table)}; got {self.env!r}")
@@ -194,12 +212,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, values: Any, source: str = "config") -> TrainConfig:
+        """A config from plain data (a run's ``config.json``, a preset), or a ``ValueError`` naming ``source`` and
+        the field that is unknown or of the wrong type."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source} must be a JSON object of settings, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        return cls(**values)
+            raise ValueError(f"{source} has unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: {error}") from error
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})

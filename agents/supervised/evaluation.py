@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -232,4 +233,54 @@ def evaluate_world_model(task: Task, model, run: RunDir, seed: int, what) -> dic
         if "rollout" in what:
             files += _rollout_files(run, batch["frames"][:2], predictions[:2], c.context, _name(task))
     results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
+    return results
+
+
+def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIONS, checkpoint: str = "best",
+                       device: str = "auto") -> dict[str, Any]:
+    """Rerun a saved supervised run's evaluations on its checkpoint and merge them into its ``results.json``.
+
+    Args:
+        run_dir: the run directory.
+        what: evaluations to run (``test``, ``length``, ``velocity``, ``rollout``; those a task lacks are skipped).
+        checkpoint: ``best`` or ``last``.
+        device: where to evaluate.
+
+    Raises:
+        ValueError: bad arguments, or a config.json that is not one of a supervised run.
+        FileNotFoundError, fernn.agents.runs.RunFileError: a missing or damaged file (checkpoint, results.json), or a
+            checkpoint that does not hold the weights its config describes.
+    """
+    from fernn.devices import resolve_device
+    from fernn.agents.runs import RunFileError, read_json, write_json
+    from fernn.agents.supervised.config import TrainConfig
+    from fernn.agents.supervised.tasks import TEST_SEED, make_task
+
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be best or last; got {checkpoint!r}")
+    unknown = sorted(set(what) - set(EVALUATIONS))
+    if unknown or not what:
+        raise ValueError(f"unknown evaluation(s) {', '.join(unknown) or '(none given)'}; accepted: {', '.join(EVALUATIONS)}")
+    run = RunDir(run_dir)
+    config = TrainConfig.from_dict(run.read_config(), str(run.config_path))
+    target = resolve_device(device)
+    task = make_task(config, target)
+    model = task.build_model().to(target)
+    payload = run.load_checkpoint(f"{checkpoint}.pt", target)
+    weights = payload.get("model")
+    if not isinstance(weights, dict):
+        raise RunFileError(f"{run.checkpoints / (checkpoint + '.pt')} holds no model weights (a 'model' entry of "
+                           "tensors); train the run again with --overwrite")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as error:
+        raise RunFileError(f"{run.checkpoints / (checkpoint + '.pt')} does not hold the weights of the model its "
+                           f"config.json describes: {str(error).splitlines()[0]}") from error
+    results = evaluate(task, model, run, seed=TEST_SEED, what=tuple(what))
+    path = run.path / "results.json"
+    merged = read_json(path) if path.exists() else {}
+    if not isinstance(merged, dict):
+        raise RunFileError(f"{path} must hold a JSON object of results, got {type(merged).__name__}")
+    merged.update(results)
+    write_json(path, merged)
     return results

@@ -29,7 +29,7 @@ CHUNK = 16  # sequences per forward pass
 
 def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Free-running predictions after the context, in chunks of sequences: ``(B, T - context, C, H, W)``."""
-    context, parts = task.config.context, []
+    parts = []
     for first in range(0, len(batch["frames"]), CHUNK):
         chunk = {key: value[first:first + CHUNK] for key, value in batch.items()}
         parts.append(task.predict(model, chunk)[0].float().clamp(0, 1))
