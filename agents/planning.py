@@ -96,13 +96,16 @@ def fit_reward_head(data, *, steps: int = 300, batch_size: int = 256, lr: float 
 
 @dataclass
 class PlannerState:
-    """What a planner carries across real steps: the maps ``(B, V, hidden, H, W)``, the last moves ``(B, 2)`` and
-    the model's prediction ``(B, C, h, w)`` of the window last observed, made before it arrived (``None`` before
-    the first observation)."""
+    """What a planner carries across real steps: the maps ``(B, V, hidden, H, W)``, the last moves ``(B, 2)``, the
+    model's prediction ``(B, C, h, w)`` of the window last observed, made before it arrived (``None`` before the
+    first observation), and one random generator per env (``None``: the planner's own, shared): with a generator
+    per episode, seeded by the episode, a planner's decisions do not depend on which episodes are planned side by
+    side."""
 
     maps: torch.Tensor
     moves: torch.Tensor
     predictions: torch.Tensor | None = None
+    generators: list[torch.Generator] | None = None
 
 
 class CEMPlanner:
@@ -151,6 +154,7 @@ class CEMPlanner:
         self.elites = check_int("elites", elites, minimum=1)
         if self.elites > self.candidates:
             raise ValueError(f"elites must be <= candidates, got elites={elites}, candidates={candidates}")
+        self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.fill_gaps = bool(fill_gaps)
 
@@ -158,10 +162,14 @@ class CEMPlanner:
     def device(self) -> torch.device:
         return next(self.world_model.parameters()).device
 
-    def initial_state(self, batch: int) -> PlannerState:
+    def initial_state(self, batch: int, seeds: list[int] | None = None) -> PlannerState:
+        """The empty state of ``batch`` envs; ``seeds``: one candidate-sampling generator per env, seeded from the
+        planner's seed and each episode's seed (what :func:`~fernn.agents.planning_eval.evaluate_planner` does)."""
         still = torch.tensor(STILL[self.world_model.motion_kind], device=self.device)
+        generators = None if seeds is None else \
+            [torch.Generator().manual_seed(self.seed * 1_000_003 + int(seed)) for seed in seeds]
         return PlannerState(self.world_model.initial_state(batch, device=self.device),
-                            still.expand(batch, *still.shape).clone())
+                            still.expand(batch, *still.shape).clone(), generators=generators)
 
     @torch.no_grad()
     def observe(self, observation: np.ndarray | torch.Tensor, state: PlannerState | None,
@@ -173,7 +181,7 @@ class CEMPlanner:
         frames = frames.permute(0, 3, 1, 2).float().div(255)[:, None]  # (B, 1, C, h, w)
         batch = frames.shape[0]
         state = self.initial_state(batch) if state is None else state
-        maps, moves = state.maps, state.moves
+        maps, moves, generators = state.maps, state.moves, state.generators
         if episode_start is not None:
             starts = torch.as_tensor(np.asarray(episode_start), dtype=torch.bool, device=self.device)
             fresh = self.initial_state(batch)
@@ -191,19 +199,26 @@ class CEMPlanner:
             imagined = predictions[dark].clamp(0, 1)
             _, filled = self.world_model(imagined, moves[dark, None], maps[dark], return_maps=True)
             new_maps[dark] = filled[:, -1]
-        return PlannerState(new_maps, moves, predictions[:, 0])
+        return PlannerState(new_maps, moves, predictions[:, 0], generators)
+
+    def _uniform(self, shape: tuple[int, ...], batch: int, generators: list[torch.Generator] | None) -> torch.Tensor:
+        """Uniform randoms ``(B, *shape)``: from each env's generator (a short loop over envs, of random draws
+        only), or from the planner's own."""
+        if generators is None:
+            return torch.rand(batch, *shape, generator=self.generator)
+        return torch.stack([torch.rand(shape, generator=generator) for generator in generators])
 
     @torch.no_grad()
-    def plan(self, maps: torch.Tensor) -> torch.Tensor:
+    def plan(self, maps: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         """The CEM over action sequences from ``maps (B, ...)``: the first action of each env's best sequence, ``(B,)``."""
         batch, count, actions = maps.shape[0], self.candidates, len(self.moves)
         probabilities = torch.full((batch, self.horizon, actions), 1.0 / actions)
         best_score = torch.full((batch,), -float("inf"))
         best_first = torch.zeros(batch, dtype=torch.long)
         for _ in range(self.iterations):
-            sequences = torch.multinomial(probabilities.reshape(-1, actions), count, replacement=True,
-                                          generator=self.generator)  # (B * H, K)
-            sequences = sequences.view(batch, self.horizon, count).transpose(1, 2)  # (B, K, H)
+            draws = self._uniform((count, self.horizon), batch, generators)  # (B, K, H): inverse-CDF sampling
+            cumulative = probabilities.cumsum(-1)[:, None]  # (B, 1, H, A)
+            sequences = (draws[..., None] >= cumulative).sum(-1).clamp_max(actions - 1)  # (B, K, H)
             scores = self.score_candidates(maps, sequences)
             top, index = scores.topk(self.elites, dim=1)
             better = top[:, 0] > best_score
@@ -231,8 +246,9 @@ class CEMPlanner:
                 deterministic: bool = True) -> tuple[np.ndarray, PlannerState]:
         """SB3-style: ``(actions (B,), state)`` for observations ``(B, h, w, C)``."""
         state = self.observe(observation, state, episode_start)
-        actions = self.plan(state.maps)
-        return actions.numpy(), PlannerState(state.maps, self.moves_of(actions).to(self.device), state.predictions)
+        actions = self.plan(state.maps, state.generators)
+        return actions.numpy(), PlannerState(state.maps, self.moves_of(actions).to(self.device), state.predictions,
+                                             state.generators)
 
 
 class BoxCEMPlanner(CEMPlanner):
@@ -273,7 +289,7 @@ class BoxCEMPlanner(CEMPlanner):
         return moves.long()
 
     @torch.no_grad()
-    def plan(self, maps: torch.Tensor) -> torch.Tensor:
+    def plan(self, maps: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         """The CEM from ``maps (B, ...)``: the first action ``(B, d)`` of each env's best sequence."""
         batch, size = maps.shape[0], len(self.low)
         mean = ((self.low + self.high) / 2).expand(batch, self.horizon, size)
@@ -281,7 +297,8 @@ class BoxCEMPlanner(CEMPlanner):
         best_score = torch.full((batch,), -float("inf"))
         best_first = mean[:, 0].clone()
         for _ in range(self.iterations):
-            noise = torch.randn(batch, self.candidates, self.horizon, size, generator=self.generator)
+            noise = torch.special.ndtri(self._uniform((self.candidates, self.horizon, size), batch, generators)
+                                        .clamp(1e-7, 1 - 1e-7))
             sequences = torch.maximum(torch.minimum(mean[:, None] + std[:, None] * noise, self.high), self.low)
             scores = self.score_candidates(maps, sequences)
             top, index = scores.topk(self.elites, dim=1)

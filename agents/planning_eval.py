@@ -184,7 +184,7 @@ def _run_batch(planner: CEMPlanner, make_env: Callable[..., gym.Env], seeds: lis
     envs = gym.vector.SyncVectorEnv([lambda: make_env(**render) for _ in seeds])
     obs, _ = envs.reset(seed=seeds)
     count = len(seeds)
-    state, start = None, np.ones(count, bool)
+    state, start = planner.initial_state(count, seeds=seeds), np.zeros(count, bool)
     totals, lengths, seconds, decisions = np.zeros(count), np.zeros(count, np.int64), 0.0, 0
     running = np.ones(count, bool)
     final: dict[str, list] = {}

@@ -32,13 +32,18 @@ def pyplot():
     return plt
 
 
+_WARNED: list[bool] = []  # one warning per process, however many figures are skipped
+
+
 def optional(draw: Callable[..., Path]) -> Callable[..., Path | None]:
     """Make a figure function return ``None`` (warning once) when the ``[plots]`` extra is missing."""
 
     @functools.wraps(draw)
     def wrapper(*args: Any, **kwargs: Any) -> Path | None:
         if not available():
-            warnings.warn(f"figures skipped (matplotlib/Pillow missing): {install_line('plots')}", stacklevel=2)
+            if not _WARNED:
+                _WARNED.append(True)
+                warnings.warn(f"figures skipped (matplotlib/Pillow missing): {install_line('plots')}", stacklevel=2)
             return None
         return draw(*args, **kwargs)
 

@@ -11,6 +11,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Reporter = Callable[[dict[str, Any]], None]
+#: rows that are not metrics: what the run trains (before the first step) and how long a step took
+ANNOUNCEMENTS = ("setup", "first-step")
+
+
+def announcement(title: str, row: dict[str, Any]) -> str:
+    """One line for a ``setup`` or ``first-step`` row of the trainer."""
+    if row["split"] == "setup":
+        notes = "".join(f"\n[{title}] note: {note}" for note in row.get("notes", []))
+        return (f"[{title}] {row['model']} on {row['task']}: {row['parameters']:,} parameters, hidden {row['hidden']}, "
+                f"batch {row['batch_size']}, about {row['step_memory_mib']:,} MiB kept per step for backward; "
+                f"{row['total'] - row['step']} steps to go{notes}")
+    return (f"[{title}] first step {row['seconds']:.2f} s: about {row['estimated_minutes']:.0f} min for the "
+            f"{row['total']} steps")
 
 
 @contextmanager
@@ -23,6 +36,9 @@ def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str
     if not console.is_terminal:
         def plain_for(title: str) -> Reporter:
             def plain(row: dict[str, Any]) -> None:
+                if row.get("split") in ANNOUNCEMENTS:
+                    console.print(announcement(title, row), highlight=False, markup=False)
+                    return
                 values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                                   if k != "total" and v != "")
                 console.print(f"[{title}] {values}", highlight=False, markup=False)
@@ -38,6 +54,9 @@ def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str
 
             def report(row: dict[str, Any]) -> None:
                 nonlocal bar
+                if row.get("split") in ANNOUNCEMENTS:
+                    progress.console.print(announcement(title, row), highlight=False, markup=False)
+                    return
                 if bar is None:
                     bar = progress.add_task(title, total=row["total"], epoch="-", loss="-", rate="-")
                 if row["split"] == "val":

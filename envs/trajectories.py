@@ -188,7 +188,8 @@ def _batched_info(info: dict[str, Any], vector: bool) -> dict[str, np.ndarray]:
 def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *, max_steps: int | None = None,
                      policy: Any = None, seed: int | None = None, moves: str | Callable | None = None,
                      env_kwargs: dict[str, Any] | None = None, ground_truth: bool | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> TrajectoryDataset:
+                     progress: Callable[[int, int], None] | None = None,
+                     on_steps: Callable[[int], None] | None = None) -> TrajectoryDataset:
     """Run ``env`` for ``episodes`` episodes and return them as a :class:`TrajectoryDataset`.
 
     Args:
@@ -207,6 +208,11 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
             world's agent pose and blocks) as ``truth_<key>`` arrays per step; ``None``: when the env has it. The
             3-D world model's evaluation uses it to tell blocks that left the view from blocks still in it.
         progress: called with ``(episodes done, episodes)``.
+        on_steps: called with the steps taken so far, every 100 steps.
+
+    An env that sets no time limit, collected without ``max_steps``, has its episodes cut at
+    :data:`DEFAULT_MAX_STEPS` (``meta["cut_at"]`` says so); the episodes are held in memory until saved, so
+    ``episodes x steps`` frames that would not fit the machine are refused before the first step.
     """
     episodes = check_count("episodes", episodes)
     if max_steps is not None:
@@ -220,6 +226,14 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
     shape = check_image_space(space, f"collect_episodes({env_id or type(env).__name__})")
     action_space.seed(seed)
     count = env.num_envs if vector else 1
+    cut_at = None
+    if max_steps is None and _time_limit(env) is None:
+        max_steps = cut_at = DEFAULT_MAX_STEPS
+    from fernn.budget import check_fits
+
+    check_fits(float(episodes) * (max_steps or _time_limit(env) or 1) * int(np.prod(shape)) * 1.2,
+               f"{episodes:,} episodes of up to {(max_steps or _time_limit(env)):,} steps of {shape} frames, held in memory "
+               "until saved", "collect fewer or shorter episodes (--episodes, --max-steps), several files if need be")
     act = _policy_function(policy, action_space, env, count, seed)
     obs, info = env.reset(seed=seed)
     obs = obs if vector else obs[None]
@@ -237,7 +251,11 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
 
     current = [begin(o, {key: value[i] for key, value in info.items()}) for i, o in enumerate(obs)]
     done: list[_Episode] = []
+    steps = 0
     while len(done) < episodes:
+        steps += 1
+        if on_steps is not None and steps % 100 == 0:
+            on_steps(steps * count)
         actions = act(obs, info, np.array([c is not None and len(c) == 0 for c in current]))
         step_obs, rewards, terminated, truncated, step_info = env.step(actions if vector else actions[0])
         info = _batched_info(step_info, vector)
@@ -265,9 +283,20 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
         obs = step_obs
     meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "max_steps": max_steps,
             "policy": policy if isinstance(policy, str) else "random" if policy is None else type(policy).__name__,
-            "moves": moves_kind, "ground_truth": truth_of is not None,
+            "moves": moves_kind, "ground_truth": truth_of is not None, "cut_at": cut_at,
             "observation_shape": list(shape), "action_space": str(action_space)}
     return TrajectoryDataset([e.arrays() for e in done], meta)
+
+
+#: the episode length at which :func:`collect_episodes` cuts an env that sets no time limit
+DEFAULT_MAX_STEPS = 10_000
+
+
+def _time_limit(env: Any) -> int | None:
+    """The ``max_episode_steps`` of an env's spec (a vector env's: its single env's, or its own attribute)."""
+    spec = getattr(env, "spec", None)
+    limit = getattr(spec, "max_episode_steps", None) or getattr(env.unwrapped, "max_episode_steps", None)
+    return int(limit) if limit else None
 
 
 class _Episode:

@@ -6,9 +6,10 @@ import warnings
 
 from fernn._extras import MissingExtraError
 
-INSTALL_HINT = ("rotation flows need escnn and its requirements (the [rotation] extra): pip install 'fernn-rl[rotation]' && "
-                "pip install --no-deps escnn==1.0.11  (escnn without its py3nj dependency, which needs a Fortran "
-                "compiler and serves only SO(3); or run `make setup`)")
+INSTALL_HINT = ("rotation flows need escnn and its requirements (the [rotation] extra): pip install '.[rotation]' in a "
+                "clone of fernn-rl (or 'fernn-rl[rotation]' from an index that has it) && pip install --no-deps "
+                "escnn==1.0.11  (escnn without its py3nj dependency, which needs a Fortran compiler and serves only "
+                "SO(3); or run `make setup`)")
 
 
 def require_escnn():

@@ -25,8 +25,8 @@ class MissingExtraError(FERNNError, ImportError):
 
 
 def install_line(extra: str) -> str:
-    """The command that installs ``extra``."""
-    return f"pip install 'fernn-rl[{extra}]'"
+    """The command that installs ``extra`` (from a clone, the way that works before the package is on PyPI)."""
+    return f"pip install '.[{extra}]' in a clone of fernn-rl (or pip install 'fernn-rl[{extra}]' from an index that has it)"
 
 
 def installed(module: str) -> bool:

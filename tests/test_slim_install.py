@@ -86,6 +86,8 @@ def test_features_needing_an_extra_name_it_in_one_line(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert extra in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
         assert result.stderr.count("error:") == 1, result.stderr
+        # the command that works now: from a clone (the package is not on an index yet)
+        assert f"pip install '.{extra}'" in " ".join(result.stderr.split()), result.stderr
     result = run("""
         from fernn import RotationFlow
         from fernn._extras import MissingExtraError

@@ -148,7 +148,7 @@ def test_cli_collect_train_eval_rollout_and_any_env_id(tmp_path, monkeypatch):
              "--device", "cpu", "--quiet", "--out", str(tmp_path / "runs")]
     result = runner.invoke(app, ["train", "--data", str(out), "--model", "fernn", "--world-size", "24", *flags])
     assert result.exit_code == 0, result.output
-    run = tmp_path / "runs" / "trajectories-fernn"
+    run = tmp_path / "runs" / "drift-fernn"  # a data run is named after its file
     for command in (["eval", str(run), "--what", "test"], ["rollout", str(run)]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output

@@ -25,8 +25,14 @@ def collect(
     frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512,
                                              help="Resize pixel observations to this side (with --pixels)."),
     grayscale: bool = typer.Option(False, "--grayscale", help="Grayscale pixel observations (with --pixels)."),
+    add_channel: bool = typer.Option(False, "--add-channel", metavar="", help="Give 2-D (H, W) image observations a "
+                                                                              "channel axis."),
+    obs_key: Optional[str] = typer.Option(None, "--obs-key", help="Dict observations: the image key to record (the "
+                                                                  "other keys are dropped), e.g. image."),
     moves: Optional[str] = typer.Option(None, "--moves", help="The info key holding the observer's own move (dx, dy); "
-                                                              "default: info['action'] when the env reports it."),
+                                                              "default: info['action'] (window moves) or "
+                                                              "info['self_motion'] (first-person) when the env reports "
+                                                              "one."),
     seed: int = typer.Option(0, "--seed", min=0, max=2 ** 32 - 1, help="Seed of the first reset and the policy."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -37,7 +43,8 @@ def collect(
     fernn-rl collect --env dynamic-block-world --policy biased-walk --episodes 100 --out blocks.npz."""
     from rich.progress import Progress
 
-    from fernn.envs import TrajectoryFileError, collect_episodes, make_env, pixel_observations
+    from fernn.envs import collect_episodes, make_env, pixel_observations
+    from fernn.envs.wrappers import ImageKey, with_channel_axis
 
     env_id = resolve_env(env)
     kwargs = parse_json_object("--env-kwargs", env_kwargs)
@@ -45,23 +52,60 @@ def collect(
         fail("--frame-size and --grayscale apply to rendered frames: add --pixels")
     if out.suffix != ".npz":
         fail(f"--out must name a .npz file, got {out}")
-    try:
+    run = _rl_run(policy)
+    if run is not None:  # the saved policy sees what it was trained on: the run's pixel settings and wrappers
+        given = {"pixels": pixels, "frame_size": frame_size, "grayscale": grayscale, "obs_key": obs_key,
+                 "add_channel": add_channel}
+        differ = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False) and v != getattr(run, k)]
+        if differ:
+            fail(f"{', '.join(differ)} differ from the settings the policy in {policy} was trained with; leave them "
+                 "out (the run's own are used)")
+        made = _run_wrapped(run, make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if run.pixels else {})))
+        pixels, frame_size, grayscale = run.pixels, run.frame_size, run.grayscale
+    else:
         made = make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if pixels else {}))
+        if obs_key is not None:
+            made = ImageKey(made, obs_key)
         if pixels:
             made = pixel_observations(made, frame_size=frame_size, grayscale=grayscale)
-        acting = _acting_policy(policy, made)
-        with Progress(console=console, disable=quiet, transient=True) as bar:
-            task = bar.add_task(f"collecting {env_id}", total=episodes)
-            dataset = collect_episodes(made, episodes, max_steps=max_steps, policy=acting, seed=seed, moves=moves,
-                                       progress=lambda done, total: bar.update(task, completed=done))
-        dataset.meta.update(env_id=env_id, env_kwargs=kwargs, pixels=pixels, frame_size=frame_size,
-                            grayscale=grayscale, policy=policy)
-        dataset.save(out)
-    except (ValueError, TypeError, OSError, TrajectoryFileError) as error:
-        fail(str(error))
+        if add_channel:
+            made = with_channel_axis(made)
+    acting = _saved_policy(Path(policy), made) if run is not None else _acting_policy(policy, made)
+    with Progress(console=console, disable=quiet, transient=True) as bar:
+        task = bar.add_task(f"collecting {env_id}", total=episodes)
+        dataset = collect_episodes(made, episodes, max_steps=max_steps, policy=acting, seed=seed, moves=moves,
+                                   progress=lambda done, total: bar.update(task, completed=done),
+                                   on_steps=lambda steps: bar.update(task, description=f"collecting {env_id}: "
+                                                                                      f"{steps:,} steps"))
+    dataset.meta.update(env_id=env_id, env_kwargs=kwargs, pixels=pixels, frame_size=frame_size,
+                        grayscale=grayscale, policy=policy)
+    dataset.save(out)
     lengths = dataset.lengths
     console.print(f"wrote {out}: {len(lengths)} episodes of {int(lengths.min())}-{int(lengths.max())} steps, "
                   f"observations {dataset.observation_shape}, moves {'recorded' if dataset.has_moves else 'not recorded'}")
+    if dataset.meta.get("cut_at") is not None:
+        console.print(f"note: {env_id} sets no time limit, so episodes were cut at {dataset.meta['cut_at']:,} steps; "
+                      "choose another length with --max-steps")
+
+
+def _rl_run(policy: str):
+    """The RLConfig of an RL run directory given as ``--policy``, or None for a name."""
+    from fernn.agents.runs import RunDir
+
+    if not Path(policy).is_dir():
+        return None
+    run = RunDir(policy)
+    if not run.exists() or run.kind() != "rl":
+        raise ValueError(f"--policy must be 'random' or an RL run directory; {policy} is not one")
+    from fernn.agents.rl import RLConfig
+
+    return RLConfig.from_dict(run.read_config(), str(run.config_path))
+
+
+def _run_wrapped(config, env):
+    from fernn.agents.rl.envs import wrap_env
+
+    return wrap_env(env, config)
 
 
 def _acting_policy(policy: str, env):
@@ -69,8 +113,6 @@ def _acting_policy(policy: str, env):
     scripted = tuple(getattr(env.unwrapped, "scripted_policies", ()))
     if policy == "random" or policy in scripted:
         return policy
-    if Path(policy).is_dir():
-        return _saved_policy(Path(policy), env)
     names = f" (or a scripted policy of this env: {', '.join(scripted)})" if scripted else ""
     raise ValueError(f"--policy must be 'random' or an RL run directory{names}; {policy!r} is none of these")
 

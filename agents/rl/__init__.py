@@ -14,7 +14,7 @@ module                 what lives there
 ``figures``            reading ``eval.csv``, learning curves, episode GIFs
 =====================  ==========================================================================
 
-Needs the ``[rl]`` extra (``pip install 'fernn-rl[rl]'``).
+Needs the ``[rl]`` extra (``pip install '.[rl]'`` in a clone).
 """
 
 from fernn._extras import require

@@ -24,13 +24,13 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
         kwargs["render_mode"] = "rgb_array"
     envs = sb3_make_vec_env(env_id, n_envs=config.n_envs, seed=config.seed if seed is None else seed,
                             vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv,
-                            env_kwargs=kwargs, wrapper_class=partial(_wrap, config=config))
+                            env_kwargs=kwargs, wrapper_class=partial(wrap_env, config=config))
     if config.policy.startswith("frame-stack"):
         envs = VecFrameStack(envs, config.frames)
     return ScaledReward(envs, config.reward_scale) if config.reward_scale != 1 else envs
 
 
-def _wrap(env, config: RLConfig):
+def wrap_env(env, config: RLConfig):
     """The per-env wrappers of a run: an image key of Dict observations, a channel axis, pixel observations, then
     the action channels of self-motion."""
     from fernn.envs import pixel_observations

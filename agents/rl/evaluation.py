@@ -58,6 +58,31 @@ def policy_bounds(config: RLConfig, episodes: int = 100) -> dict[str, dict[str, 
             for name, v in bounds.items()}
 
 
+def cached_bounds(config: RLConfig, episodes: int, cache: Path) -> dict[str, dict[str, float]]:
+    """:func:`policy_bounds` of ``config``'s env settings, computed once and kept in the folder ``cache`` (one JSON per
+    env, kwargs, observation settings, episodes and seed): every run of the same env shares them."""
+    import hashlib
+    import json
+
+    from fernn.agents.runs import RunFileError, read_json
+
+    key = {name: getattr(config, name) for name in ("env", "env_kwargs", "pixels", "frame_size", "grayscale",
+                                                    "add_channel", "obs_key", "seed")}
+    key["episodes"] = episodes
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache) / f"{digest}.json"
+    if path.is_file():
+        try:
+            stored = read_json(path)
+            if isinstance(stored, dict) and stored.get("key") == json.loads(json.dumps(key, default=str)):
+                return stored["bounds"]
+        except RunFileError:
+            pass  # a damaged cache entry is computed again
+    bounds = policy_bounds(config, episodes)
+    write_json(path, {"key": key, "bounds": bounds})
+    return bounds
+
+
 def _oracle_returns(env_id: str, episodes: int, seed: int = EVAL_SEED,
                     env_kwargs: dict[str, Any] | None = None) -> list[float]:
     env = gym.make(env_id, **(env_kwargs or {}))

@@ -14,6 +14,7 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
 
     from fernn.agents.rl.policies import FERNNFrameStackExtractor, FERNNRecurrentPPO, SmallCNN
 
+    check_memory(config, envs.observation_space)
     common = dict(n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
                   learning_rate=config.lr, ent_coef=config.ent_coef, seed=config.seed, device=config.device,
                   tensorboard_log=tensorboard, verbose=0)
@@ -36,6 +37,25 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
     return PPO("CnnPolicy", envs, policy_kwargs=dict(features_extractor_class=extractor,
                                                      features_extractor_kwargs=extractor_kwargs,
                                                      net_arch=dict(pi=[64], vf=[64])), **common)
+
+
+def check_memory(config: RLConfig, space) -> None:
+    """Refuse, with the figure, a FERNN policy whose states would not fit: a minibatch of whole envs recomputes
+    ``n_steps`` states of ``V x C x H x W`` floats each with gradients (about three copies per state)."""
+    import numpy as np
+
+    from fernn.budget import check_fits
+
+    if not config.policy.endswith("fernn") or not hasattr(space, "shape") or len(space.shape) != 3:
+        return
+    pixels = int(np.prod(sorted(space.shape)[1:]))  # the two largest axes: H and W
+    velocities = (2 * config.vmax + 1) ** 2
+    envs_per_batch = max(1, config.batch_size // config.n_steps)
+    steps = config.n_steps if config.policy == "fernn" else config.frames
+    states = velocities * config.fernn_hidden * pixels * steps * envs_per_batch
+    check_fits(4.0 * 3 * states, f"the FERNN states of one PPO minibatch ({envs_per_batch} env(s) x {steps} steps x "
+               f"{velocities} velocities x {config.fernn_hidden} channels x {pixels:,} pixels, with gradients)",
+               "lower --vmax, --hidden, --batch-size or --n-steps", config.device if config.device != "auto" else None)
 
 
 def load_model(config: RLConfig, path: Path, envs, tensorboard: str | None = None):

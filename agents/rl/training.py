@@ -24,7 +24,7 @@ from typing import Any
 
 from fernn.agents.rl.config import RLConfig
 from fernn.agents.rl.envs import make_vec_env
-from fernn.agents.rl.evaluation import EvalCheckpointCallback, policy_bounds, restore_rngs
+from fernn.agents.rl.evaluation import EvalCheckpointCallback, cached_bounds, restore_rngs
 from fernn.agents.rl.figures import learning_curve, read_evaluations
 from fernn.agents.rl.models import load_model, make_model, saved_timesteps
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
@@ -77,7 +77,9 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
             callback.evaluate()
         atomic_write(run.path / "model.zip", lambda tmp: model.save(tmp))
         envs.close()
-        bounds = policy_bounds(config, bounds_episodes)
+        from fernn.envs import default_data_dir
+
+        bounds = cached_bounds(config, bounds_episodes, default_data_dir() / "bounds")
         results = {"config": config.to_dict(), "final": rows[-1], "evaluations": rows, "bounds": bounds,
                    "parameters": sum(p.numel() for p in model.policy.parameters())}
         learning_curve(run.path / "learning_curve.png", {config.policy: rows}, bounds, title=config.name)

@@ -39,7 +39,7 @@ class TrainConfig:
     """fernn | grnn (one velocity channel) | grnn-plus (learned shifts) | cnn3d (KTH) |
     action-concat / fernn-no-self-motion (MNIST World ablations)."""
     name: str = ""
-    """Run name: the directory ``<out>/<name>`` (default: ``<env>-<model>``)."""
+    """Run name: the directory ``<out>/<name>`` (default: ``<env>-<model>``; with ``data``: ``<file name>-<model>``)."""
     out: str = "runs"
     """Parent directory of runs."""
     vmax: int | None = None
@@ -124,8 +124,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.data is not None:
             self.env = "trajectories"
-        if not self.name:
-            self.name = f"{self.env}-{self.model}"
+        if not self.name:  # a data run is named after its file: two datasets never share a run directory
+            stem = str(self.data).replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".npz") if self.data else self.env
+            self.name = f"{stem}-{self.model}"
         self.validate()
 
     def validate(self) -> None:

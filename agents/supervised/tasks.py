@@ -77,6 +77,8 @@ class Task:
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
+        #: what the user should know about the run's data (printed at start; warnings without a progress display)
+        self.notes: list[str] = list(getattr(getattr(self, "data", None), "notes", []))
         if config.model not in self.models:
             raise ValueError(f"model {config.model!r} is not available for {self.describe()}; accepted: "
                              f"{', '.join(self.models)}")
@@ -375,6 +377,12 @@ class TrajectoryData:
         self.frame_hw, self.channels = (height, width), channels
         self.moves = self.file.meta.get("moves", "action") if self.file.has_moves else None
         self.parts: dict[str, TrajectoryDataset] = {}
+        self.notes: list[str] = []
+        brightest = int(self.file.episode(0)["obs"].max())
+        if brightest <= 16:
+            self.notes.append(f"the observations of {path} hold values 0..{brightest}: symbolic codes, not pixels (a "
+                              "FERNN sees them as nearly black images); record pixels instead (MiniGrid: "
+                              "RGBImgPartialObsWrapper, or fernn-rl collect --pixels)")
 
     def steps(self) -> tuple[int, int]:
         """Default ``(context, predict)``: 10 + 10 observations, or half each of a median episode's."""
@@ -388,7 +396,13 @@ class TrajectoryData:
         if config.context + config.predict > longest:
             raise ValueError(f"context + predict = {config.context + config.predict} frames, but the longest episode "
                              f"of {config.data} has {longest}; lower --context / --predict or collect longer episodes")
-        self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=config.context + config.predict)))
+        window = config.context + config.predict
+        self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=window)))
+        short = int((self.file.lengths + 1 < window).sum())
+        if short:
+            self.notes.append(f"{short} of {len(self.file.lengths)} episodes of {config.data} are shorter than "
+                              f"context + predict = {window} frames and are not used; lower --context / --predict to "
+                              "use them")
 
     def check_vmax(self, config: TrainConfig) -> None:
         """The translation velocities must be smaller than half the frames."""
@@ -526,6 +540,8 @@ def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
     data = TrajectoryData(config.data, device)
     if data.moves == "self_motion":
         task = WorldModel3DTask
+        if config.model == "fernn":  # FloWM itself: on first-person data, its 3-D form
+            config = config.replace(model="fernn-3d", name=config.name)
     elif config.model in WorldModel3DTask.models:
         raise ValueError(f"model {config.model!r} is the first-person (3-D) world model; {config.data} records "
                          + ("window moves (dx, dy), which the 2-D models take: "

@@ -218,9 +218,18 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
             if reporter is not None:
                 reporter({**row, "total": total})
 
+    if group.main and reporter is None:
+        for note in task.notes:
+            warnings.warn(note, stacklevel=2)
+    if group.main and reporter is not None:
+        reporter({"split": "setup", "step": state["step"], "total": total, "task": task.describe(), "notes": task.notes,
+                  "model": config.model, "parameters": sum(p.numel() for p in model.parameters()),
+                  "hidden": config.hidden, "batch_size": config.batch_size,
+                  "step_memory_mib": round(task.step_memory() / 2 ** 20, 1)})
     stop = _StopOnFirstInterrupt()
     try:
         window_start = time.perf_counter()
+        first_step = state["step"]
         while state["step"] < total:
             if (stop_after is not None and steps_this_call >= stop_after) or stop.requested:
                 interrupted = True
@@ -242,6 +251,10 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
             state["window_steps"] += 1
             for key, value in extra.items():
                 state["window_extra"][key] = state["window_extra"].get(key, 0.0) + float(value)
+            if state["step"] == first_step + 1 and group.main and reporter is not None:
+                seconds = time.perf_counter() - window_start
+                reporter({"split": "first-step", "step": state["step"], "total": total, "seconds": round(seconds, 3),
+                          "estimated_minutes": round(seconds * (total - first_step) / 60, 1)})
             if state["step"] % config.log_every == 0 or state["step"] == total:
                 elapsed = time.perf_counter() - window_start
                 count = state["window_steps"]
