@@ -149,7 +149,8 @@ def evaluate_planner(planner: CEMPlanner, env_id: str, *, env_kwargs: dict[str, 
         check_int(name, value, minimum=1)
     if gif is not None:
         require("PIL", "plots", "the episode GIF")  # before the work, not after it
-    make_env = make_env or (lambda **render: gym.make(env_id, **(env_kwargs or {}), **render))
+    if make_env is None:
+        make_env = plain_env(env_id, env_kwargs or {})
     returns, lengths, decisions, seconds, final = [], [], 0, 0.0, {}
     errors, counts, one_step = np.zeros(planner.horizon), np.zeros(planner.horizon), []
     done_episodes = 0
@@ -181,7 +182,7 @@ def _run_batch(planner: CEMPlanner, make_env: Callable[..., gym.Env], seeds: lis
     the sums of the imagined-vs-real errors. An env whose episode has ended keeps being stepped (its next episode
     is ignored) until every episode of the batch has ended, so ``parallel`` changes the speed, never the results."""
     render = {"render_mode": "rgb_array"} if gif is not None else {}
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(**render) for _ in seeds])
+    envs = vector_env(make_env, len(seeds), render)
     obs, _ = envs.reset(seed=seeds)
     count = len(seeds)
     state, start = planner.initial_state(count, seeds=seeds), np.zeros(count, bool)
@@ -201,7 +202,7 @@ def _run_batch(planner: CEMPlanner, make_env: Callable[..., gym.Env], seeds: lis
         if len(actions) % error_every == 0:
             snapshots[len(actions)] = (state.maps.clone(), running.copy())
         if gif is not None and running[0]:
-            frames.append(_gif_frame(envs.envs[0], obs[0], state.predictions[0].cpu()))
+            frames.append(_gif_frame(envs.render()[0], obs[0], state.predictions[0].cpu()))
         obs, reward, terminated, truncated, info = envs.step(action)
         totals += np.where(running, reward, 0.0)
         lengths += running
@@ -249,12 +250,33 @@ def _imagination_errors(planner: CEMPlanner, snapshots: dict[int, torch.Tensor],
     return errors, counts
 
 
-def _gif_frame(env: gym.Env, window: np.ndarray, prediction: torch.Tensor) -> np.ndarray:
+def plain_env(env_id: str, env_kwargs: dict[str, Any]) -> Callable[..., gym.Env]:
+    """``gym.make(env_id, **env_kwargs, **render)``, marked as plain (no wrappers), so its native vector version may
+    stand in for a batch of them."""
+    def make(**render: Any) -> gym.Env:
+        return gym.make(env_id, **env_kwargs, **render)
+
+    make.plain, make.kwargs = True, dict(env_kwargs)
+    return make
+
+
+def vector_env(make_env: Callable[..., gym.Env], count: int, render: dict[str, Any]) -> gym.vector.VectorEnv:
+    """``count`` envs stepped together: the env's native vector version when it has one (its info keeps one shape
+    for every env), else Gymnasium's ``SyncVectorEnv``. Both autoreset on the next step and render every env."""
+    probe = make_env(**render)
+    spec = probe.spec
+    probe.close()
+    if spec is not None and spec.vector_entry_point is not None and getattr(make_env, "plain", False):
+        return gym.make_vec(spec.id, num_envs=count, vectorization_mode="vector_entry_point",
+                            **getattr(make_env, "kwargs", {}), **render)
+    return gym.vector.SyncVectorEnv([lambda: make_env(**render) for _ in range(count)])
+
+
+def _gif_frame(world: np.ndarray, window: np.ndarray, prediction: torch.Tensor) -> np.ndarray:
     """The world with the window drawn on it | the real window | the model's prediction of it (made before it
     arrived; during a gap the real window is dark and the prediction is all the planner has)."""
     from fernn.envs.rendering import TARGET_COLOUR, side_by_side, tint, to_rgb
 
-    world = env.render()
     scale = max(1, world.shape[0] // window.shape[0])
 
     def panel(image: np.ndarray) -> np.ndarray:  # (h, w, C) uint8 -> RGB (a 2-channel window: the target tinted)
@@ -341,11 +363,11 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     if target.type == "cpu":
         keep_allocations_warm()  # every decision allocates candidate maps of the same sizes: reuse them
 
-    def build(**render: Any) -> gym.Env:
-        if not pixels:
-            return make_env(env_id, kwargs, **render)
+    def pixel_env(**render: Any) -> gym.Env:
         return pixel_observations(make_env(env_id, kwargs, render_mode="rgb_array"), frame_size=frame_size,
                                   grayscale=grayscale)
+
+    build = pixel_env if pixels else plain_env(env_id, kwargs)
 
     model, config = load_world_model(world_model, checkpoint=checkpoint, device=target)
     state_bytes = model.initial_state(1, device="cpu").numel() * 4

@@ -4,8 +4,6 @@ import runpy
 import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -15,39 +13,6 @@ def test_quickstart_runs():
 
 def test_envs_quickstart_runs():
     runpy.run_path(str(EXAMPLES / "envs_quickstart.py"), run_name="__main__")
-
-
-def test_render_envs_writes_a_picture_of_every_env(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["render_envs.py", "--out", str(tmp_path)])
-    runpy.run_path(str(EXAMPLES / "render_envs.py"), run_name="__main__")
-    assert sorted(p.name for p in tmp_path.glob("env_*.png")) == [
-        "env_FlowingMNIST.png", "env_KTHCamera.png", "env_MNISTWorld.png", "env_MNISTWorldTrack.png",
-        "env_RotatingMNIST.png"]
-
-
-def _fake_run(directory: Path, returns: list[float]) -> None:
-    directory.mkdir(parents=True)
-    lines = ["timesteps,mean_return,std_return,seconds"]
-    lines += [f"{8192 * (i + 1)},{r},1.0,{10.0 * (i + 1)}" for i, r in enumerate(returns)]
-    (directory / "eval.csv").write_text("\n".join(lines) + "\n")
-
-
-def test_rl_learning_curves_cuts_every_run_at_the_common_budget(tmp_path, monkeypatch, capsys):
-    runs = tmp_path / "runs"
-    _fake_run(runs / "fernn-s0", [50.0, 80.0, 90.0])
-    _fake_run(runs / "fernn-s1", [60.0, 70.0])           # the shortest run sets the budget: 16,384 steps
-    _fake_run(runs / "cnn-lstm-s0", [55.0, 65.0, 99.0, 100.0])
-    bounds = tmp_path / "bounds.json"
-    bounds.write_text('{"random": {"mean": 44.0, "std": 8.0}, "oracle": {"mean": 100.0, "std": 0.0}}')
-    out = tmp_path / "curves.png"
-    monkeypatch.setattr(sys, "argv", ["rl_learning_curves.py", "--runs", str(runs), "--bounds", str(bounds),
-                                      "--bench", str(tmp_path / "absent.json"), "--out", str(out)])
-    runpy.run_path(str(EXAMPLES / "rl_learning_curves.py"), run_name="__main__")
-    printed = capsys.readouterr().out
-    assert "budget: 16,384 environment steps per run; halfway from random to oracle: 72.00" in printed
-    assert "| FERNN RecurrentPPO | 2 | 75.00 ± 5.00 | 80.0, 70.0 | 65.00 ± 0.00 | 16k, never |" in printed
-    assert "| CNN-LSTM RecurrentPPO | 1 | 65.00 ± 0.00 | 65.0 | 60.00 ± 0.00 | never |" in printed
-    assert out.stat().st_size > 0
 
 
 def test_atari_pong_example_runs_on_a_tiny_budget(tmp_path, monkeypatch):
@@ -62,94 +27,3 @@ def test_atari_pong_example_runs_on_a_tiny_budget(tmp_path, monkeypatch):
     assert set(summary["models"]) == {"grnn", "fernn"} and (tmp_path / "pong.npz").is_file()
     moves = [tuple(int(v) for v in key.strip("()").split(",")) for key in summary["ball_velocities_px_per_step"]]
     assert moves and max(max(abs(dx), abs(dy)) for dx, dy in moves) <= 3
-
-
-def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
-    """The occlusion grid end to end on a tiny budget: every policy trained and evaluated on every cell, a second
-    call trains and evaluates nothing again, and the report writes the table, figures, GIFs and JSON."""
-    import json
-
-    runs, docs = tmp_path / "runs", tmp_path / "docs"
-    tiny = ["run", "--out", str(runs), "--seeds", "0", "--jobs", "2", "--timesteps", "128", "--n-envs", "2",
-            "--n-steps", "64", "--batch-size", "64", "--eval-every", "128", "--eval-episodes", "1",
-            "--grid-episodes", "1", "--gaps", "0,4,8", "--quiet"]
-    monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", *tiny])
-    runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
-    names = ["cnn-lstm-s0", "fernn-s0", "fernn-self-motion-equivariant-s0", "fernn-self-motion-s0",
-             "fernn-self-motion-velocity-readout-s0", "frame-stack-cnn-s0"]
-    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == names
-    grid = json.loads((runs / "fernn-s0" / "grid.json").read_text())
-    assert sorted(grid) == sorted(f"{v}/gap={g}" for v in ("seen", "unseen") for g in (0, 4, 8))
-    assert grid["unseen/gap=8"]["env_kwargs"]["gap_length"] == 8
-    assert json.loads((runs / "fernn-self-motion-s0" / "config.json").read_text())["self_motion"] is True
-    assert json.loads((runs / "fernn-self-motion-velocity-readout-s0" / "config.json").read_text())["readout"] == \
-        "velocities"
-    stamps = {name: (runs / name / "grid.json").stat().st_mtime_ns for name in names}
-    runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")  # resumes: all done, nothing redone
-    assert {name: (runs / name / "grid.json").stat().st_mtime_ns for name in names} == stamps
-    monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", "report", "--runs", str(runs), "--docs", str(docs),
-                                      "--bound-episodes", "2"])
-    runpy.run_path(str(EXAMPLES / "rl_occlusion.py"), run_name="__main__")
-    table = capsys.readouterr().out
-    assert "| FERNN RecurrentPPO, self-motion |" in table and "| oracle | 100.0 |" in table
-    assert "| best fixed move |" in table
-    summary = json.loads((docs / "rl_occlusion.json").read_text())
-    assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "fernn-self-motion-velocity-readout",
-                                        "cnn-lstm", "frame-stack-cnn"}
-    assert summary["policies"]["fernn"]["cells"]["unseen/gap=4"]["per_seed"]
-    assert summary["policies"]["fernn"]["runs"] == ["fernn-s0"]  # not fernn-self-motion-s0, which fernn-s* matches
-    assert (docs / "rl_occlusion_runs" / "cnn-lstm-s0" / "grid.json").is_file()
-    for name in ("rl_occlusion_gaps.png", "rl_occlusion_curves.png", "rl_occlusion_table.md",
-                 "rl_occlusion_fernn.gif", "rl_occlusion_frame-stack-cnn.gif"):
-        assert (docs / name).stat().st_size > 0
-    monkeypatch.setattr(sys, "argv", ["rl_occlusion_inside.py", "--run", str(runs / "fernn-self-motion-s0"),
-                                      str(runs / "fernn-s0"), "--episodes", "1", "--out", str(docs / "inside.png")])
-    runpy.run_path(str(EXAMPLES / "rl_occlusion_inside.py"), run_name="__main__")
-    inside = json.loads((docs / "inside.json").read_text())
-    assert inside["chance"] == 1 / 25 and inside["gap"]["steps"] + inside["in_view"]["steps"] > 0
-    assert set(inside["in_view"]["target_correlation"]) == {"pooled", "own", "relative", "best"}
-    assert set(inside["per_run"]) == {"fernn-self-motion-s0", "fernn-s0"}
-    for argv, message in ((["--run", str(runs / "cnn-lstm-s0")], "is a cnn-lstm run"),
-                          (["--run", str(tmp_path / "nowhere")], "no finished run"),
-                          (["--gap", "10"], "--gap must lie in")):
-        monkeypatch.setattr(sys, "argv", ["rl_occlusion_inside.py", *argv])
-        with pytest.raises(SystemExit) as stop:
-            runpy.run_path(str(EXAMPLES / "rl_occlusion_inside.py"), run_name="__main__")
-        assert stop.value.code not in (0, None)
-        assert message in capsys.readouterr().err + str(stop.value.code)
-
-
-def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path, monkeypatch, capsys):
-    """examples/planning_grid.py on a tiny world model: the settings run through fernn-rl plan, a second call redoes
-    nothing, untrained models are skipped, and the report writes the table, the error figure and planning.json."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from fernn.agents.cli import app
-
-    runner, data = CliRunner(), tmp_path / "track.npz"
-    result = runner.invoke(app, ["collect", "--env", "mnist-world-track", "--episodes", "3", "--max-steps", "12",
-                                 "--out", str(data), "--quiet"])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["train", "--data", str(data), "--model", "grnn", "--world-size", "50", "--hidden", "2",
-                                 "--context", "3", "--predict", "2", "--epochs", "1", "--steps-per-epoch", "1",
-                                 "--batch-size", "2", "--val-batches", "1", "--eval-sequences", "2", "--device", "cpu",
-                                 "--quiet", "--out", str(tmp_path), "--name", "wm-grnn-s0"])
-    assert result.exit_code == 0, result.output
-    tiny = ["run", "--world-models", str(tmp_path), "--models", "grnn,fernn", "--seeds", "0", "--settings",
-            "seen,unseen-gap4", "--episodes", "2", "--parallel", "2", "--horizon", "2", "--candidates", "2"]
-    monkeypatch.setattr(sys, "argv", ["planning_grid.py", *tiny])
-    runpy.run_path(str(EXAMPLES / "planning_grid.py"), run_name="__main__")
-    assert "wm-fernn-s0: not trained yet, skipped" in capsys.readouterr().out
-    first = (tmp_path / "wm-grnn-s0" / "plan-seen" / "results.json").stat().st_mtime_ns
-    assert (tmp_path / "wm-grnn-s0" / "plan-unseen-gap4" / "episode.gif").is_file()
-    runpy.run_path(str(EXAMPLES / "planning_grid.py"), run_name="__main__")
-    assert (tmp_path / "wm-grnn-s0" / "plan-seen" / "results.json").stat().st_mtime_ns == first
-    monkeypatch.setattr(sys, "argv", ["planning_grid.py", "report", "--world-models", str(tmp_path), "--rl-runs",
-                                      str(tmp_path / "no-rl"), "--docs", str(tmp_path / "docs"), "--bound-episodes", "2"])
-    runpy.run_path(str(EXAMPLES / "planning_grid.py"), run_name="__main__")
-    assert "| planner, no velocity channels (V = 1) |" in capsys.readouterr().out
-    summary = json.loads((tmp_path / "docs" / "planning.json").read_text())
-    assert list(summary["models"]) == ["grnn"] and len(summary["models"]["grnn"]["imagined_mse_per_step"]) == 2
-    assert (tmp_path / "docs" / "planning_error.png").stat().st_size > 0

@@ -1,7 +1,7 @@
-"""Planning with the world models of examples/planning_world_models.sh: the measurements of docs/planning.md.
+"""Planning with the world models of experiments/planning_world_models.sh: the measurements of docs/planning.md.
 
-    python examples/planning_grid.py run [--world-models runs/planning] [--horizon 3 --candidates 16 --iterations 1]
-    python examples/planning_grid.py report [--world-models runs/planning] [--rl-runs runs/occlusion] [--docs docs]
+    python experiments/planning_grid.py run [--world-models runs/planning] [--horizon 3 --candidates 16 --iterations 1]
+    python experiments/planning_grid.py report [--world-models runs/planning] [--rl-runs runs/occlusion] [--docs docs]
 
 ``run`` plans with every world model (FloWM and its ablations, every seed) in every setting -- seen and unseen
 target velocities, with and without occlusion gaps -- over seeded episodes (``fernn-rl plan``), one setting's
@@ -9,7 +9,7 @@ target velocities, with and without occlusion gaps -- over seeded episodes (``fe
 not trained yet are skipped too (run it again once they are).
 
 ``report`` writes the table (markdown, with the random and oracle returns and the RL policies of
-``examples/rl_occlusion.py`` on the same episodes), the imagined-vs-real error over the horizon
+``experiments/rl_occlusion.py`` on the same episodes), the imagined-vs-real error over the horizon
 (``planning_error.png``) and ``planning.json``.
 """
 
@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +31,6 @@ SETTINGS = {  # name -> (target velocities, gap length of every 10 steps), in th
     "seen": ("seen", 0),
     "seen-gap4": ("seen", 4),
 }
-FERNN = [sys.executable, "-m", "fernn.agents.cli"]
 
 
 def env_kwargs(setting: str) -> dict:
@@ -46,7 +42,11 @@ def env_kwargs(setting: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    import torch
+
+    from fernn.agents.planning_eval import plan_run
+
+    torch.set_num_threads(args.threads)
     for setting in args.settings:
         for seed in args.seeds:
             for model in sorted(args.models, key=ORDER.index):
@@ -57,14 +57,10 @@ def run(args: argparse.Namespace) -> None:
                     continue
                 if (out / "results.json").is_file():
                     continue
-                command = [*FERNN, "plan", "--env", "mnist-world-track", "--world-model", str(world_model),
-                           "--env-kwargs", json.dumps(env_kwargs(setting)), "--horizon", str(args.horizon),
-                           "--candidates", str(args.candidates), "--iterations", str(args.iterations),
-                           "--elites", str(min(4, args.candidates)), "--episodes", str(args.episodes),
-                           "--parallel", str(args.parallel), "--device", "cpu", "--out", str(out), "--quiet"]
-                if setting != "unseen-gap4" or seed != args.seeds[0]:
-                    command.append("--no-gif")
-                subprocess.run(command, check=True, env=environment)
+                plan_run("mnist-world-track", world_model, env_kwargs=env_kwargs(setting), horizon=args.horizon,
+                         candidates=args.candidates, iterations=args.iterations, elites=min(4, args.candidates),
+                         episodes=args.episodes, parallel=args.parallel, device="cpu", out=out,
+                         gif=setting == "unseen-gap4" and seed == args.seeds[0])
 
 
 def read(root: Path) -> dict[str, dict[str, list[dict]]]:
@@ -82,7 +78,7 @@ def read(root: Path) -> dict[str, dict[str, list[dict]]]:
 
 
 def rl_cells(root: Path) -> dict[str, dict[str, list[float]]]:
-    """The RL policies' returns on the same settings (examples/rl_occlusion.py's grid.json; same episode seeds)."""
+    """The RL policies' returns on the same settings (experiments/rl_occlusion.py's grid.json; same episode seeds)."""
     cells: dict[str, dict[str, list[float]]] = {}
     for grid in sorted(root.glob("*-s*/grid.json")):
         policy = grid.parent.name.rsplit("-s", 1)[0]

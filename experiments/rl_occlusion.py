@@ -1,7 +1,7 @@
 """Tracking through occlusion at unseen velocities: the RL generalisation grid of docs/rl.md.
 
-    python examples/rl_occlusion.py run [--out runs/occlusion] [--jobs 2] [--timesteps 32768]
-    python examples/rl_occlusion.py report [--runs runs/occlusion] [--docs docs]
+    python experiments/rl_occlusion.py run [--out runs/occlusion] [--jobs 2] [--timesteps 32768]
+    python experiments/rl_occlusion.py report [--runs runs/occlusion] [--docs docs]
 
 ``run`` trains every policy x seed on ``MNISTWorldTrackOccluded-v0`` with target velocities ``|vx|, |vy| <= 1``
 (the window dark for 4 of every 10 steps), then evaluates each final policy on every cell of the grid: the
@@ -14,7 +14,7 @@ run) are kept. Runs go ``--jobs`` at a time, one thread each (``OMP_NUM_THREADS=
 GIF per policy on an unseen velocity through a gap, ``rl_occlusion.json`` (every cell, every seed) and a copy of
 each run's ``config.json``, ``eval.csv`` and ``grid.json`` under ``rl_occlusion_runs/``.
 
-``examples/rl_occlusion_inside.py`` looks inside the FERNN policies' memory.
+``experiments/rl_occlusion_inside.py`` looks inside the FERNN policies' memory.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run_grid(args: argparse.Namespace) -> None:
             done = future.result()
             progress.console.print(f"{done['run']}: trained and evaluated ({done['seconds']:.0f} s)")
             progress.advance(bar)
-    print(f"grid complete under {args.out}; now: python examples/rl_occlusion.py report --runs {args.out}")
+    print(f"grid complete under {args.out}; now: python experiments/rl_occlusion.py report --runs {args.out}")
 
 
 def wall_clock(rows: list[dict]) -> float:

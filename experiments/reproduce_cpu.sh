@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's reproduction tables at CPU scale (2 cores): every row's exact command, in order.
-# Runs land in runs/repro/<name>; `python examples/reproduction_tables.py` prints the tables.
+# Runs land in runs/repro/<name>; `python experiments/reproduction_tables.py` prints the tables.
 # Paper-scale versions: the same commands with --preset NAME and no budget flags, on a GPU.
 set -u
 cd "$(dirname "$0")/.."

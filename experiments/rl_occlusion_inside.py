@@ -1,7 +1,7 @@
 """Inside a FERNN policy's memory on the occluded tracking task: which velocity channel carries the target, and
 whether the readout's pooling over velocities keeps it (docs/rl.md, "Inside the memory").
 
-    python examples/rl_occlusion_inside.py --run runs/occlusion/fernn-self-motion-s0 [more runs] \
+    python experiments/rl_occlusion_inside.py --run runs/occlusion/fernn-self-motion-s0 [more runs] \
         [--velocity 2,-1] [--gap 6] [--episodes 5] [--out docs/rl_occlusion_inside.png]
 
 Writes the figure (the share of the memory's energy at the target, per velocity channel and step, first run) and
@@ -151,7 +151,7 @@ def target_correlations(state, ink) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, nargs="+", default=[Path("runs/occlusion/fernn-self-motion-s0")],
-                        help="one or more FERNN runs of examples/rl_occlusion.py (the summary is over all their steps)")
+                        help="one or more FERNN runs of experiments/rl_occlusion.py (the summary is over all their steps)")
     parser.add_argument("--velocity", type=lambda s: [int(x) for x in s.split(",")], default=VELOCITY,
                         help="the target velocity vx,vy")
     parser.add_argument("--gap", type=int, default=GAP, help="dark steps of every 10")
@@ -162,7 +162,7 @@ def main() -> None:
         parser.error(f"--gap must lie in [0, 9] (dark steps of every 10); got {args.gap}")
     missing = [str(run) for run in args.run if not (run / "model.zip").is_file()]
     if missing:
-        parser.error(f"no finished run (model.zip) at {', '.join(missing)}: train it with examples/rl_occlusion.py run")
+        parser.error(f"no finished run (model.zip) at {', '.join(missing)}: train it with experiments/rl_occlusion.py run")
     inspect(args)
 
 

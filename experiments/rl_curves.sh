@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's RL result: FERNN-RecurrentPPO, CNN-LSTM RecurrentPPO and frame-stack PPO on MNISTWorldTrack-v0,
-# 3 seeds each, the same environment-step budget; then `python examples/rl_learning_curves.py` draws the figure.
+# 3 seeds each, the same environment-step budget; then `python experiments/rl_learning_curves.py` draws the figure.
 # The budget, 160 rollouts of 8 envs x 128 steps, is what all nine runs completed side by side (five at a
 # time, OMP_NUM_THREADS=1) in one working session on 2 CPU cores; the slowest policy, FERNN, alone trains
 # it in about 35 minutes (bench rl: 160 collections + updates of ~11 s each, plus evaluations).

@@ -1,6 +1,6 @@
 """Draw the README's RL learning curves and table from ``runs/rl/<policy>-s<seed>/`` (see rl_curves.sh).
 
-    python examples/rl_learning_curves.py [--runs runs/rl] [--budget N] [--out docs/rl_learning_curves.png]
+    python experiments/rl_learning_curves.py [--runs runs/rl] [--budget N] [--out docs/rl_learning_curves.png]
 
 Every run is read from its ``eval.csv`` (finished or not) and cut at the common budget: ``--budget``, or by
 default the most environment steps that every run has reached. With SB3's constant learning rate and clip
