@@ -45,8 +45,8 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
 
     run = RunDir(run_dir)
     if run.kind() != "supervised":
-        raise ValueError(f"{run_dir} is an RL run; --world-model takes a world-model run (fernn-rl train --data "
-                         "FILE.npz with recorded moves, or --env mnist-world)")
+        raise ValueError(f"{run_dir} is not a supervised run (it is a {run.kind()} run); --world-model takes a "
+                         "world-model run (fernn-rl train --data FILE.npz with recorded moves, or --env mnist-world)")
     config = TrainConfig.from_dict(run.read_config(), str(run.config_path))
     path = run.checkpoints / f"{checkpoint}.pt"
     payload = run.load_checkpoint(f"{checkpoint}.pt", device)

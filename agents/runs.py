@@ -1,7 +1,7 @@
 """The run directory every kind of run uses (supervised, RL): its lifecycle, its lock and its files, each
 written atomically (temporary file + rename)::
 
-    runs/<name>/run.json               the run's kind ("supervised" | "rl") and format version
+    runs/<name>/run.json               the run's kind ("supervised" | "rl" | "dream") and format version
     runs/<name>/config.json            everything needed to rerun (TrainConfig or RLConfig, as plain data)
     runs/<name>/metrics.csv, eval.csv  one row per log interval / evaluation
     runs/<name>/tensorboard/           TensorBoard event files
@@ -35,7 +35,7 @@ import torch
 from fernn.errors import FERNNError
 from fernn.io import atomic_write
 
-KINDS = ("supervised", "rl")
+KINDS = ("supervised", "rl", "dream")
 LOCATION_FIELDS = ("out", "name")
 RUN_FORMAT = 1
 EVAL_SEED = 50_000

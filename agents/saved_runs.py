@@ -3,7 +3,8 @@
 
 Supervised runs go to :func:`fernn.agents.supervised.evaluation.evaluate_saved_run`; RL runs to
 :func:`fernn.agents.rl.evaluate_run` (seeded episodes of the saved policy) and
-:func:`fernn.agents.rl.episode_gif`. Nothing is unpickled: checkpoints load as data, RL archives for their weights.
+:func:`fernn.agents.rl.episode_gif`; policies learned in imagination (``dream``) to
+:func:`fernn.agents.dream.evaluate_settings` and an episode GIF. Nothing is unpickled: checkpoints load as data, RL archives for their weights.
 """
 
 from __future__ import annotations
@@ -30,19 +31,33 @@ def evaluate_saved(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIONS, 
         from fernn.agents.supervised.evaluation import evaluate_saved_run
 
         return kind, evaluate_saved_run(run.path, what=what, checkpoint=checkpoint, device=device)
+    if kind == "dream":
+        from fernn.agents.dream import evaluate_settings, load_dream
+        from fernn.devices import resolve_device
+
+        policy, config = load_dream(run.path, str(resolve_device(device)))
+        results = {"reevaluation": evaluate_settings(policy.world_model, policy.moves.numpy(), policy.agent, config,
+                                                     episodes)}
+        _merge(run, results)
+        return kind, results
     from fernn.agents.rl import evaluate_run
 
     if checkpoint not in ("best", "final", "last"):
         raise ValueError(f"checkpoint for an RL run must be final or last; got {checkpoint!r}")
     result = evaluate_run(run.path, episodes=episodes, checkpoint="last" if checkpoint == "last" else "final",
                           device=device)
+    _merge(run, {"reevaluation": result})
+    return kind, {"reevaluation": result}
+
+
+def _merge(run: RunDir, results: dict[str, Any]) -> None:
+    """Lay ``results`` over the run's ``results.json`` (a damaged one is one clear error, never overwritten)."""
     path = run.path / "results.json"
     merged = read_json(path) if path.exists() else {}
     if not isinstance(merged, dict):
         raise RunFileError(f"{path} must hold a JSON object of results, got {type(merged).__name__}")
-    merged["reevaluation"] = result
+    merged.update(results)
     write_json(path, merged)
-    return kind, {"reevaluation": result}
 
 
 def rollout_saved(run_dir: str | Path, *, device: str = "auto") -> list[Path]:
@@ -55,6 +70,12 @@ def rollout_saved(run_dir: str | Path, *, device: str = "auto") -> list[Path]:
     run = RunDir(run_dir)
     if not run.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory of fernn-rl (no run.json and config.json)")
+    if run.kind() == "dream":
+        from fernn.agents.dream import evaluate_policy, load_dream
+
+        policy, config = load_dream(run.path)
+        evaluate_policy(policy.world_model, policy.moves.numpy(), policy.agent, config, 1, gif=run.path / "episode.gif")
+        return [run.path / "episode.gif"]
     if run.kind() == "rl":
         from fernn.agents.rl import episode_gif
 

@@ -163,6 +163,21 @@ class WorldModel(nn.Module):
         future_actions = self._check_actions("future_actions", future_actions, state.shape[0])
         return self._imagine(self._internal_state(state, like=state), future_actions)
 
+    def imagine_step(self, state: torch.Tensor, moves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One imagined step for an agent that decides as it goes (learning in imagination): the map ``state
+        (B, V, hidden, H, W)`` moved by the integer ``moves (B, 2)``, the window predicted from it ``(B, C, h, w)``,
+        and the map after that prediction is taken in as the observation (clipped to [0, 1]), as :meth:`imagine`
+        feeds its predictions back. Returns ``(prediction, next_state)``."""
+        check_float_tensor("state", state, ndim=5, layout="(B, V, hidden, H, W)")
+        moves = self._check_actions("moves", moves[:, None], state.shape[0])[:, 0]
+        h = self._internal_state(state, like=state)
+        batch = h.shape[0]
+        moved = self._transport(h, moves)
+        prediction = self._decode(moved, batch)
+        drive = self._drives(prediction.clamp(0, 1)[:, None], moves[:, None])[:, 0]
+        following = self.rnn.core.recur(moved, drive, None)
+        return prediction, self.rnn.core.states_to_public(following)
+
     def _imagine(self, h: torch.Tensor, future_actions: torch.Tensor, feedback: Feedback | None = None) -> torch.Tensor:
         """Free-running predictions from the internal map ``h`` (``(B, V, H, W, C)``, the core's layout) after
         each of the checked ``future_actions (B, K, 2)``; ``feedback`` defaults to the clipped, detached

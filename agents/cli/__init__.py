@@ -10,6 +10,7 @@ module                  commands
 ``envs``                ``envs``, ``play``, ``bounds``
 ``data``                ``collect``
 ``plan``                ``plan``
+``dream``               ``dream``
 ``bench``               ``bench step | rotation | world-model | scenes | rl | plan | block-world``
 ======================  ======================================================
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import typer
 
 from fernn.agents.cli import data as data_commands
+from fernn.agents.cli import dream as dream_commands
 from fernn.agents.cli import envs as envs_commands
 from fernn.agents.cli import plan as plan_commands
 from fernn.agents.cli import runs as run_commands
@@ -41,6 +43,7 @@ app.command()(guarded(envs_commands.bounds))
 app.command()(guarded(run_commands.demo))
 app.command()(guarded(data_commands.collect))
 app.command()(guarded(plan_commands.plan))
+app.command()(guarded(dream_commands.dream))
 
 train = train_commands.train
 

@@ -38,6 +38,11 @@ def evaluate_command(
         console.print(f"{run_dir}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
                       f"{result['episodes']} seeded episodes ({result['checkpoint']} policy); merged into "
                       f"{run_dir}/results.json")
+    elif kind == "dream":
+        for setting, result in results["reevaluation"].items():
+            console.print(f"{run_dir} {setting}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
+                          f"{result['episodes']} seeded episodes", highlight=False)
+        console.print(f"merged into {run_dir}/results.json")
     elif quiet:
         console.print(f"merged into {run_dir}/results.json")
     else:

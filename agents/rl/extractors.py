@@ -11,23 +11,8 @@ from torch import nn
 
 from fernn import FERNN, TranslationFlow
 from fernn.flows import Flow
+from fernn.agents.heads import ReadoutHead
 from fernn.models import pool_velocities
-
-
-class ReadoutHead(nn.Module):
-    """Pooled FERNN state ``(N, C, H, W)`` -> features ``(N, out_dim)``: two stride-2 convolutions keep
-    *where* things are (a tracking policy needs positions), then a linear layer."""
-
-    def __init__(self, channels: int, height: int, width: int, out_dim: int) -> None:
-        super().__init__()
-        self.convs = nn.Sequential(nn.Conv2d(channels, 32, 3, stride=2, padding=1), nn.ReLU(),
-                                   nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
-        with torch.no_grad():
-            flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        self.linear = nn.Sequential(nn.Linear(flat, out_dim), nn.ReLU())
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convs(pooled))
 
 
 ACCEPTED_IMAGES = ("a uint8 Box in [0, 255] of shape (H, W, C) or (C, H, W), as SB3's CnnPolicy takes, or a float "

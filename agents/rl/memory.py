@@ -22,36 +22,14 @@ import torch
 from torch import nn
 
 from fernn import FERNN, TranslationFlow
+from fernn.agents.heads import ReadoutHead, VelocityActorHead
 from fernn.agents.rl.config import RL_READOUTS
-from fernn.agents.rl.extractors import ReadoutHead
 from fernn.envs.wrappers import ACTION_OFFSET
 from fernn.flows import Flow
 from fernn.models import pool_velocities
 
 #: the heads of the actor: pooled (one readout for every action) or equivariant (see the module docstring)
 ACTORS = ("pooled", "equivariant")
-
-
-def match_moves(flow: Flow, moves: np.ndarray | torch.Tensor | None) -> torch.Tensor:
-    """``(A,)``: the velocity channel whose velocity is each action's move, or -1 (an action the pooled head scores).
-
-    Raises:
-        ValueError: the table is not ``(A, 2)`` integers, or no move is a velocity of the flow.
-    """
-    if moves is None:
-        raise ValueError("the equivariant actor needs the env's table of moves: an env with action_moves() (the (A, 2) "
-                         "window moves (dx, dy) of its actions, in pixels), or moves=[[dx, dy], ...] in policy_kwargs")
-    table = torch.as_tensor(np.asarray(moves))
-    if table.dim() != 2 or table.shape[1] != 2 or table.is_floating_point():
-        raise ValueError(f"moves must be an (A, 2) table of integer window moves (dx, dy); got {table.tolist()}")
-    if not isinstance(flow, TranslationFlow):
-        raise ValueError(f"the equivariant actor reads channels of translation velocities; {flow!r} has none")
-    matches = (table[:, None, :] == flow.velocities[None]).all(-1)  # (A, V)
-    if not matches.any():
-        raise ValueError(f"no action's move {table.tolist()} is a velocity of the flow {flow.velocities.tolist()}: the "
-                         "equivariant actor scores a move from the channel of that velocity; choose a flow whose "
-                         "velocities include the moves (vmax >= the step size), or the pooled actor")
-    return torch.where(matches.any(1), matches.float().argmax(1), -1)
 
 
 class FERNNMemory(nn.Module):
@@ -106,9 +84,8 @@ class FERNNMemory(nn.Module):
                                    height, width, out_dim)
         self.actions = 0
         if moves is not None:
-            self.register_buffer("action_channels", match_moves(flow, moves), persistent=False)
-            self.actions = len(self.action_channels)
-            self.channel_head = nn.Sequential(ReadoutHead(self.rnn.state_channels, height, width, 64), nn.Linear(64, 1))
+            self.actor_head = VelocityActorHead(flow, moves, self.rnn.state_channels, height, width)
+            self.actions = self.actor_head.actions
 
     def readout_input(self, states: list[torch.Tensor]) -> torch.Tensor:
         """The readout's input ``(n T, C', H, W)`` from ``T`` internal states ``(n, V, H, W, C)``: pooled over the
@@ -118,16 +95,16 @@ class FERNNMemory(nn.Module):
         pooled = torch.stack([pool_velocities(h, self.readout_mode) for h in states], 1)  # (n, T, H, W, C)
         return pooled.flatten(0, 1).permute(0, 3, 1, 2)
 
+    @property
+    def action_channels(self) -> torch.Tensor:
+        """``(A,)``: the velocity channel of each action's move, -1 where the move is no velocity."""
+        return self.actor_head.action_channels
+
     def velocity_logits(self, states: list[torch.Tensor]) -> torch.Tensor:
         """``(n T, A)``: each action's logit read from its move's velocity channel by the shared head (0 for the
-        actions whose move is no velocity)."""
-        matched = self.action_channels >= 0
-        channels = self.action_channels[matched]
-        maps = torch.stack([h[:, channels] for h in states], 1).flatten(0, 2)  # (n T A', H, W, C)
-        scores = self.channel_head(maps.permute(0, 3, 1, 2)).view(-1, len(channels))
-        logits = scores.new_zeros(scores.shape[0], self.actions)
-        logits[:, matched] = scores
-        return logits
+        actions whose move is no velocity), from ``T`` internal states ``(n, V, H, W, C)``."""
+        stacked = torch.stack(states, 1).flatten(0, 1)  # (n T, V, H, W, C)
+        return self.actor_head(stacked.permute(0, 1, 4, 2, 3))
 
     def initial_state(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros(1, n, self.hidden_size, device=device), torch.zeros(1, n, 1, device=device)

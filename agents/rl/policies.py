@@ -45,7 +45,8 @@ from torch import nn
 from fernn import TranslationFlow
 from fernn.agents.rl.extractors import (FERNNFrameStackExtractor, ImagePassThrough, ReadoutHead, SmallCNN,
                                         image_layout)
-from fernn.agents.rl.memory import ACTORS, FERNNCore, FERNNMemory, match_moves
+from fernn.agents.heads import match_moves
+from fernn.agents.rl.memory import ACTORS, FERNNCore, FERNNMemory
 from fernn.flows import Flow
 
 #: what this module sets on sb3-contrib's objects after their constructors (see the module docstring)
