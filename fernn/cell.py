@@ -99,6 +99,15 @@ class FERNN(nn.Module):
         hidden = self.core.states_to_public(torch.stack(states, 1))
         return (hidden, hidden[:, -1]) if return_state else hidden
 
+    def final_state(self, x: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """The state after the last frame of ``x (B, T, C_in, H, W)``, ``(B, V, C, H, W)``: :meth:`forward`'s last
+        state without keeping (and stacking) every step's (a classifier reads only the last)."""
+        x = self.check_input(x)
+        h = None if state is None else self.internal_state(state, x)
+        weights = self.core.weights()
+        states, _ = self.scan(self.drives(x, weights), h, weights, keep_states=False)
+        return self.core.states_to_public(states[-1])
+
     def step(self, x_t: torch.Tensor, state: torch.Tensor | None = None, *, offsets: torch.Tensor | None = None,
              episode_start: torch.Tensor | None = None) -> torch.Tensor:
         """One time step: ``h[v] = act(conv_in(x_t) + conv_rec(S_offset S_v h[v]))``.

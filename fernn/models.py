@@ -202,7 +202,7 @@ class SequenceClassifier(nn.Module):
         check_channels("clips", clips, 2, self.in_channels, "(B, T, C, H, W)")
         features = self.encoder(clips.flatten(0, 1))
         features = features.view(*clips.shape[:2], *features.shape[1:])
-        _, last = self.rnn(features, return_state=True)
+        last = self.rnn.final_state(features)
         return self.head(pool_velocities(last).mean((-2, -1)))
 
 

@@ -5,7 +5,7 @@
   by ``B`` (a tiny budget for a long run: the same code, fewer steps).
 * ``bash`` blocks: every ``fernn-rl`` command (also under ``torchrun -m fernn.agents.cli``) is parsed by the CLI
   itself (the command path exists, every flag exists and its value has the right type); ``make`` targets
-  must exist in the Makefile, scripts named in ``python examples/...`` / ``bash examples/...`` must exist;
+  must exist in the Makefile, scripts named in ``python examples/...`` / ``bash experiments/...`` must exist;
   ``pip install`` lines are installation steps. Any other command fails the test.
 """
 
@@ -78,7 +78,7 @@ def test_shell_blocks_name_real_commands(page):
                 parse_cli(args[module + 2:])
             elif program == "make":
                 assert set(a for a in args if "=" not in a) <= targets, f"{page.name}: unknown make target in {words}"
-            elif program in ("python", "bash") and args and args[0].startswith("examples/"):
+            elif program in ("python", "bash") and args and args[0].startswith(("examples/", "experiments/")):
                 assert (ROOT / args[0]).is_file(), f"{page.name}: {args[0]} does not exist"
             elif program == "pip":
                 assert args[0] == "install", words

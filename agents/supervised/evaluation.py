@@ -264,6 +264,10 @@ def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIO
     run = RunDir(run_dir)
     config = TrainConfig.from_dict(run.read_config(), str(run.config_path))
     target = resolve_device(device)
+    if target.type == "cpu":
+        from fernn.allocator import keep_allocations_warm
+
+        keep_allocations_warm()  # every evaluation batch allocates the same large tensors: reuse them (page faults)
     task = make_task(config, target)
     model = task.build_model().to(target)
     payload = run.load_checkpoint(f"{checkpoint}.pt", target)

@@ -240,9 +240,15 @@ class ClassificationTask(Task):
         return config.frame_size
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
+        from fernn.envs import load_kth
+
         c = self.config
-        kwargs = dict(data_dir=c.data_dir, download=c.download, frame_size=c.frame_size, seq_len=c.clip_len,
-                      velocities=c.data_vmax, seed=seed, device=self.device)
+        videos = getattr(self, "_videos", {})  # decoded once per split: an evaluation builds a dataset per velocity
+        if split not in videos:
+            videos[split] = load_kth(split, data_dir=c.data_dir, download=c.download, frame_size=c.frame_size)
+            self._videos = videos
+        kwargs = dict(frame_size=c.frame_size, seq_len=c.clip_len, velocities=c.data_vmax, seed=seed,
+                      device=self.device, videos=videos[split])
         return KTHCameraDataset(split, **{**kwargs, **overrides})
 
     def step_memory(self) -> float:
