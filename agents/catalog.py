@@ -44,7 +44,7 @@ def catalog() -> list[EnvEntry]:
             row = re.search(r"\| ``\((.*?)\)`` \| (\w+) \|", doc)
             observation = f"Box(0, 255, ({row.group(1)}), {row.group(2)}) (needs data)" if row else "(needs data)"
             action = _section(doc, "Action Space").split(":")[0].strip("`")
-        defaults = {**scene_options(env_class.make_core), **spec.kwargs}
+        defaults = {**scene_options(env_class.make_batch), **spec.kwargs}
         for key, value in defaults.items():  # sizes named in the docs -> their default values
             observation = observation.replace(key, str(value))
         reward = _section(doc, "Rewards").replace("``", "").replace(":class:", "")

@@ -20,7 +20,7 @@ from fernn.envs.block_policies import SCRIPTED_POLICIES
 from fernn.envs.block_scenes import (ACTION_MOTIONS, BLOCK_COLORS, BLOCK_RGB, DIRECTIONS, MAX_BLOCKS, MAX_ROOM,
                                      MIN_ROOM, STAY, BlockState, draw_scene, move_agent, move_blocks,
                                      nearest_of_color)
-from fernn.envs.core import BatchedCore, CoreEnv, CoreVectorEnv
+from fernn.envs.core import EnvBatch, CoreEnv, CoreVectorEnv
 from fernn.envs.first_person import FLOOR_CHOICES, WALL_CHOICES, FirstPersonRenderer
 from fernn.envs.rendering import side_by_side
 from fernn.envs.scenes import check_count
@@ -39,7 +39,7 @@ def find_red_reward(distance: torch.Tensor) -> torch.Tensor:
     return torch.exp(-((distance - GOAL_DISTANCE) / GOAL_WIDTH) ** 2 / 2)
 
 
-class BlockWorldCore(BatchedCore):
+class BlockWorldBatch(EnvBatch):
     """N block-world scenes: one batched step (agents, blocks) and one batched render."""
 
     def __init__(self, num_envs: int, *, room_size: int = 16, num_blocks: int | tuple[int, int] = (6, 10),
@@ -274,7 +274,7 @@ class DynamicBlockWorldEnv(CoreEnv):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 6}
-    make_core = staticmethod(BlockWorldCore)
+    make_batch = staticmethod(BlockWorldBatch)
     #: the names :meth:`scripted_policy` takes
     scripted_policies = tuple(SCRIPTED_POLICIES)
     #: what :meth:`action_moves` holds: a first-person agent's (turn, forward), not window moves
@@ -299,16 +299,16 @@ class DynamicBlockWorldEnv(CoreEnv):
 
     def scripted_policy(self, name: str, num_envs: int = 1, seed: int | None = None):
         """A scripted policy of this world by name (``"biased-walk"``), acting for ``num_envs`` envs."""
-        return scripted_policy(name, self.core.room_size, num_envs, seed)
+        return scripted_policy(name, self.batch.room_size, num_envs, seed)
 
     def oracle_action(self) -> int:
-        """The find-red oracle's action now (see :meth:`BlockWorldCore.oracle_actions`)."""
-        return int(self.core.oracle_actions()[0])
+        """The find-red oracle's action now (see :meth:`BlockWorldBatch.oracle_actions`)."""
+        return int(self.batch.oracle_actions()[0])
 
     def ground_truth(self, info: dict[str, Any]) -> dict[str, np.ndarray]:
         """The hidden state in a step's ``info``, blocks padded to the most an episode can have (colour -1):
         what :func:`fernn.envs.collect_episodes` records as ground truth."""
-        return ground_truth(info, self.core.block_range[1])
+        return ground_truth(info, self.batch.block_range[1])
 
 
 class DynamicBlockWorldVectorEnv(CoreVectorEnv):
@@ -316,7 +316,7 @@ class DynamicBlockWorldVectorEnv(CoreVectorEnv):
     :class:`DynamicBlockWorldEnv`)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 6, "autoreset_mode": CoreVectorEnv.metadata["autoreset_mode"]}
-    make_core = staticmethod(BlockWorldCore)
+    make_batch = staticmethod(BlockWorldBatch)
     scripted_policies = tuple(SCRIPTED_POLICIES)
     motion_kind = "first-person"
 
@@ -326,15 +326,15 @@ class DynamicBlockWorldVectorEnv(CoreVectorEnv):
 
     def scripted_policy(self, name: str, num_envs: int | None = None, seed: int | None = None):
         """A scripted policy of this world by name, acting for all the envs."""
-        return scripted_policy(name, self.core.room_size, num_envs or self.num_envs, seed)
+        return scripted_policy(name, self.batch.room_size, num_envs or self.num_envs, seed)
 
     def oracle_actions(self) -> np.ndarray:
         """The find-red oracle's actions for all scenes."""
-        return self.core.oracle_actions()
+        return self.batch.oracle_actions()
 
     def ground_truth(self, info: dict[str, Any]) -> dict[str, np.ndarray]:
         """As :meth:`DynamicBlockWorldEnv.ground_truth`, for one env's row of the batched info."""
-        return ground_truth(info, self.core.block_range[1])
+        return ground_truth(info, self.batch.block_range[1])
 
 
 def scripted_policy(name: str, room_size: int, num_envs: int, seed: int | None):

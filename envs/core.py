@@ -1,7 +1,7 @@
-"""One batched core per env family, stepped by both the single Gymnasium env (a core of one scene) and
-the native vector env (a core of N scenes, ``gym.make_vec(..., vectorization_mode="vector_entry_point")``).
+"""One batch of scenes per env family, stepped by both the single Gymnasium env (a batch of one scene) and
+the native vector env (a batch of N scenes, ``gym.make_vec(..., vectorization_mode="vector_entry_point")``).
 
-A core holds N scenes and advances all of them in one batched op. Each scene has its own
+A batch holds N scenes and advances all of them in one batched op. Each scene has its own
 ``torch.Generator`` (seeded from the env's ``np_random`` on ``reset``), so scene ``i`` of a vector env
 reset with seed ``s`` is the same episode as a single env reset with seed ``s + i`` (Gymnasium's
 ``SyncVectorEnv`` convention); drawing a new scene's random parameters is per scene, rendering is
@@ -28,7 +28,7 @@ SEED_RANGE = 2**63 - 1
 _IMPORTED_BY = os.getpid()  # an env built in another process with this module already loaded was forked
 
 
-class BatchedCore(abc.ABC):
+class EnvBatch(abc.ABC):
     """N scenes of one env family. Subclasses set ``single_observation_space`` and
     ``single_action_space`` and implement the abstract methods; every array they return is fresh."""
 
@@ -95,20 +95,20 @@ def single_thread_if_forked() -> None:
         torch.set_num_threads(1)
 
 
-def scene_options(make_core: Any) -> dict[str, Any]:
-    """The ``gym.make`` kwargs a core builder accepts, with their defaults."""
-    parameters = list(inspect.signature(make_core).parameters.values())[1:]
+def scene_options(make_batch: Any) -> dict[str, Any]:
+    """The ``gym.make`` kwargs a batch builder accepts, with their defaults."""
+    parameters = list(inspect.signature(make_batch).parameters.values())[1:]
     return {p.name: p.default for p in parameters}
 
 
-def build_core(make_core: Any, num_envs: int, kwargs: dict[str, Any], env_name: str) -> BatchedCore:
-    """Call ``make_core(num_envs, **kwargs)`` after checking that every kwarg is one it accepts."""
-    accepted = scene_options(make_core)
+def build_batch(make_batch: Any, num_envs: int, kwargs: dict[str, Any], env_name: str) -> EnvBatch:
+    """Call ``make_batch(num_envs, **kwargs)`` after checking that every kwarg is one it accepts."""
+    accepted = scene_options(make_batch)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(f"{env_name} got unknown argument(s) {', '.join(map(repr, unknown))}; accepted: "
                         f"{', '.join(accepted)} (and render_mode)")
-    return make_core(num_envs, **kwargs)
+    return make_batch(num_envs, **kwargs)
 
 
 def check_render_mode(render_mode: str | None, modes: tuple[str, ...]) -> str | None:
@@ -118,54 +118,59 @@ def check_render_mode(render_mode: str | None, modes: tuple[str, ...]) -> str | 
 
 
 class CoreEnv(gym.Env):
-    """A single-scene Gymnasium env over a :class:`BatchedCore` of one; subclasses implement
-    :meth:`make_core`."""
+    """A single-scene Gymnasium env over a :class:`EnvBatch` of one; subclasses implement
+    :meth:`make_batch`."""
 
     metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": 8}
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         self.render_mode = check_render_mode(render_mode, tuple(self.metadata["render_modes"]))
         single_thread_if_forked()
-        self.core = build_core(self.make_core, 1, kwargs, type(self).__name__)
-        self.observation_space = self.core.single_observation_space
-        self.action_space = self.core.single_action_space
+        self.batch = build_batch(self.make_batch, 1, kwargs, type(self).__name__)
+        self.observation_space = self.batch.single_observation_space
+        self.action_space = self.batch.single_action_space
         self._running = False
         self._viewer: HumanViewer | None = None
 
     @classmethod
-    def make_core(cls, num_envs: int, **kwargs: Any) -> BatchedCore:
-        """Build the core of ``num_envs`` scenes from the env's ``gym.make`` kwargs (validated there)."""
+    def make_batch(cls, num_envs: int, **kwargs: Any) -> EnvBatch:
+        """Build the batch of ``num_envs`` scenes from the env's ``gym.make`` kwargs (validated there)."""
         raise NotImplementedError
+
+    @property
+    def core(self) -> EnvBatch:
+        """The former name of :attr:`batch`."""
+        return self.batch
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        self.core.generators[0].manual_seed(int(self.np_random.integers(SEED_RANGE)))
-        self.core.reset_envs(np.array([0]))
+        self.batch.generators[0].manual_seed(int(self.np_random.integers(SEED_RANGE)))
+        self.batch.reset_envs(np.array([0]))
         self._running = True
         if self.render_mode == "human":
             self.render()
-        return self.core.observe()[0], self.core.reset_info(0)
+        return self.batch.observe()[0], self.batch.reset_info(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if not self._running:
             raise RuntimeError("step() was called before reset() or after the episode ended (terminated or "
                                "truncated); call reset() to start a new episode")
         array = check_action(self.action_space, action)
-        reward, terminated, truncated, info = self.core.advance(array[None], np.ones(1, bool))
+        reward, terminated, truncated, info = self.batch.advance(array[None], np.ones(1, bool))
         done = bool(terminated[0] or truncated[0])
         info = {key: _item(value[0]) for key, value in info.items()}
         if done:
             self._running = False
-            info.update(self.core.final_info(0))
+            info.update(self.batch.final_info(0))
         if self.render_mode == "human":
             self.render()
-        return self.core.observe()[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+        return self.batch.observe()[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn("render() needs a render_mode: gym.make(id, render_mode='rgb_array' or 'human')")
             return None
-        rgb = self.core.render_rgb(0)
+        rgb = self.batch.render_rgb(0)
         if self.render_mode == "rgb_array":
             return rgb
         if self._viewer is None:
@@ -183,7 +188,7 @@ class CoreVectorEnv(VectorEnv):
     """N scenes stepped in one batched op (next-step autoreset, as Gymnasium's default): after an
     episode ends, the following ``step`` ignores that scene's action, starts a new episode and returns
     its first observation with reward 0. ``max_episode_steps`` (from the spec with ``gym.make_vec``)
-    truncates episodes, as ``TimeLimit`` does for the single env. Subclasses implement :meth:`make_core`."""
+    truncates episodes, as ``TimeLimit`` does for the single env. Subclasses implement :meth:`make_batch`."""
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 8,
                                 "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -199,18 +204,23 @@ class CoreVectorEnv(VectorEnv):
         self.render_mode = check_render_mode(render_mode, tuple(self.metadata["render_modes"]))
         self.num_envs = num_envs
         single_thread_if_forked()
-        self.core = build_core(self.make_core, num_envs, kwargs, type(self).__name__)
-        self.single_observation_space = self.core.single_observation_space
-        self.single_action_space = self.core.single_action_space
+        self.batch = build_batch(self.make_batch, num_envs, kwargs, type(self).__name__)
+        self.single_observation_space = self.batch.single_observation_space
+        self.single_action_space = self.batch.single_action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._needs_reset = np.zeros(num_envs, bool)
         self._started = False
 
     @classmethod
-    def make_core(cls, num_envs: int, **kwargs: Any) -> BatchedCore:
-        """Build the core of ``num_envs`` scenes from the env's ``gym.make_vec`` kwargs."""
+    def make_batch(cls, num_envs: int, **kwargs: Any) -> EnvBatch:
+        """Build the batch of ``num_envs`` scenes from the env's ``gym.make_vec`` kwargs."""
         raise NotImplementedError
+
+    @property
+    def core(self) -> EnvBatch:
+        """The former name of :attr:`batch`."""
+        return self.batch
 
     def reset(self, *, seed: int | list[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -236,19 +246,19 @@ class CoreVectorEnv(VectorEnv):
             if not self._started:
                 raise ValueError("options['reset_mask'] selects no env, but no env has been reset yet: the first "
                                  "reset must reset every env")
-            return self.core.observe(), {}
+            return self.batch.observe(), {}
         for i in indices:
-            self.core.generators[i].manual_seed(int(np.random.default_rng(seeds[i]).integers(SEED_RANGE)))
-        self.core.reset_envs(indices)
+            self.batch.generators[i].manual_seed(int(np.random.default_rng(seeds[i]).integers(SEED_RANGE)))
+        self.batch.reset_envs(indices)
         self._needs_reset[indices] = False
         self._steps[indices] = 0
         self._started = True
-        return self.core.observe(), self._with_reset_info({}, indices)
+        return self.batch.observe(), self._with_reset_info({}, indices)
 
     def _with_reset_info(self, infos: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
         """``infos`` with the reset info of scenes ``indices`` laid over it (their ``_key`` masks set), as
         Gymnasium's vector envs report the first info of a new episode."""
-        fresh = self.core.reset_infos(indices)
+        fresh = self.batch.reset_infos(indices)
         for key, values in fresh.items():
             if key not in infos:
                 infos[key] = np.zeros((self.num_envs, *values.shape[1:]), values.dtype)
@@ -262,9 +272,9 @@ class CoreVectorEnv(VectorEnv):
             raise RuntimeError("step() was called before reset(); call reset() first")
         actions = check_action(self.action_space, actions)
         restarting = self._needs_reset.copy()
-        reward, terminated, truncated, info = self.core.advance(actions, ~restarting)
+        reward, terminated, truncated, info = self.batch.advance(actions, ~restarting)
         if restarting.any():
-            self.core.reset_envs(np.flatnonzero(restarting))
+            self.batch.reset_envs(np.flatnonzero(restarting))
         self._steps = np.where(restarting, 0, self._steps + 1)
         if self.max_episode_steps is not None:
             truncated = truncated | (self._steps >= self.max_episode_steps)
@@ -276,13 +286,16 @@ class CoreVectorEnv(VectorEnv):
             infos[key], infos[f"_{key}"] = value, ~restarting
         if restarting.any():
             infos = self._with_reset_info(infos, np.flatnonzero(restarting))
-        return self.core.observe(), reward, terminated, truncated, infos
+        return self.batch.observe(), reward, terminated, truncated, infos
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode is None:
             gym.logger.warn("render() needs render_mode='rgb_array': gym.make_vec(id, render_mode='rgb_array')")
             return None
-        return tuple(self.core.render_rgb(i) for i in range(self.num_envs))
+        return tuple(self.batch.render_rgb(i) for i in range(self.num_envs))
+
+
+BatchedCore = EnvBatch  # the former name, kept for subclasses written against it
 
 
 def _item(value: Any) -> Any:

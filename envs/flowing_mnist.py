@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from fernn.envs.core import BatchedCore, CoreEnv, CoreVectorEnv
+from fernn.envs.core import EnvBatch, CoreEnv, CoreVectorEnv
 from fernn.envs.mnist import load_mnist
 from fernn.envs.rendering import side_by_side, to_rgb
 from fernn.envs.scenes import DigitBank, RotationScenes, TranslationScenes
@@ -18,7 +18,7 @@ from fernn.envs.scenes import DigitBank, RotationScenes, TranslationScenes
 PAPER_ANGULAR_VELOCITIES = (-40, -30, -20, -10, 0, 10, 20, 30, 40)
 
 
-class PredictionCore(BatchedCore):
+class PredictionBatch(EnvBatch):
     """N next-frame prediction episodes: the whole sequence of each scene is rendered at reset (all
     resetting scenes in one batched op); a step scores the predicted next frame and moves on."""
 
@@ -72,20 +72,20 @@ class PredictionCore(BatchedCore):
         return side_by_side(truth, prediction)
 
 
-def make_flowing_core(num_envs: int, *, split: str = "train", source: str = "auto",
+def make_flowing_batch(num_envs: int, *, split: str = "train", source: str = "auto",
                       data_dir: str | os.PathLike | None = None, download: bool = False, image_size: int = 28,
-                      num_digits: int = 2, seq_len: int = 20, velocities: Any = 2) -> PredictionCore:
+                      num_digits: int = 2, seq_len: int = 20, velocities: Any = 2) -> PredictionBatch:
     digits = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download))
-    return PredictionCore(num_envs, TranslationScenes(digits, image_size=image_size, num_digits=num_digits,
+    return PredictionBatch(num_envs, TranslationScenes(digits, image_size=image_size, num_digits=num_digits,
                                                       seq_len=seq_len, velocities=velocities))
 
 
-def make_rotating_core(num_envs: int, *, split: str = "train", source: str = "auto",
+def make_rotating_batch(num_envs: int, *, split: str = "train", source: str = "auto",
                        data_dir: str | os.PathLike | None = None, download: bool = False, image_size: int = 28,
                        pad: int = 6, num_digits: int = 2, seq_len: int = 20,
-                       angular_velocities: Any = PAPER_ANGULAR_VELOCITIES) -> PredictionCore:
+                       angular_velocities: Any = PAPER_ANGULAR_VELOCITIES) -> PredictionBatch:
     digits = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download))
-    return PredictionCore(num_envs, RotationScenes(digits, image_size=image_size, pad=pad, num_digits=num_digits,
+    return PredictionBatch(num_envs, RotationScenes(digits, image_size=image_size, pad=pad, num_digits=num_digits,
                                                    seq_len=seq_len, angular_velocities=angular_velocities))
 
 
@@ -138,7 +138,7 @@ class FlowingMNISTEnv(CoreEnv):
     * v0: initial version.
     """
 
-    make_core = staticmethod(make_flowing_core)
+    make_batch = staticmethod(make_flowing_batch)
 
 
 class RotatingMNISTEnv(CoreEnv):
@@ -187,16 +187,16 @@ class RotatingMNISTEnv(CoreEnv):
     * v0: initial version.
     """
 
-    make_core = staticmethod(make_rotating_core)
+    make_batch = staticmethod(make_rotating_batch)
 
 
 class FlowingMNISTVectorEnv(CoreVectorEnv):
     """``FlowingMNIST-v0`` with N scenes rendered and stepped in batched ops (see :class:`FlowingMNISTEnv`)."""
 
-    make_core = staticmethod(make_flowing_core)
+    make_batch = staticmethod(make_flowing_batch)
 
 
 class RotatingMNISTVectorEnv(CoreVectorEnv):
     """``RotatingMNIST-v0`` with N scenes rendered and stepped in batched ops (see :class:`RotatingMNISTEnv`)."""
 
-    make_core = staticmethod(make_rotating_core)
+    make_batch = staticmethod(make_rotating_batch)

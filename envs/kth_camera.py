@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from fernn.envs.core import BatchedCore, CoreEnv, CoreVectorEnv
+from fernn.envs.core import EnvBatch, CoreEnv, CoreVectorEnv
 from fernn.envs.datasets import KTHCameraDataset
 from fernn.envs.kth import ACTIONS
 from fernn.envs.rendering import to_rgb
 
 
-class KTHCore(BatchedCore):
+class KTHBatch(EnvBatch):
     """N classification episodes: a clip per scene, one frame per step, scored on the last step."""
 
     def __init__(self, num_envs: int, clips: KTHCameraDataset) -> None:
@@ -59,12 +59,12 @@ class KTHCore(BatchedCore):
         return to_rgb(frame, max(1, 256 // frame.shape[-1]))
 
 
-def make_kth_core(num_envs: int, *, split: str = "train", data_dir: str | os.PathLike | None = None,
+def make_kth_batch(num_envs: int, *, split: str = "train", data_dir: str | os.PathLike | None = None,
                   download: bool = False, frame_size: int = 32, seq_len: int = 16, step: int = 2,
-                  velocities: Any = 2) -> KTHCore:
+                  velocities: Any = 2) -> KTHBatch:
     clips = KTHCameraDataset(split, data_dir=data_dir, download=download, frame_size=frame_size, seq_len=seq_len,
                              step=step, velocities=velocities)
-    return KTHCore(num_envs, clips)
+    return KTHBatch(num_envs, clips)
 
 
 class KTHCameraEnv(CoreEnv):
@@ -113,10 +113,10 @@ class KTHCameraEnv(CoreEnv):
     * v0: initial version.
     """
 
-    make_core = staticmethod(make_kth_core)
+    make_batch = staticmethod(make_kth_batch)
 
 
 class KTHCameraVectorEnv(CoreVectorEnv):
     """``KTHCamera-v0`` with N clips stepped together (see :class:`KTHCameraEnv`)."""
 
-    make_core = staticmethod(make_kth_core)
+    make_batch = staticmethod(make_kth_batch)

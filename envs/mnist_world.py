@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from fernn.envs.core import BatchedCore, CoreEnv, CoreVectorEnv
+from fernn.envs.core import EnvBatch, CoreEnv, CoreVectorEnv
 from fernn.envs.mnist import load_mnist
 from fernn.envs.rendering import OCCLUDED_COLOUR, TARGET_COLOUR, WINDOW_COLOUR, draw_torus_box, tint, to_rgb
 from fernn.envs.scenes import DigitBank, check_count
@@ -23,23 +23,20 @@ DIRECTIONS = np.array([(0, 0), (0, -1), (1, -1), (1, 0), (1, 1), (0, 1), (-1, 1)
 ACTION_TYPES = ("discrete", "multidiscrete")
 
 
-class WorldCore(BatchedCore):
-    """N MNIST worlds, each seen through its agent's window. A step moves the windows, advances the
-    digits one frame and renders all N windows (every digit) in one batched op."""
+class WorldBatch(EnvBatch):
+    """N MNIST worlds, each seen through its agent's window, rewarded for the new area it sees. A step
+    moves the windows, advances the digits one frame and renders all N windows (every digit) in one
+    batched op."""
 
-    def __init__(self, num_envs: int, scenes: WorldScenes, *, action_type: str, track: bool,
-                 world_in_info: bool, gap_every: int = 0, gap_length: int = 0) -> None:
+    observation_channels = 1
+
+    def __init__(self, num_envs: int, scenes: WorldScenes, *, action_type: str, world_in_info: bool) -> None:
         super().__init__(num_envs)
-        self.gap_every = check_count("gap_every", gap_every, minimum=0)
-        self.gap_length = check_count("gap_length", gap_length, minimum=0)
-        if self.gap_length and (not self.gap_every or self.gap_length >= self.gap_every):
-            raise ValueError(f"gap_length must be < gap_every (each period starts visible); got gap_length="
-                             f"{gap_length}, gap_every={gap_every}")
         if action_type not in ACTION_TYPES:
             raise ValueError(f"action_type must be one of {ACTION_TYPES}, got {action_type!r}")
         if not isinstance(world_in_info, bool):
             raise TypeError(f"world_in_info must be a bool, got {world_in_info!r}")
-        self.scenes, self.track, self.world_in_info = scenes, track, world_in_info
+        self.scenes, self.world_in_info = scenes, world_in_info
         self.action_type = action_type
         step, size, world = scenes.step_size, scenes.window_size, scenes.world_size
         if action_type == "discrete":
@@ -48,7 +45,7 @@ class WorldCore(BatchedCore):
             self.single_action_space = spaces.Discrete(len(DIRECTIONS))
         else:
             self.single_action_space = spaces.MultiDiscrete([2 * step + 1, 2 * step + 1])
-        self.single_observation_space = spaces.Box(0, 255, (size, size, 2 if track else 1), np.uint8)
+        self.single_observation_space = spaces.Box(0, 255, (size, size, self.observation_channels), np.uint8)
         blank = scenes.draw(num_envs, torch.Generator().manual_seed(0))
         self.scene = {key: torch.zeros_like(value) for key, value in blank.items()}
         self.positions = torch.zeros(num_envs, 2, dtype=torch.long)
@@ -64,14 +61,15 @@ class WorldCore(BatchedCore):
         index = torch.as_tensor(indices)
         for key in self.scene:
             self.scene[key][index] = torch.cat([d[key] for d in drawn])
-        if self.track:  # the target starts in the middle of the window
-            centre = self.scene["starts"][index, 0] + self.scene["centre"][index, 0].round().long()
-            starts = centre - self.scenes.window_size // 2
-        self.positions[index] = starts % self.scenes.world_size
+        self.positions[index] = self._start_positions(index, starts) % self.scenes.world_size
         self.t[index] = 0
         self.last_action[indices] = 0
         self.visited[indices] = False
         self._render(index)
+
+    def _start_positions(self, index: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+        """Where the windows of scenes ``index`` start ``(len(index), 2)``, given uniformly ``drawn`` ones."""
+        return drawn
 
     def _render(self, index: torch.Tensor) -> None:
         """Render the windows of scenes ``index`` at their current positions and times."""
@@ -83,16 +81,15 @@ class WorldCore(BatchedCore):
         self.visited[index.numpy()[:, None, None], rows.numpy()[:, :, None], cols.numpy()[:, None, :]] = True
 
     def occluded(self) -> np.ndarray:
-        """``(N,)`` bool: whose window is dark now (the last ``gap_length`` steps of every ``gap_every``)."""
-        if not self.gap_length:
-            return np.zeros(self.num_envs, bool)
-        return (self.t.numpy() % self.gap_every) >= self.gap_every - self.gap_length
+        """``(N,)`` bool: whose window is dark now (never, in an exploration world)."""
+        return np.zeros(self.num_envs, bool)
+
+    def _channels(self) -> list[torch.Tensor]:
+        """The observation's channels, each ``(N, H, W)`` uint8: the window's composite picture."""
+        return [composite(self.layers[:, :, None])[:, 0]]
 
     def observe(self) -> np.ndarray:
-        channels = [composite(self.layers[:, :, None])[:, 0]]
-        if self.track:
-            channels.append(self.layers[:, 0])
-        observations = torch.stack(channels, -1).numpy()
+        observations = torch.stack(self._channels(), -1).numpy()
         observations[self.occluded()] = 0  # a gap: the window goes dark, the world goes on
         return observations
 
@@ -111,21 +108,18 @@ class WorldCore(BatchedCore):
         self._render(torch.arange(self.num_envs))
         info: dict[str, np.ndarray] = {"position": self.positions.numpy().copy(), "action": moves.copy(),
                                        "t": self.t.numpy().copy(), "occluded": self.occluded()}
-        if self.track:
-            fraction = (self.layers[:, 0].sum((-2, -1), dtype=torch.float32) / self.scene["mass"][:, 0]).numpy()
-            reward = fraction.astype(np.float32)
-            info["target_position"] = self._target_positions().numpy()
-        else:
-            area = self.scenes.world_size ** 2
-            reward = ((self.visited.sum((1, 2)) - seen_before) / area).astype(np.float32)
-            info["coverage"] = (self.visited.sum((1, 2)) / area).astype(np.float32)
+        reward = self._reward(seen_before, info)
         if self.world_in_info:
             info["world"] = self.world_frames()
         none = np.zeros(self.num_envs, bool)
         return reward, none, none.copy(), info
 
-    def _target_positions(self) -> torch.Tensor:
-        return (self.scene["starts"][:, 0] + self.scene["velocities"][:, 0] * self.t[:, None]) % self.scenes.world_size
+    def _reward(self, seen_before: np.ndarray, info: dict[str, np.ndarray]) -> np.ndarray:
+        """``(N,)`` float32: the fraction of the world seen for the first time this step (``info`` gains
+        ``coverage``, the fraction seen so far)."""
+        area = self.scenes.world_size ** 2
+        info["coverage"] = (self.visited.sum((1, 2)) / area).astype(np.float32)
+        return ((self.visited.sum((1, 2)) - seen_before) / area).astype(np.float32)
 
     def world_frames(self) -> np.ndarray:
         """Whole-world frames ``(N, H, W)`` uint8 at each scene's current time."""
@@ -135,11 +129,73 @@ class WorldCore(BatchedCore):
     def reset_info(self, index: int) -> dict[str, Any]:
         info = {"position": self.positions[index].numpy().copy(), "action": np.zeros(2, np.int64), "t": 0,
                 "occluded": False}
-        if self.track:
-            info["target_position"] = self._target_positions()[index].numpy()
         if self.world_in_info:
             info["world"] = self.world_frames()[index]
         return info
+
+    def render_rgb(self, index: int) -> np.ndarray:
+        world = self.scenes.world_size
+        scale = max(1, 400 // world)
+        times = self.t[index, None, None]
+        scene = {key: value[index:index + 1] for key, value in self.scene.items()}
+        layers = render_layers(scene["canvases"], self.scenes.digit_shifts(scene, times[0]))[0, :, 0]
+        rgb = self._tinted(to_rgb(composite(layers[None, :, None])[0, 0].numpy(), scale), layers, scale)
+        x, y = self.positions[index].tolist()
+        colour = OCCLUDED_COLOUR if self.occluded()[index] else WINDOW_COLOUR
+        return draw_torus_box(rgb, x, y, self.scenes.window_size, world, scale, colour)
+
+    def _tinted(self, rgb: np.ndarray, layers: torch.Tensor, scale: int) -> np.ndarray:
+        """The world picture ``rgb`` with what this task marks (nothing here) tinted; ``layers`` are the
+        digits' ``(D, H, W)`` layers."""
+        return rgb
+
+
+class TrackBatch(WorldBatch):
+    """N MNIST worlds whose agent must keep the target digit (digit 0, seen in a second channel) in its
+    window: the reward is the fraction of the target inside it. Optional gaps darken the window for
+    ``gap_length`` steps of every ``gap_every`` while the world goes on."""
+
+    observation_channels = 2
+
+    def __init__(self, num_envs: int, scenes: WorldScenes, *, action_type: str, world_in_info: bool,
+                 gap_every: int = 0, gap_length: int = 0) -> None:
+        self.gap_every = check_count("gap_every", gap_every, minimum=0)
+        self.gap_length = check_count("gap_length", gap_length, minimum=0)
+        if self.gap_length and (not self.gap_every or self.gap_length >= self.gap_every):
+            raise ValueError(f"gap_length must be < gap_every (each period starts visible); got gap_length="
+                             f"{gap_length}, gap_every={gap_every}")
+        super().__init__(num_envs, scenes, action_type=action_type, world_in_info=world_in_info)
+
+    def _start_positions(self, index: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+        """The target starts in the middle of the window."""
+        centre = self.scene["starts"][index, 0] + self.scene["centre"][index, 0].round().long()
+        return centre - self.scenes.window_size // 2
+
+    def occluded(self) -> np.ndarray:
+        """``(N,)`` bool: whose window is dark now (the last ``gap_length`` steps of every ``gap_every``)."""
+        if not self.gap_length:
+            return np.zeros(self.num_envs, bool)
+        return (self.t.numpy() % self.gap_every) >= self.gap_every - self.gap_length
+
+    def _channels(self) -> list[torch.Tensor]:
+        """The window's picture and the target's layer alone."""
+        return [*super()._channels(), self.layers[:, 0]]
+
+    def _reward(self, seen_before: np.ndarray, info: dict[str, np.ndarray]) -> np.ndarray:
+        """``(N,)`` float32: the fraction of the target's mass inside the window (``info`` gains
+        ``target_position``)."""
+        info["target_position"] = self._target_positions().numpy()
+        return (self.layers[:, 0].sum((-2, -1), dtype=torch.float32) / self.scene["mass"][:, 0]).numpy().astype(
+            np.float32)
+
+    def _target_positions(self) -> torch.Tensor:
+        return (self.scene["starts"][:, 0] + self.scene["velocities"][:, 0] * self.t[:, None]) % self.scenes.world_size
+
+    def reset_info(self, index: int) -> dict[str, Any]:
+        return {**super().reset_info(index), "target_position": self._target_positions()[index].numpy()}
+
+    def _tinted(self, rgb: np.ndarray, layers: torch.Tensor, scale: int) -> np.ndarray:
+        return tint(rgb, layers[0].numpy(), TARGET_COLOUR, scale)
 
     def oracle_actions(self) -> np.ndarray:
         """The tracking oracle: for each scene, the action that best centres the window on the target's
@@ -154,47 +210,34 @@ class WorldCore(BatchedCore):
         direction = torch.where(delta.abs() >= step / 2, delta.sign(), torch.zeros_like(delta)).long().numpy()
         return np.argmax((DIRECTIONS[None] == direction[:, None]).all(-1), axis=1)
 
-    def render_rgb(self, index: int) -> np.ndarray:
-        world = self.scenes.world_size
-        scale = max(1, 400 // world)
-        times = self.t[index, None, None]
-        scene = {key: value[index:index + 1] for key, value in self.scene.items()}
-        layers = render_layers(scene["canvases"], self.scenes.digit_shifts(scene, times[0]))[0, :, 0]
-        rgb = to_rgb(composite(layers[None, :, None])[0, 0].numpy(), scale)
-        if self.track:
-            rgb = tint(rgb, layers[0].numpy(), TARGET_COLOUR, scale)
-        x, y = self.positions[index].tolist()
-        colour = OCCLUDED_COLOUR if self.occluded()[index] else WINDOW_COLOUR
-        return draw_torus_box(rgb, x, y, self.scenes.window_size, world, scale, colour)
-
 
 def _world_scenes(split: str, source: str, data_dir: Any, download: bool, **kwargs: Any) -> WorldScenes:
     digits = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download))
     return WorldScenes(digits, seq_len=1, **kwargs)
 
 
-def make_world_core(num_envs: int, *, split: str = "train", source: str = "auto",
-                    data_dir: str | os.PathLike | None = None, download: bool = False, world_size: int = 50,
+def make_world_batch(num_envs: int, *, split: str = "train", source: str = "auto",
+                     data_dir: str | os.PathLike | None = None, download: bool = False, world_size: int = 50,
                     window_size: int = 32, num_digits: int = 5, velocities: Any = 1, step_size: int = 10,
-                    action_type: str = "discrete", world_in_info: bool = False) -> WorldCore:
+                    action_type: str = "discrete", world_in_info: bool = False) -> WorldBatch:
     scenes = _world_scenes(split, source, data_dir, download, world_size=world_size, window_size=window_size,
                            num_digits=num_digits, velocities=velocities, step_size=step_size)
-    return WorldCore(num_envs, scenes, action_type=action_type, track=False, world_in_info=world_in_info)
+    return WorldBatch(num_envs, scenes, action_type=action_type, world_in_info=world_in_info)
 
 
-def make_track_core(num_envs: int, *, split: str = "train", source: str = "auto",
+def make_track_batch(num_envs: int, *, split: str = "train", source: str = "auto",
                     data_dir: str | os.PathLike | None = None, download: bool = False, world_size: int = 50,
                     window_size: int = 32, num_digits: int = 5, velocities: Any = 2, step_size: int = 2,
                     action_type: str = "discrete", world_in_info: bool = False, target_velocities: Any = None,
-                    gap_every: int = 0, gap_length: int = 0) -> WorldCore:
+                    gap_every: int = 0, gap_length: int = 0) -> TrackBatch:
     check_count("num_digits", num_digits)
     moving = [v for v in velocity_grid(velocities) if v != (0, 0)] if isinstance(velocities, int) and velocities > 0 \
         else None
     scenes = _world_scenes(split, source, data_dir, download, world_size=world_size, window_size=window_size,
                            num_digits=num_digits, velocities=velocities, step_size=step_size,
                            target_velocities=moving if target_velocities is None else target_velocities)
-    return WorldCore(num_envs, scenes, action_type=action_type, track=True, world_in_info=world_in_info,
-                     gap_every=gap_every, gap_length=gap_length)
+    return TrackBatch(num_envs, scenes, action_type=action_type, world_in_info=world_in_info,
+                      gap_every=gap_every, gap_length=gap_length)
 
 
 class MNISTWorldEnv(CoreEnv):
@@ -251,7 +294,7 @@ class MNISTWorldEnv(CoreEnv):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 8}
-    make_core = staticmethod(make_world_core)
+    make_batch = staticmethod(make_world_batch)
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Arrow keys (and their diagonal pairs) for ``gymnasium.utils.play``; no key: stay."""
@@ -260,10 +303,10 @@ class MNISTWorldEnv(CoreEnv):
     def action_moves(self) -> np.ndarray:
         """``(9, 2)`` int64: the window move ``(dx, dy)`` of each ``Discrete`` action, the table a planner
         (:class:`fernn.agents.planning.CEMPlanner`) imagines with."""
-        if self.core.action_type != "discrete":
+        if self.batch.action_type != "discrete":
             raise ValueError("action_moves() is the table of Discrete actions; this env has action_type="
-                             f"{self.core.action_type!r} (make it with action_type='discrete' to plan)")
-        return self.core.displacement(np.arange(len(DIRECTIONS)))
+                             f"{self.batch.action_type!r} (make it with action_type='discrete' to plan)")
+        return self.batch.displacement(np.arange(len(DIRECTIONS)))
 
 
 class MNISTWorldTrackEnv(MNISTWorldEnv):
@@ -271,8 +314,9 @@ class MNISTWorldTrackEnv(MNISTWorldEnv):
 
     ## Description
     As ``MNISTWorld-v0`` (defaults: 5 digits with velocities ``|vx|, |vy| <= 2``, ``step_size`` 2), but
-    digit 0 is the *target*: it always moves (never ``(0, 0)``) and is marked in a second observation
-    channel. The window starts centred on the target. When the agent falls behind, the target leaves
+    digit 0 is the *target*, marked in a second observation channel. With the default velocities (a
+    radius) the target always moves: its velocity is drawn from the non-zero ones; pass
+    ``target_velocities`` (or ``velocities`` as a list) to choose its set yourself, ``(0, 0)`` included. The window starts centred on the target. When the agent falls behind, the target leaves
     the window, so acting well means remembering where it was heading.
 
     ## Action Space
@@ -300,7 +344,7 @@ class MNISTWorldTrackEnv(MNISTWorldEnv):
 
     | argument | default | meaning |
     |---|---|---|
-    | ``target_velocities`` | every non-zero velocity of ``velocities`` | the target's velocity set (a radius or a list of ``(vx, vy)``): ``fernn.envs.unseen_velocities(1, 2)`` tests velocities never seen in training |
+    | ``target_velocities`` | the non-zero velocities of ``velocities`` when it is a radius, else ``velocities`` | the target's velocity set (a radius or a list of ``(vx, vy)``): ``fernn.envs.unseen_velocities(1, 2)`` tests velocities never seen in training |
     | ``gap_every``, ``gap_length`` | 0, 0 | occlusion: the window goes dark (both channels zero) for the last ``gap_length`` steps of every ``gap_every``; the world and the reward go on, so only a remembered motion says where the target went. ``info["occluded"]`` says when |
 
     ``MNISTWorldTrackOccluded-v0`` is the variant with ``gap_every=10, gap_length=4``::
@@ -315,28 +359,28 @@ class MNISTWorldTrackEnv(MNISTWorldEnv):
     * v0: initial version (``target_velocities``, ``gap_every``, ``gap_length`` added, defaults unchanged).
     """
 
-    make_core = staticmethod(make_track_core)
+    make_batch = staticmethod(make_track_batch)
 
     def oracle_action(self) -> np.ndarray | int:
         """The oracle's action for the current state (see the class docstring)."""
-        action = self.core.oracle_actions()[0]
-        return int(action) if self.core.action_type == "discrete" else action
+        action = self.batch.oracle_actions()[0]
+        return int(action) if self.batch.action_type == "discrete" else action
 
 
 class MNISTWorldVectorEnv(CoreVectorEnv):
     """``MNISTWorld-v0`` with N worlds stepped in one batched op (see :class:`MNISTWorldEnv`)."""
 
-    make_core = staticmethod(make_world_core)
+    make_batch = staticmethod(make_world_batch)
 
 
 class MNISTWorldTrackVectorEnv(CoreVectorEnv):
     """``MNISTWorldTrack-v0`` with N worlds stepped in one batched op (see :class:`MNISTWorldTrackEnv`)."""
 
-    make_core = staticmethod(make_track_core)
+    make_batch = staticmethod(make_track_batch)
 
     def oracle_actions(self) -> np.ndarray:
         """The oracle's actions for all scenes."""
-        return self.core.oracle_actions()
+        return self.batch.oracle_actions()
 
 
 def keys_to_action() -> dict[tuple[int, ...], int]:

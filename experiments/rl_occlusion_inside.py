@@ -82,10 +82,10 @@ def inspect_run(run: Path, velocity: list[int], gap: int, episodes: int) -> tupl
         {"target_velocities": [velocity], "gap_length": gap})
     envs = make_vec_env(config, seed=EVAL_SEED)
     model = load_model(config, run / "model.zip", envs)
-    core = model.policy.lstm_actor
-    velocities = core.rnn.flow.velocities.tolist()
-    world_core = envs.get_attr("unwrapped")[0].core
-    world, size = world_core.scenes.world_size, core.state_shape[-1]
+    memory = model.policy.lstm_actor
+    velocities = memory.rnn.flow.velocities.tolist()
+    world_batch = envs.get_attr("unwrapped")[0].batch
+    world, size = world_batch.scenes.world_size, memory.state_shape[-1]
     channel, reach = {tuple(v): i for i, v in enumerate(velocities)}, int(np.abs(velocities).max())
     rows: list[dict] = []
     shares_of_episode = []
@@ -95,7 +95,7 @@ def inspect_run(run: Path, velocity: list[int], gap: int, episodes: int) -> tupl
         for t in range(100):
             action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
             if info is not None:
-                h = torch.as_tensor(state[0][0, 0]).reshape(core.state_shape)  # (V, C, H, W) after taking o_t in
+                h = torch.as_tensor(state[0][0, 0]).reshape(memory.state_shape)  # (V, C, H, W) after taking o_t in
                 tx, ty = info["target_position"]
                 wx, wy = info["position"]
                 cols = (tx - wx + np.arange(28)) % world
@@ -106,7 +106,7 @@ def inspect_run(run: Path, velocity: list[int], gap: int, episodes: int) -> tupl
                     share = energy / max(energy.sum(), 1e-12)
                     relative = tuple(int(np.clip(c, -reach, reach)) for c in np.subtract(velocity, info["action"]))
                     own, rel = channel[tuple(velocity)], channel[relative]
-                    fits = target_correlations(h, world_core.layers[0, 0].float())
+                    fits = target_correlations(h, world_batch.layers[0, 0].float())
                     rows.append({"t": t, "gap": bool(info["occluded"]), "own": float(share[own]),
                                  "relative": float(share[rel]), "argmax": velocities[int(share.argmax())],
                                  "fit_pooled": fits[0], "fit_own": fits[1 + own], "fit_relative": fits[1 + rel],

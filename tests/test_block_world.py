@@ -10,7 +10,7 @@ import fernn.envs  # noqa: F401  (registers the ids)
 from fernn.envs import BLOCK_COLORS, DIRECTIONS
 from fernn.envs.block_policies import BiasedWalk
 from fernn.envs.block_scenes import BlockState, move_agent, move_blocks
-from fernn.envs.block_world import BlockWorldCore, find_red_reward
+from fernn.envs.block_world import BlockWorldBatch, find_red_reward
 from fernn.envs.first_person import FirstPersonRenderer
 
 
@@ -140,7 +140,7 @@ def test_the_biased_walk_moves_forward_mostly_follows_walls_and_looks_at_the_cen
     policy = vector.unwrapped.scripted_policy("biased-walk", seed=0)
     assert isinstance(policy, BiasedWalk)
     _, info = vector.reset(seed=0)
-    info = vector.unwrapped.core.info()
+    info = vector.unwrapped.batch.info()
     counts, near_wall, starts = np.zeros(4), 0, np.ones(8, bool)
     for _ in range(400):
         actions = policy(info, starts)
@@ -151,7 +151,7 @@ def test_the_biased_walk_moves_forward_mostly_follows_walls_and_looks_at_the_cen
     assert counts[2] / counts.sum() > 0.5 and counts[3] > 0 and counts[:2].sum() > 0
     assert near_wall / (400 * 8) > 0.4  # a wall-biased walk
     again = vector.unwrapped.scripted_policy("biased-walk", seed=0)
-    first = vector.unwrapped.core.info()
+    first = vector.unwrapped.batch.info()
     assert np.array_equal(again(first, np.ones(8, bool)), BiasedWalk(16, 8, seed=0)(first, np.ones(8, bool)))
     with pytest.raises(ValueError, match="biased-walk"):
         vector.unwrapped.scripted_policy("spin")
@@ -220,4 +220,4 @@ def test_frames_that_would_not_fit_in_memory_are_refused():
         gym.make_vec("DynamicBlockWorld-v0", num_envs=100_000, obs_size=1024, vectorization_mode="vector_entry_point")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
-            BlockWorldCore(1, device="cuda")
+            BlockWorldBatch(1, device="cuda")

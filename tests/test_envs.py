@@ -93,7 +93,8 @@ def test_same_seed_same_rollout_and_fresh_arrays(env_spec):
     assert not np.shares_memory(obs, after)
     kept = after.copy()
     after[...] = 0
-    assert np.array_equal(env.unwrapped.core.observe()[0], kept)
+    assert np.array_equal(env.unwrapped.batch.observe()[0], kept)
+    assert env.unwrapped.core is env.unwrapped.batch  # the former name still works
 
 
 def random_steps(env_spec, steps):
@@ -275,7 +276,7 @@ def test_occluded_tracking_goes_dark_in_gaps_while_the_world_and_reward_go_on():
         obs, reward, _, _, info = env.step(env.unwrapped.oracle_action())
         assert bool(info["occluded"]) == (t % 5 >= 3) == (not obs.any())
         rewards.append(reward)
-        velocity = env.unwrapped.core.scene["velocities"][0, 0].tolist()
+        velocity = env.unwrapped.batch.scene["velocities"][0, 0].tolist()
         assert max(abs(v) for v in velocity) == 2  # an unseen target velocity
     assert min(rewards) > 0.9  # the oracle keeps the target in the (dark) window
     for kwargs, message in (({"gap_every": 5, "gap_length": 5}, "gap_length must be < gap_every"),
