@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet --no-deps $(ESCNN)
-	$(PY) -m pip install --quiet -e '.[rl,play,plots,video,pixels,rotation,atari,dev]'
+	$(PY) -m pip install --quiet -e '.[rl,play,plots,video,pixels,rotation,atari,peers,dev]'
 	@rm -f $(VENV)/.setup-*
 	@touch $@
 
@@ -34,15 +34,16 @@ test-all: setup
 # On a machine with a CUDA build of torch (make setup TORCH=...): the cuda tests, then a one-minute benchmark.
 test-gpu: setup
 	$(PY) -m pytest -m cuda -q -rs $(PYTEST_ARGS)
-	$(VENV)/bin/fernn-rl bench step --device cuda --vmax 0,2 --repeats 3 --json docs/bench_step_cuda.json
+	$(VENV)/bin/fernn-rl bench step --device cuda --vmax 0,2 --repeats 3 --json experiments/results/bench_step_cuda.json
 
 bench: setup
-	$(VENV)/bin/fernn-rl bench step --repeats 1 --rounds 3 --json docs/bench_step_h32.json
-	$(VENV)/bin/fernn-rl bench rotation --repeats 1 --rounds 3 --json docs/bench_rotation.json
-	$(VENV)/bin/fernn-rl bench world-model --repeats 1 --rounds 3 --json docs/bench_world_model.json
-	$(VENV)/bin/fernn-rl bench scenes --json docs/bench_scenes.json
-	$(VENV)/bin/fernn-rl bench rl --json docs/bench_rl.json
-	$(VENV)/bin/fernn-rl bench plan --rounds 3 --json docs/bench_plan.json
+	$(VENV)/bin/fernn-rl bench step --repeats 1 --rounds 3 --json experiments/results/bench_step_h32.json
+	$(VENV)/bin/fernn-rl bench rotation --repeats 1 --rounds 3 --json experiments/results/bench_rotation.json
+	$(VENV)/bin/fernn-rl bench world-model --repeats 1 --rounds 3 --json experiments/results/bench_world_model.json
+	$(VENV)/bin/fernn-rl bench scenes --json experiments/results/bench_scenes.json
+	$(VENV)/bin/fernn-rl bench rl --json experiments/results/bench_rl.json
+	$(VENV)/bin/fernn-rl bench plan --rounds 3 --json experiments/results/bench_plan.json
+	$(VENV)/bin/fernn-rl bench block-world --json experiments/results/bench_block_world.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

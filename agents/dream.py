@@ -38,10 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fernn import WorldModel
-from fernn._validation import check_int
 from fernn.agents.heads import ReadoutHead, VelocityActorHead
 from fernn.agents.planning import CEMPlanner, target_ink
 from fernn.agents.runs import EVAL_SEED, RunDir, open_run, run_path, write_csv, write_json
+from fernn.agents.settings import (RunSettings, check_choice, check_env_kwargs, check_integers, check_number,
+                                   check_seed, check_strings)
+from fernn.devices import check_device_name
 
 SCORES = ("target-ink", "reward-head")
 #: the real-env settings a tracking policy is evaluated on (the occlusion grid's cells)
@@ -50,7 +52,7 @@ TRACKING_SETTINGS = {"seen": {}, "unseen": {"target_velocities": "unseen"},
 
 
 @dataclass
-class DreamConfig:
+class DreamConfig(RunSettings):
     """A policy learned in a world model's imagination (see the module docstring); saved as ``config.json``."""
 
     world_model: str = ""
@@ -97,53 +99,27 @@ class DreamConfig:
     """Run name (default: dream-<world model run>-s<seed>)."""
 
     def __post_init__(self) -> None:
-        from fernn.devices import check_device_name
+        from fernn.envs import ENV_IDS
 
         if not isinstance(self.world_model, str) or not self.world_model:
             raise ValueError("world_model must name a world-model run directory (fernn-rl train --data FILE.npz)")
-        from fernn.envs import ENV_IDS
-
-        if isinstance(self.env, str):
-            self.env = ENV_IDS.get(self.env, self.env)  # a short name is stored as its id
+        check_strings(self, ("env", "score", "checkpoint", "device", "out", "name"))
+        self.env = ENV_IDS.get(self.env, self.env)  # a short name is stored as its id
         if not self.name:
             self.name = f"dream-{Path(self.world_model).name}-s{self.seed}"
-        for name, low, high in (("horizon", 1, 100), ("steps", 1, 10 ** 7), ("batch_size", 1, 4096),
-                                ("context", 1, 1000), ("eval_every", 1, 10 ** 7), ("eval_episodes", 1, 10 ** 5),
-                                ("log_every", 1, 10 ** 7)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
-        for name, low, high in (("lr", 0, 1), ("gamma", 0, 1), ("lambda_", 0, 1), ("entropy", 0, 10)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high or \
-                    (name == "lr" and value == 0):
-                raise ValueError(f"{name} must be a number in [{low}, {high}]{' (not 0)' if name == 'lr' else ''}; "
-                                 f"got {value!r}")
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}; got {self.score!r}")
+        for name, high in (("horizon", 100), ("steps", 10 ** 7), ("batch_size", 4096), ("context", 1000),
+                           ("eval_every", 10 ** 7), ("eval_episodes", 10 ** 5), ("log_every", 10 ** 7)):
+            check_integers(self, (name,), maximum=high)
+        check_number(self, "lr", high=1, low_open=True)
+        for name, high in (("gamma", 1), ("lambda_", 1), ("entropy", 10)):
+            check_number(self, name, high=high)
+        check_choice(self, "score", SCORES)
         if self.reward_data is not None and self.score != "reward-head":
             raise ValueError("reward_data is what the reward-head score is fitted on: use score reward-head")
-        if self.checkpoint not in ("best", "last"):
-            raise ValueError(f"checkpoint must be best or last; got {self.checkpoint!r}")
-        if not isinstance(self.env_kwargs, dict):
-            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {self.env_kwargs!r}")
+        check_choice(self, "checkpoint", ("best", "last"))
+        check_env_kwargs(self.env_kwargs)
         check_device_name(self.device)
-        check_int("seed", self.seed, minimum=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Any, source: str = "config") -> DreamConfig:
-        if not isinstance(values, dict):
-            raise ValueError(f"{source} must be a JSON object of settings, got {type(values).__name__}")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"{source} has unknown setting(s) {', '.join(unknown)}")
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise ValueError(f"{source}: {error}") from error
+        check_seed(self)
 
 
 class ImaginationActorCritic(nn.Module):

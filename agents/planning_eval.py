@@ -26,6 +26,7 @@ from fernn._extras import require
 from fernn._validation import check_int
 from fernn.agents.planning import CEMPlanner
 from fernn.agents.runs import EVAL_SEED
+from fernn.envs.image_spaces import read_image_space
 from fernn.io import atomic_write
 
 
@@ -104,11 +105,10 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module) -> np.ndarray:
     space, name = env.observation_space, env.spec.id if env.spec else type(env.unwrapped).__name__
     channels, height, width = model.view_shape
     wanted = (height, width, channels)
-    if not isinstance(space, gym.spaces.Box) or space.dtype != np.uint8 or tuple(space.shape) != wanted:
+    if read_image_space(space, f"the world model ({name})", channels_last=True).hwc != wanted:
         raise ValueError(f"the world model takes uint8 views of shape (h, w, C) = {wanted}; {name} observes "
-                         f"{getattr(space, 'dtype', '?')} {getattr(space, 'shape', space)}. Plan in the env the model "
-                         "was trained on (same window / view size and channels; --pixels --frame-size --grayscale as "
-                         "when it was collected)")
+                         f"{space.dtype} {space.shape}. Plan in the env the model was trained on (same window / view size and "
+                         "channels; --pixels --frame-size --grayscale as when it was collected)")
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"the planner searches a Discrete action space; {name} has {env.action_space}")
     table = getattr(env.unwrapped, "action_moves", None)

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from fernn.envs.image_spaces import read_image_space
 from fernn.envs.scenes import check_count
 from fernn.io import atomic_write
 
@@ -118,14 +119,7 @@ def pixel_observations(env: gym.Env, *, frame_size: int | None = None, grayscale
 
 def check_image_space(space: gym.Space, where: str) -> tuple[int, int, int]:
     """``(H, W, C)`` of a uint8 image observation space, or a ``ValueError`` saying what is accepted."""
-    if isinstance(space, gym.spaces.Box) and len(space.shape) == 2 and space.dtype == np.uint8:
-        raise ValueError(f"{where}: the observations are 2-D images {space}; add a channel axis, e.g. "
-                         "gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True)")
-    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8):
-        raise ValueError(f"{where}: the observations must be uint8 images (H, W, C); got {space}. For a state-based "
-                         "env, collect its rendered frames: render_mode='rgb_array' and pixel_observations(env) "
-                         "(CLI: --pixels --frame-size S)")
-    return tuple(int(s) for s in space.shape)
+    return read_image_space(space, where, channels_last=True).hwc
 
 
 #: info keys that report the observer's own motion, in the order they are looked for: ``action`` (the 2-D envs'

@@ -7,6 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from fernn.envs.image_spaces import read_image_space
+
 ACTION_OFFSET = 128
 
 
@@ -21,10 +23,8 @@ class ActionChannels(gym.Wrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        space = env.observation_space
-        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 3 or space.dtype != np.uint8:
-            raise ValueError(f"ActionChannels wraps uint8 (H, W, C) image observations, got {space}")
-        self.observation_space = gym.spaces.Box(0, 255, (*space.shape[:2], space.shape[2] + 2), np.uint8)
+        height, width, channels = read_image_space(env.observation_space, "ActionChannels", channels_last=True).hwc
+        self.observation_space = gym.spaces.Box(0, 255, (height, width, channels + 2), np.uint8)
 
     def _with_action(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         if "action" not in info:

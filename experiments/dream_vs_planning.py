@@ -4,7 +4,7 @@ policies: the measurements of the imagination section of docs/planning.md.
     python experiments/dream_vs_planning.py models [--out runs/dream] [--seeds 0,1]
     python experiments/dream_vs_planning.py dream  [--out runs/dream] [--seeds 0,1] [--steps 2000]
     python experiments/dream_vs_planning.py plan   [--out runs/dream] [--seeds 0,1]
-    python experiments/dream_vs_planning.py report [--out runs/dream] [--rl docs/rl_occlusion.json] [--docs docs]
+    python experiments/dream_vs_planning.py report [--out runs/dream] [--rl experiments/results/rl_occlusion.json] [--docs docs]
 
 ``models`` collects 300 random episodes of MNISTWorldTrack-v0 (target velocities |v| <= 1) and trains FloWM on
 them, one world model per seed (the settings of experiments/planning_world_models.sh, with the velocity grid of
@@ -130,7 +130,7 @@ def main() -> None:
         command.add_argument("--out", type=Path, default=Path("runs/dream"))
         command.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     sub["dream"].add_argument("--steps", type=int, default=2000)
-    sub["report"].add_argument("--rl", type=Path, default=Path("docs/rl_occlusion.json"))
+    sub["report"].add_argument("--rl", type=Path, default=Path("experiments/results/rl_occlusion.json"))
     sub["report"].add_argument("--docs", type=Path, default=Path("docs"))
     sub["report"].add_argument("--results", type=Path, default=Path("experiments/results"))
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Planning with the world models of experiments/planning_world_models.sh: the measurements of docs/planning.md.
 
     python experiments/planning_grid.py run [--world-models runs/planning] [--horizon 3 --candidates 16 --iterations 1]
-    python experiments/planning_grid.py report [--world-models runs/planning] [--rl-runs runs/occlusion] [--docs docs]
+    python experiments/planning_grid.py report [--world-models runs/planning] [--rl-runs runs/occlusion] [--docs docs] [--results experiments/results]
 
 ``run`` plans with every world model (FloWM and its ablations, every seed) in every setting -- seen and unseen
 target velocities, with and without occlusion gaps -- over seeded episodes (``fernn-rl plan``), one setting's
@@ -129,7 +129,8 @@ def report(args: argparse.Namespace) -> None:
         lines.append(f"| {bound} | " + " | ".join(f"{bounds[s][bound]['mean']:.1f}" for s in settings) + " | | |")
     table = "\n".join(lines)
     args.docs.mkdir(parents=True, exist_ok=True)
-    write_json(args.docs / "planning.json", summary)
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_json(args.results / "planning.json", summary)
     (args.docs / "planning_table.md").write_text(table + "\n")
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4))
@@ -145,7 +146,7 @@ def report(args: argparse.Namespace) -> None:
     if gifs:
         first_steps(gifs[0], args.docs / "planning_episode.gif", 50)
     print(table)
-    print(f"wrote {args.docs}/planning.json, planning_table.md, planning_error.png"
+    print(f"wrote {args.results}/planning.json, {args.docs}/planning_table.md, planning_error.png"
           + (", planning_episode.gif" if gifs else ""))
 
 
@@ -179,6 +180,7 @@ def main() -> None:
     rep.add_argument("--world-models", type=Path, default=Path("runs/planning"))
     rep.add_argument("--rl-runs", type=Path, default=Path("runs/occlusion"))
     rep.add_argument("--docs", type=Path, default=Path("docs"))
+    rep.add_argument("--results", type=Path, default=Path("experiments/results"))
     rep.add_argument("--bound-episodes", type=int, default=20)
     args = parser.parse_args()
     if args.command == "run":

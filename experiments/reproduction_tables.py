@@ -1,6 +1,6 @@
 """Print the README's reproduction tables from ``runs/repro/*/results.json`` (see reproduce_cpu.sh).
 
-    python experiments/reproduction_tables.py [--runs runs/repro] [--json docs/reproduction.json]
+    python experiments/reproduction_tables.py [--runs runs/repro] [--json experiments/results/reproduction.json]
 """
 
 import argparse

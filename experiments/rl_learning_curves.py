@@ -6,7 +6,7 @@ Every run is read from its ``eval.csv`` (finished or not) and cut at the common 
 default the most environment steps that every run has reached. With SB3's constant learning rate and clip
 range (fernn-rl's defaults) the first N steps of a longer run are exactly a run with budget N. The
 mean return over all evaluations (the area under the curve) measures sample efficiency.
-Parameter counts come from ``docs/bench_rl.json`` and the reference lines from ``docs/track_bounds.json``
+Parameter counts come from ``experiments/results/bench_rl.json`` and the reference lines from ``experiments/results/track_bounds.json``
 (``fernn-rl bench rl`` and ``fernn-rl bounds`` write them).
 """
 
@@ -29,8 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/rl"))
     parser.add_argument("--budget", type=int, default=None, help="environment steps per run (default: common max)")
-    parser.add_argument("--bounds", type=Path, default=Path("docs/track_bounds.json"))
-    parser.add_argument("--bench", type=Path, default=Path("docs/bench_rl.json"))
+    parser.add_argument("--bounds", type=Path, default=Path("experiments/results/track_bounds.json"))
+    parser.add_argument("--bench", type=Path, default=Path("experiments/results/bench_rl.json"))
     parser.add_argument("--out", type=Path, default=Path("docs/rl_learning_curves.png"))
     args = parser.parse_args()
     runs = {policy: {p.name: curve for p in sorted(args.runs.glob(f"{policy}-s*"))

@@ -1,7 +1,7 @@
 """Tracking through occlusion at unseen velocities: the RL generalisation grid of docs/rl.md.
 
     python experiments/rl_occlusion.py run [--out runs/occlusion] [--jobs 2] [--timesteps 32768]
-    python experiments/rl_occlusion.py report [--runs runs/occlusion] [--docs docs]
+    python experiments/rl_occlusion.py report [--runs runs/occlusion ...] [--docs docs] [--results experiments/results]
 
 ``run`` trains every policy x seed on ``MNISTWorldTrackOccluded-v0`` with target velocities ``|vx|, |vy| <= 1``
 (the window dark for 4 of every 10 steps), then evaluates each final policy on every cell of the grid: the
@@ -10,9 +10,12 @@ gap lengths 0 to 8 of every 10 steps. It is resumable: a finished run is not tra
 resumes from its last checkpoint (``fernn-rl train --resume``), and finished evaluations (``grid.json`` in each
 run) are kept. Runs go ``--jobs`` at a time, one thread each (``OMP_NUM_THREADS=1``).
 
-``report`` reads the runs and writes the table (markdown), the return-vs-gap figure, the learning curves, a
-GIF per policy on an unseen velocity through a gap, ``rl_occlusion.json`` (every cell, every seed) and a copy of
-each run's ``config.json``, ``eval.csv`` and ``grid.json`` under ``rl_occlusion_runs/``.
+``report`` reads the runs and writes, under ``--docs``, the table (markdown), the return-vs-gap figure, the
+learning curves and a GIF per policy on an unseen velocity through a gap; under ``--results``,
+``rl_occlusion.json`` (every cell, every seed) and a copy of each run's ``config.json``, ``eval.csv``,
+``grid.json`` and ``results.json`` in ``rl_occlusion_runs/``. Those copies are runs the report reads again:
+``--runs runs/occlusion experiments/results/rl_occlusion_runs`` reports new runs beside the kept ones (a run
+in the first folder wins; a kept copy has no policy to draw a GIF from, so its GIF is kept).
 
 ``experiments/rl_occlusion_inside.py`` looks inside the FERNN policies' memory.
 """
@@ -116,30 +119,22 @@ def run_grid(args: argparse.Namespace) -> None:
     print(f"grid complete under {args.out}; now: python experiments/rl_occlusion.py report --runs {args.out}")
 
 
-def wall_clock(rows: list[dict]) -> float:
-    """Training seconds from eval.csv's ``seconds`` column, which restarts at 0 when a run resumes."""
-    total, last = 0.0, 0.0
-    for row in rows:
-        total += row["seconds"] - last if row["seconds"] >= last else row["seconds"]
-        last = row["seconds"]
-    return total
-
-
-def read_runs(root: Path) -> dict[str, dict[int, dict]]:
-    """``{policy: {seed: {"grid", "curve", "parameters", "seconds"}}}`` of the runs with a grid.json."""
-    from fernn.agents.rl import read_evaluations
+def read_runs(roots: list[Path]) -> dict[str, dict[int, dict]]:
+    """``{policy: {seed: {"path", "grid", "curve", "parameters", "seconds"}}}`` of the runs with a grid.json in
+    the folders ``roots`` (a run found in an earlier folder wins)."""
+    from fernn.agents.rl import read_evaluations, training_seconds
 
     runs: dict[str, dict[int, dict]] = {}
     for name in POLICIES:
-        for path in sorted(root.glob(f"{name}-s*")):
+        for path in (p for root in reversed(roots) for p in sorted(root.glob(f"{name}-s*"))):  # earlier roots last
             policy, _, seed = path.name.rpartition("-s")
             if policy != name or not seed.isdigit() or not (path / "grid.json").is_file():
                 continue  # fernn-s* also matches fernn-self-motion-s*
             results = json.loads((path / "results.json").read_text())
             curve = read_evaluations(path / "eval.csv")
             runs.setdefault(name, {})[int(seed)] = {
-                "run": path.name, "grid": json.loads((path / "grid.json").read_text()), "curve": curve,
-                "parameters": results["parameters"], "seconds": wall_clock(curve),
+                "run": path.name, "path": path, "grid": json.loads((path / "grid.json").read_text()), "curve": curve,
+                "parameters": results["parameters"], "seconds": training_seconds(curve),
                 "timesteps": results["config"]["timesteps"]}
     return runs
 
@@ -148,21 +143,11 @@ def grid_bounds(gaps: list[int], episodes: int) -> dict[str, dict[str, dict]]:
     """Random, oracle and best-fixed-move returns per velocity set (none looks at observations: the gap does not
     change them). The best fixed move is the one action that, repeated every step, scores best on these episodes:
     a policy at or below it has learned no more than to keep moving one way."""
-    import gymnasium as gym
+    from fernn.agents.rl import RLConfig, policy_bounds
 
-    from fernn.agents.rl import RLConfig, evaluate_policy, policy_bounds
-
-    actions = gym.make(f"fernn.envs:{ENV}").action_space.n
-    bounds = {}
-    for velocities, targets in velocity_sets().items():
-        config = RLConfig(env=ENV, env_kwargs={"target_velocities": targets, "gap_length": gaps[0]})
-        bounds[velocities] = policy_bounds(config, episodes)
-        fixed = [evaluate_policy(lambda obs, state, start, a=action: (np.array([a]), state), config, episodes)
-                 for action in range(actions)]
-        best = int(np.argmax([np.mean(returns) for returns in fixed]))
-        bounds[velocities]["best fixed move"] = {"mean": float(np.mean(fixed[best])), "std": float(np.std(fixed[best])),
-                                                 "episodes": episodes, "action": best}
-    return bounds
+    return {velocities: policy_bounds(RLConfig(env=ENV, env_kwargs={"target_velocities": targets,
+                                                                     "gap_length": gaps[0]}), episodes, fixed_moves=True)
+            for velocities, targets in velocity_sets().items()}
 
 
 def summarise(runs: dict[str, dict[int, dict]]) -> dict:
@@ -247,11 +232,11 @@ def report(args: argparse.Namespace) -> None:
 
     runs = read_runs(args.runs)
     if not runs:
-        raise SystemExit(f"no finished runs (with a grid.json) under {args.runs}: run the grid first")
+        raise SystemExit(f"no finished runs (with a grid.json) under {', '.join(map(str, args.runs))}: run the grid first")
     summary = summarise(runs)
     bounds = grid_bounds(gaps_of(summary), args.bound_episodes)
     args.docs.mkdir(parents=True, exist_ok=True)
-    write_json(args.docs / "rl_occlusion.json", {"env": ENV, "train": {"gap_every": GAP_EVERY, "gap_length": TRAIN_GAP,
+    write_json(args.results / "rl_occlusion.json", {"env": ENV, "train": {"gap_every": GAP_EVERY, "gap_length": TRAIN_GAP,
                                                                        "velocities": "seen"},
                                                  "velocity_sets": velocity_sets(), "bounds": bounds,
                                                  "policies": summary})
@@ -261,20 +246,24 @@ def report(args: argparse.Namespace) -> None:
                    bounds["seen"], title=f"{ENV} (gap {TRAIN_GAP} of {GAP_EVERY}, seen velocities)")
     if args.gifs:
         for name in runs:
-            seed = min(runs[name])
-            episode_gif(args.runs / f"{name}-s{seed}", args.docs / f"rl_occlusion_{name}.gif", max_steps=50, side=200,
+            path = runs[name][min(runs[name])]["path"]
+            if not (path / "model.zip").is_file():
+                continue  # a kept copy: its GIF stays as it was drawn
+            episode_gif(path, args.docs / f"rl_occlusion_{name}.gif", max_steps=50, side=200,
                         env_kwargs={"target_velocities": [GIF_VELOCITY], "gap_length": GIF_GAP})
     for name, by_seed in runs.items():  # the runs' configs and evaluations, kept beside the figures
         for entry in by_seed.values():
-            kept = args.docs / "rl_occlusion_runs" / entry["run"]
+            kept = args.results / "rl_occlusion_runs" / entry["run"]
+            if kept.resolve() == entry["path"].resolve():
+                continue
             kept.mkdir(parents=True, exist_ok=True)
-            for file in ("config.json", "eval.csv", "grid.json"):
-                shutil.copyfile(args.runs / entry["run"] / file, kept / file)
+            for file in ("config.json", "eval.csv", "grid.json", "results.json"):
+                shutil.copyfile(entry["path"] / file, kept / file)
     table = markdown_table(summary, bounds)
     (args.docs / "rl_occlusion_table.md").write_text(table + "\n")
     print(table)
-    print(f"wrote {args.docs}/rl_occlusion.json, rl_occlusion_gaps.png, rl_occlusion_curves.png, "
-          f"rl_occlusion_table.md" + (", rl_occlusion_<policy>.gif" if args.gifs else ""))
+    print(f"wrote {args.results}/rl_occlusion.json and rl_occlusion_runs/; {args.docs}/rl_occlusion_gaps.png, "
+          f"rl_occlusion_curves.png, rl_occlusion_table.md" + (", rl_occlusion_<policy>.gif" if args.gifs else ""))
 
 
 def main() -> None:
@@ -295,8 +284,9 @@ def main() -> None:
     run.add_argument("--gaps", type=lambda s: [int(x) for x in s.split(",")], default=[0, 2, 4, 6, 8])
     run.add_argument("--quiet", action="store_true")
     rep = commands.add_parser("report", help="tables, figures and GIFs from the runs")
-    rep.add_argument("--runs", type=Path, default=Path("runs/occlusion"))
+    rep.add_argument("--runs", type=Path, nargs="+", default=[Path("runs/occlusion")])
     rep.add_argument("--docs", type=Path, default=Path("docs"))
+    rep.add_argument("--results", type=Path, default=Path("experiments/results"))
     rep.add_argument("--bound-episodes", type=int, default=100)
     rep.add_argument("--no-gifs", dest="gifs", action="store_false")
     args = parser.parse_args()

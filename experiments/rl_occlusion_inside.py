@@ -42,7 +42,7 @@ def inspect(args: argparse.Namespace) -> None:
     summary = {"runs": [str(run) for run in args.run], "velocity": args.velocity, "gap": args.gap,
                "episodes": args.episodes, "chance": 1 / len(velocities), **summarise_inside(every_row, args.velocity),
                "per_run": {run.name: summarise_inside(rows, args.velocity) for run, (rows, _, _) in measured.items()}}
-    write_json(args.out.with_suffix(".json"), summary)
+    write_json(args.json, summary)
     first = args.run[0]
     _, shares_of_episode, _ = measured[first]
     channel = {tuple(v): i for i, v in enumerate(velocities)}
@@ -62,7 +62,7 @@ def inspect(args: argparse.Namespace) -> None:
                    f" (red)")
     save_figure(figure, args.out)
     print(json.dumps({key: value for key, value in summary.items() if key != "per_run"}, indent=1))
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    print(f"wrote {args.out} and {args.json}")
 
 
 def inspect_run(run: Path, velocity: list[int], gap: int, episodes: int) -> tuple[list[dict], list, list]:
@@ -157,7 +157,10 @@ def main() -> None:
     parser.add_argument("--gap", type=int, default=GAP, help="dark steps of every 10")
     parser.add_argument("--episodes", type=int, default=5, help="seeded episodes per run")
     parser.add_argument("--out", type=Path, default=Path("docs/rl_occlusion_inside.png"))
+    parser.add_argument("--json", type=Path, default=None,
+                        help="the figures (default: experiments/results/<the --out file's stem>.json)")
     args = parser.parse_args()
+    args.json = args.json or Path("experiments/results") / args.out.with_suffix(".json").name
     if not 0 <= args.gap < 10:
         parser.error(f"--gap must lie in [0, 9] (dark steps of every 10); got {args.gap}")
     missing = [str(run) for run in args.run if not (run / "model.zip").is_file()]

@@ -8,7 +8,9 @@ raises the mmap and trim thresholds (``mallopt``; the same as ``MALLOC_MMAP_THRE
 project's 2-core machine Flowing-MNIST batches of 128 sequences take 2.7-3.2 ms instead of 4-11 ms.
 The cost is that the process keeps freed memory instead of returning it to the OS.
 
-``fernn-rl train``, ``fernn-rl plan`` and ``fernn-rl bench`` call it when they run on the CPU; nothing calls it at import.
+Supervised training, ``fernn-rl eval`` and ``fernn-rl plan`` call it when their device is the CPU; RL training and
+``fernn-rl bench`` always call it (their envs build scenes on the CPU whatever the model's device). Nothing calls it
+at import.
 """
 
 from __future__ import annotations

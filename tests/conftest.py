@@ -2,6 +2,7 @@ import os
 import warnings
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("PYGLET_HEADLESS", "1")  # MiniWorld (the block-world benchmark peer) renders with EGL
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", message=".*py3nj.*")

@@ -1,6 +1,7 @@
 """Smoke tests of the command line with tiny budgets, and its one-line errors."""
 
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -76,6 +77,9 @@ def test_envs_play_and_bounds_commands(tmp_path):
     out = tmp_path / "bounds.json"
     result = runner.invoke(app, ["bounds", "--episodes", "2", "--json", str(out)])
     assert result.exit_code == 0 and set(json.loads(out.read_text())) == {"random", "oracle"}
+    result = runner.invoke(app, ["bounds", "--episodes", "1", "--fixed-moves", "--json", str(out)])
+    fixed = json.loads(out.read_text())["best fixed move"]
+    assert result.exit_code == 0 and 0 <= fixed["action"] < 9 and fixed["mean"] >= 0 and "best fixed move" in result.output
     result = runner.invoke(app, ["train", "--env", "pong-v9", "--algo", "ppo", "--policy", "frame-stack-cnn"])
     assert result.exit_code == 2 and "pong-v9" in result.output
 
@@ -95,9 +99,33 @@ def test_every_benchmark_runs_tiny(tmp_path, args):
     result = runner.invoke(app, ["bench", *args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report
+    figures = list(numbers(report))
+    assert figures and all(math.isfinite(x) for x in figures) and any(x > 0 for x in figures), report
     if args[0] == "rotation":  # two rounds of five rows, merged into one row each
         assert report["rounds"] == 2 and len(report["results"]) == 5
+
+
+def numbers(report):
+    """Every number in a benchmark's JSON (the timings and ratios)."""
+    if isinstance(report, dict):
+        for value in report.values():
+            yield from numbers(value)
+    elif isinstance(report, list):
+        for value in report:
+            yield from numbers(value)
+    elif isinstance(report, (int, float)) and not isinstance(report, bool):
+        yield float(report)
+
+
+def test_block_world_benchmark_runs_tiny(tmp_path):
+    pytest.importorskip("miniworld")
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "block-world", "--num-envs", "2", "--obs-size", "16", "--steps", "10",
+                                 "--rounds", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["vector_steps_per_s"] > 0 and report["miniworld_steps_per_s"] > 0
+    assert report["vector_vs_miniworld"] == report["vector_steps_per_s"] / report["miniworld_steps_per_s"]
 
 
 def test_median_timing_takes_the_median_of_rounds():

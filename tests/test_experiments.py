@@ -68,25 +68,35 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     stamps = {name: (runs / name / "grid.json").stat().st_mtime_ns for name in names}
     runpy.run_path(str(EXPERIMENTS / "rl_occlusion.py"), run_name="__main__")  # resumes: all done, nothing redone
     assert {name: (runs / name / "grid.json").stat().st_mtime_ns for name in names} == stamps
+    results = tmp_path / "results"
     monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", "report", "--runs", str(runs), "--docs", str(docs),
-                                      "--bound-episodes", "2"])
+                                      "--results", str(results), "--bound-episodes", "2"])
     runpy.run_path(str(EXPERIMENTS / "rl_occlusion.py"), run_name="__main__")
     table = capsys.readouterr().out
     assert "| FERNN RecurrentPPO, self-motion |" in table and "| oracle | 100.0 |" in table
     assert "| best fixed move |" in table
-    summary = json.loads((docs / "rl_occlusion.json").read_text())
+    summary = json.loads((results / "rl_occlusion.json").read_text())
     assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "fernn-self-motion-velocity-readout",
                                         "cnn-lstm", "frame-stack-cnn"}
     assert summary["policies"]["fernn"]["cells"]["unseen/gap=4"]["per_seed"]
     assert summary["policies"]["fernn"]["runs"] == ["fernn-s0"]  # not fernn-self-motion-s0, which fernn-s* matches
-    assert (docs / "rl_occlusion_runs" / "cnn-lstm-s0" / "grid.json").is_file()
+    assert (results / "rl_occlusion_runs" / "cnn-lstm-s0" / "grid.json").is_file()
     for name in ("rl_occlusion_gaps.png", "rl_occlusion_curves.png", "rl_occlusion_table.md",
                  "rl_occlusion_fernn.gif", "rl_occlusion_frame-stack-cnn.gif"):
         assert (docs / name).stat().st_size > 0
+    # the kept copies are runs the report reads again: the same table from them alone, their GIFs left as they are
+    gif = (docs / "rl_occlusion_fernn.gif").stat().st_mtime_ns
+    monkeypatch.setattr(sys, "argv", ["rl_occlusion.py", "report", "--runs", str(results / "rl_occlusion_runs"),
+                                      "--docs", str(docs), "--results", str(results), "--bound-episodes", "2"])
+    runpy.run_path(str(EXPERIMENTS / "rl_occlusion.py"), run_name="__main__")
+    assert capsys.readouterr().out.startswith(table.split("\n")[0])
+    assert json.loads((results / "rl_occlusion.json").read_text())["policies"] == summary["policies"]
+    assert (docs / "rl_occlusion_fernn.gif").stat().st_mtime_ns == gif
     monkeypatch.setattr(sys, "argv", ["rl_occlusion_inside.py", "--run", str(runs / "fernn-self-motion-s0"),
-                                      str(runs / "fernn-s0"), "--episodes", "1", "--out", str(docs / "inside.png")])
+                                      str(runs / "fernn-s0"), "--episodes", "1", "--out", str(docs / "inside.png"),
+                                      "--json", str(results / "inside.json")])
     runpy.run_path(str(EXPERIMENTS / "rl_occlusion_inside.py"), run_name="__main__")
-    inside = json.loads((docs / "inside.json").read_text())
+    inside = json.loads((results / "inside.json").read_text())
     assert inside["chance"] == 1 / 25 and inside["gap"]["steps"] + inside["in_view"]["steps"] > 0
     assert set(inside["in_view"]["target_correlation"]) == {"pooled", "own", "relative", "best"}
     assert set(inside["per_run"]) == {"fernn-self-motion-s0", "fernn-s0"}
@@ -129,10 +139,11 @@ def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path
     runpy.run_path(str(EXPERIMENTS / "planning_grid.py"), run_name="__main__")
     assert (tmp_path / "wm-grnn-s0" / "plan-seen" / "results.json").stat().st_mtime_ns == first
     monkeypatch.setattr(sys, "argv", ["planning_grid.py", "report", "--world-models", str(tmp_path), "--rl-runs",
-                                      str(tmp_path / "no-rl"), "--docs", str(tmp_path / "docs"), "--bound-episodes", "2"])
+                                      str(tmp_path / "no-rl"), "--docs", str(tmp_path / "docs"),
+                                      "--results", str(tmp_path / "results"), "--bound-episodes", "2"])
     runpy.run_path(str(EXPERIMENTS / "planning_grid.py"), run_name="__main__")
     assert "| planner, no velocity channels (V = 1) |" in capsys.readouterr().out
-    summary = json.loads((tmp_path / "docs" / "planning.json").read_text())
+    summary = json.loads((tmp_path / "results" / "planning.json").read_text())
     assert list(summary["models"]) == ["grnn"] and len(summary["models"]["grnn"]["imagined_mse_per_step"]) == 2
     assert (tmp_path / "docs" / "planning_error.png").stat().st_size > 0
 

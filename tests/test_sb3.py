@@ -1,6 +1,7 @@
 """FERNN in Stable-Baselines3: the recurrent policy, the lean buffer, recomputed states, predict,
 save/load, vec envs, the frame-stack extractor, the CLI, and the buffer's memory bound."""
 
+import csv
 import dataclasses
 import json
 
@@ -92,7 +93,10 @@ def test_policy_also_plugs_into_plain_recurrent_ppo():
 
 def test_subproc_vec_env():
     ppo = model(envs(cls=SubprocVecEnv, steps=None))
+    before = [p.detach().clone() for p in ppo.policy.parameters()]
     ppo.learn(16)
+    assert ppo.num_timesteps == 16
+    assert any(not torch.equal(a, b) for a, b in zip(before, ppo.policy.parameters()))  # an update happened
     ppo.env.close()
 
 
@@ -118,6 +122,7 @@ def test_frame_stack_policies_and_small_cnn():
         ppo = PPO("CnnPolicy", stacked, n_steps=8, batch_size=8, n_epochs=1, device="cpu",
                   policy_kwargs=dict(features_extractor_class=extractor, features_extractor_kwargs=kwargs))
         ppo.learn(16)
+        assert ppo.num_timesteps == 16 and isinstance(ppo.policy.features_extractor, extractor)
     channels_first = gym.spaces.Box(0, 255, (6, 12, 12), np.uint8)  # 3 stacked frames of 2 channels
     with pytest.raises(ValueError, match="not a multiple of frames=4"):
         FERNNFrameStackExtractor(channels_first, frames=4)
@@ -138,9 +143,12 @@ def test_rl_cli_run_outputs_and_rollout(tmp_path):
     assert set(results["bounds"]) == {"random", "oracle"} and results["final"]["timesteps"] == 32
     result = runner.invoke(app, ["rollout", str(run)])
     assert result.exit_code == 0 and (run / "episode.gif").is_file(), result.output
+    before = [float(row["seconds"]) for row in csv.DictReader(open(run / "eval.csv"))]
     result = runner.invoke(app, args + ["--timesteps", "48", "--resume"])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "results.json").read_text())["final"]["timesteps"] == 48
+    after = [float(row["seconds"]) for row in csv.DictReader(open(run / "eval.csv"))]
+    assert after[:len(before)] == before and after[-1] >= before[-1]  # the clock goes on across the resume
     for bad, message in ((["--policy", "lstm"], "policy must be one of"),
                          (["--algo", "ppo"], "runs with --algo recurrent-ppo"),
                          (["--env", "NoSuchEnv-v0"], "NoSuchEnv")):
@@ -201,7 +209,8 @@ def test_action_channels_wrapper_and_self_motion_policy_learn():
     assert (obs[..., 2:] == 128).all()
     ppo = model(env, self_motion=True)
     ppo.learn(16)
-    with pytest.raises(ValueError, match="ActionChannels wraps uint8"):
+    assert ppo.num_timesteps == 16 and ppo.policy.lstm_actor.self_motion
+    with pytest.raises(ValueError, match="ActionChannels takes image observations"):
         ActionChannels(gym.make("CartPole-v1"))
 
 

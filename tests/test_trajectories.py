@@ -78,7 +78,7 @@ def test_collection_and_loading_errors_are_clear(tmp_path):
         collect_episodes(Drift(), 2, moves="nope")
     with pytest.raises(ValueError, match="keep_dim=True"):
         collect_episodes(Drift(two_d=True), 2)
-    with pytest.raises(ValueError, match="must be uint8 images.*--pixels"):
+    with pytest.raises(ValueError, match="takes image observations.*--pixels"):
         collect_episodes("CartPole-v1", 2)
     with pytest.raises(ValueError, match="unknown env"):
         collect_episodes("NoSuchEnv-v9", 2)
@@ -160,7 +160,7 @@ def test_cli_collect_train_eval_rollout_and_any_env_id(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     for bad, message in ((["--env", "nope:X-v0"], "cannot import module"), (["--env", "mnist-world", "--env-kwargs",
                                                                               "[1]"], "JSON object"),
-                         (["--env", "CartPole-v1"], "must be uint8 images")):
+                         (["--env", "CartPole-v1"], "takes image observations")):
         result = runner.invoke(app, ["collect", *bad, "--out", str(tmp_path / "x.npz"), "--quiet"])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "x.npz").exists()

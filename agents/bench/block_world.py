@@ -70,6 +70,8 @@ def peer_timer(obs_size: int, seed: int) -> tuple[Callable[[int], float] | None,
         import miniworld  # noqa: F401  (registers MiniWorld's ids)
     except ImportError:
         return None, "miniworld is not installed (pip install miniworld)"
+    except Exception as error:  # noqa: BLE001 - pyglet opens a window at import when it is not headless
+        return None, f"MiniWorld could not start here ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
     try:
         env = gym.make(PEER_ID, obs_width=obs_size, obs_height=obs_size)
         env.reset(seed=seed)

@@ -16,8 +16,9 @@ bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines me
 
 
 @bench_app.callback()
-def _warm_allocations() -> None:
-    """Every benchmark runs with large CPU allocations kept warm (see fernn.allocator), as training does."""
+def keep_benchmarks_warm() -> None:
+    """Typer runs this before every ``bench`` subcommand: benchmarks run with large CPU allocations kept warm
+    (see fernn.allocator), as training does."""
     from fernn.allocator import keep_allocations_warm
 
     keep_allocations_warm()

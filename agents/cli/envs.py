@@ -50,9 +50,12 @@ def bounds(
     episodes: int = typer.Option(100, "--episodes", min=1, help="Seeded episodes per policy (seeds 50000+)."),
     env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="gym.make kwargs as JSON, e.g. "
                                                                         "'{\"gap_length\": 6}'."),
+    fixed_moves: bool = typer.Option(False, "--fixed-moves", metavar="", help="Also the best fixed move: the "
+                                     "one action that, repeated every step, scores best (Discrete actions)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
-    """Mean return of a uniformly random policy and of the env's scripted oracle: the RL reference lines."""
+    """Mean return of a uniformly random policy, of the env's scripted oracle and (--fixed-moves) of the best fixed
+    move: the RL reference lines."""
     from pathlib import Path
 
     from fernn.agents.rl import RLConfig, policy_bounds
@@ -60,7 +63,8 @@ def bounds(
 
     try:
         figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo",
-                                         env_kwargs=parse_json_object("--env-kwargs", env_kwargs)), episodes)
+                                         env_kwargs=parse_json_object("--env-kwargs", env_kwargs)), episodes,
+                                fixed_moves=fixed_moves)
     except ValueError as error:
         fail(str(error))
     table = Table(title=f"{resolve_env(env)}: returns over {episodes} seeded episodes")

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fernn.agents.runs import EVAL_SEED as EVAL_SEED  # re-exported: the RL evaluations use it
+from fernn.agents.settings import (RunSettings, check_choice, check_env_kwargs, check_flags, check_integers,
+                                   check_number, check_seed, check_strings)
+from fernn.devices import check_device_name
 from fernn.models import POOLS
 
 
@@ -16,7 +19,7 @@ RL_READOUTS = (*POOLS, "velocities")
 
 
 @dataclass
-class RLConfig:
+class RLConfig(RunSettings):
     """An RL run (defaults: the README's MNISTWorldTrack learning curves)."""
 
     env: str = "MNISTWorldTrack-v0"
@@ -87,90 +90,58 @@ class RLConfig:
     name: str = ""
     """Run name (default <env>-<policy>-s<seed>)."""
 
+    field_word = "RL setting"
+
     def __post_init__(self) -> None:
         from fernn.envs import ENV_IDS
 
-        if isinstance(self.env, str):
-            self.env = ENV_IDS.get(self.env, self.env)  # a short name is stored as its id
+        check_strings(self, ("env", "algo", "policy", "vec_env", "readout", "actor", "device", "out", "name"))
+        self.env = ENV_IDS.get(self.env, self.env)  # a short name is stored as its id
         if self.reward_scale is None:
             self.reward_scale = scaled_reward_default(self.env)
         if not self.name:
             self.name = f"{self.env.split(':')[-1].split('-v')[0].lower()}-{self.policy}-s{self.seed}"
-        if self.policy not in RL_POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(RL_POLICIES)}; got {self.policy!r}")
-        if self.algo not in RL_ALGOS:
-            raise ValueError(f"algo must be one of {', '.join(RL_ALGOS)}; got {self.algo!r}")
+        check_choice(self, "policy", RL_POLICIES)
+        check_choice(self, "algo", RL_ALGOS)
         recurrent = self.policy in ("fernn", "cnn-lstm")
         if recurrent != (self.algo == "recurrent-ppo"):
             raise ValueError(f"policy {self.policy!r} runs with --algo {'recurrent-ppo' if recurrent else 'ppo'}, "
                              f"not {self.algo!r}")
         if self.self_motion and self.policy != "fernn":
             raise ValueError("self_motion applies to --policy fernn only")
-        if self.readout not in RL_READOUTS:
-            raise ValueError(f"readout must be one of {', '.join(RL_READOUTS)}; got {self.readout!r}")
+        check_choice(self, "readout", RL_READOUTS)
         if self.readout != "max" and self.policy != "fernn":
             raise ValueError("readout applies to --policy fernn only")
         from fernn.agents.rl.memory import ACTORS
 
-        if self.actor not in ACTORS:
-            raise ValueError(f"actor must be one of {', '.join(ACTORS)}; got {self.actor!r}")
+        check_choice(self, "actor", ACTORS)
         if self.actor != "pooled" and self.policy != "fernn":
             raise ValueError("actor applies to --policy fernn only")
-        if isinstance(self.reward_scale, bool) or not isinstance(self.reward_scale, (int, float)) \
-                or not 0 < self.reward_scale < float("inf"):
-            raise ValueError(f"reward_scale must be a positive number; got {self.reward_scale!r}")
-        if self.vec_env not in ("dummy", "subproc"):
-            raise ValueError(f"vec_env must be dummy or subproc; got {self.vec_env!r}")
-        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "frames", "fernn_hidden",
-                     "lstm_hidden", "eval_every", "eval_episodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
-            raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
-        if not isinstance(self.env_kwargs, dict):
-            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {self.env_kwargs!r}")
+        check_number(self, "reward_scale", low=0, low_open=True)
+        check_number(self, "lr", low=0, low_open=True)
+        check_number(self, "ent_coef")
+        check_integers(self, ("vmax",), minimum=0)
+        check_choice(self, "vec_env", ("dummy", "subproc"))
+        check_integers(self, ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "frames", "fernn_hidden",
+                              "lstm_hidden", "eval_every", "eval_episodes"))
+        check_flags(self, ("pixels", "grayscale", "add_channel", "self_motion"))
+        check_device_name(self.device)
+        check_seed(self)
+        check_env_kwargs(self.env_kwargs)
         if (self.frame_size is not None or self.grayscale) and not self.pixels:
             raise ValueError("frame_size and grayscale apply to pixel observations: pass pixels=True (--pixels) too")
-        if self.frame_size is not None and (isinstance(self.frame_size, bool) or not isinstance(self.frame_size, int)
-                                            or not 8 <= self.frame_size <= 512):
-            raise ValueError(f"frame_size must be an integer in [8, 512]; got {self.frame_size!r}")
-        if self.obs_key is not None and not isinstance(self.obs_key, str):
-            raise ValueError(f"obs_key must be the name of an image in the Dict observations; got {self.obs_key!r}")
+        check_integers(self, ("frame_size",), minimum=8, maximum=512, optional=("frame_size",))
+        check_strings(self, ("obs_key",), optional=True, meaning="the name of an image in the Dict observations")
         from fernn.envs import resolve_env_id
 
         resolve_env_id(self.env)  # a clear error for an unknown id (a module:Id's module is imported)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Any, source: str = "config") -> RLConfig:
-        """An RL config from plain data (a run's ``config.json``), or a ``ValueError`` naming ``source`` and the
-        field that is unknown or of the wrong type."""
-        if not isinstance(values, dict):
-            raise ValueError(f"{source} must be a JSON object of RL settings, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source} has unknown RL setting(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        for name in ("env", "algo", "policy", "vec_env", "readout", "actor", "device", "out", "name"):
-            if name in values and not isinstance(values[name], str):
-                raise ValueError(f"{source}: {name} must be a string, got {values[name]!r}")
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise ValueError(f"{source}: {error}") from error
 
     def with_env_kwargs(self, overrides: dict[str, Any] | None) -> RLConfig:
         """This config with ``overrides`` laid over its ``env_kwargs`` (evaluate on other target velocities or
         gaps than in training); itself when there are none."""
         if not overrides:
             return self
-        if not isinstance(overrides, dict):
-            raise ValueError(f"env_kwargs must be a dict of gym.make keyword arguments; got {overrides!r}")
+        check_env_kwargs(overrides)
         return dataclasses.replace(self, env_kwargs={**self.env_kwargs, **overrides})
 
 

@@ -15,6 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from fernn.agents.rl.config import EVAL_SEED, RLConfig
 from fernn.agents.rl.envs import make_vec_env
+from fernn.agents.rl.figures import training_seconds
 from fernn.agents.runs import RunDir, write_csv, write_json
 from fernn.io import atomic_write
 
@@ -40,9 +41,10 @@ def evaluate_policy(act: Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarra
     return returns
 
 
-def policy_bounds(config: RLConfig, episodes: int = 100) -> dict[str, dict[str, float]]:
+def policy_bounds(config: RLConfig, episodes: int = 100, *, fixed_moves: bool = False) -> dict[str, dict[str, float]]:
     """Mean and std of the return of a uniformly random policy and of the env's scripted oracle
-    (``oracle_action``; MNISTWorldTrack-v0) over ``episodes`` seeded episodes."""
+    (``oracle_action``; MNISTWorldTrack-v0) over ``episodes`` seeded episodes; with ``fixed_moves`` (a Discrete
+    action space) also the best fixed move (:func:`best_fixed_move`)."""
     single = gym.make(config.env, **config.env_kwargs)
     space = single.action_space
     space.seed(config.seed)
@@ -54,8 +56,29 @@ def policy_bounds(config: RLConfig, episodes: int = 100) -> dict[str, dict[str, 
     if hasattr(single.unwrapped, "oracle_action"):
         bounds["oracle"] = _oracle_returns(config.env, episodes, env_kwargs=config.env_kwargs)
     single.close()
-    return {name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "episodes": episodes}
-            for name, v in bounds.items()}
+    figures = {name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "episodes": episodes}
+               for name, v in bounds.items()}
+    if fixed_moves:
+        figures["best fixed move"] = best_fixed_move(config, episodes)
+    return figures
+
+
+def best_fixed_move(config: RLConfig, episodes: int = 100) -> dict[str, float]:
+    """The return of the best *fixed* move: the one action that, repeated every step, scores best over the
+    ``episodes`` seeded episodes (``{"mean", "std", "episodes", "action"}``). It sees nothing, so a policy at or
+    below it has learned no more than to keep moving one way; above it, the policy uses what it observes.
+
+    Raises:
+        ValueError: the env's action space is not Discrete.
+    """
+    space = gym.make(config.env, **config.env_kwargs).action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        raise ValueError(f"the best fixed move is one of a Discrete action space's actions; {config.env} has {space}")
+    returns = [evaluate_policy(lambda obs, state, start, a=action: (np.array([a]), state), config, episodes)
+               for action in range(space.start, space.start + space.n)]
+    best = int(np.argmax([np.mean(r) for r in returns]))
+    return {"mean": float(np.mean(returns[best])), "std": float(np.std(returns[best])), "episodes": episodes,
+            "action": best + int(space.start)}
 
 
 def cached_bounds(config: RLConfig, episodes: int, cache: Path) -> dict[str, dict[str, float]]:
@@ -108,7 +131,8 @@ class EvalCheckpointCallback(BaseCallback):
         super().__init__()
         self.config, self.run, self.rows, self.reporter = config, run, rows, reporter
         self.next_eval = (rows[-1]["timesteps"] if rows else 0) + config.eval_every
-        self.started = time.perf_counter()
+        # eval.csv's seconds go on from the last row's on resume: they count training time across resumes
+        self.started = time.perf_counter() - (training_seconds(rows) if rows else 0.0)
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.next_eval:

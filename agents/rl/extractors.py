@@ -12,46 +12,27 @@ from torch import nn
 from fernn import FERNN, TranslationFlow
 from fernn.flows import Flow
 from fernn.agents.heads import ReadoutHead
+from fernn.envs.image_spaces import read_image_space
 from fernn.models import pool_velocities
 
 
-ACCEPTED_IMAGES = ("a uint8 Box in [0, 255] of shape (H, W, C) or (C, H, W), as SB3's CnnPolicy takes, or a float "
-                   "image Box with policy_kwargs=dict(normalize_images=False)")
+#: how SB3 takes float images (appended to the error for a Box that is not uint8 in [0, 255])
+FLOAT_IMAGES = ("a float image needs policy_kwargs=dict(normalize_images=False) (and for a features extractor "
+                "features_extractor_kwargs=dict(normalized_image=True))")
 
 
 def image_layout(observation_space: spaces.Space, who: str, *, normalized: bool = False) -> tuple[tuple[int, int, int], bool]:
-    """``((C, H, W), channels_last)`` of an image observation space, decided as SB3 decides it.
+    """``((C, H, W), channels_last)`` of an image observation space, decided as SB3 decides it
+    (:func:`fernn.envs.image_spaces.read_image_space`; ``normalized``: float images are accepted).
 
-    SB3's ``is_image_space`` says what is an image (uint8 in [0, 255]; with ``normalized`` any 3-D Box, the
-    case of ``normalize_images=False``), and ``is_image_space_channels_first`` which axis holds the channels
-    (the smallest). SB3 transposes uint8 channels-last images itself (``VecTransposeImage``); float images it
-    leaves channels-last, so ``channels_last`` tells the extractor to transpose them.
+    SB3 transposes uint8 channels-last images itself (``VecTransposeImage``); float images it leaves
+    channels-last, so ``channels_last`` tells the extractor to transpose them.
 
     Raises:
-        ValueError: naming ``who``, the space and what is accepted (with how to add a channel axis to a 2-D image).
+        ValueError: naming ``who``, the space, what is accepted and the wrapper or flag that fixes it.
     """
-    from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
-
-    if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 2:
-        raise ValueError(f"{who} takes images with a channel axis; got the 2-D {observation_space}: add one with "
-                         "--add-channel (RLConfig(add_channel=True); in Python fernn.envs.wrappers.with_channel_axis(env) "
-                         "or gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True))")
-    if isinstance(observation_space, spaces.Dict):
-        raise ValueError(f"{who} takes one image; these are Dict observations ({', '.join(observation_space.spaces)}): "
-                         "choose the image with --obs-key KEY (RLConfig(obs_key=...); in Python "
-                         "fernn.envs.wrappers.ImageKey(env, KEY))")
-    if not is_image_space(observation_space, check_channels=False, normalized_image=normalized):
-        hint = ""
-        if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3:
-            hint = ("; a float image needs policy_kwargs=dict(normalize_images=False) (and for a features extractor "
-                    "features_extractor_kwargs=dict(normalized_image=True))")
-        elif isinstance(observation_space, spaces.Box):
-            hint = "; a state-based env gives pixels with render_mode='rgb_array' and AddRenderObservation"
-        raise ValueError(f"{who} takes image observations: {ACCEPTED_IMAGES}; got {observation_space}{hint}")
-    shape = tuple(int(s) for s in observation_space.shape)
-    if is_image_space_channels_first(observation_space):
-        return shape, False
-    return (shape[2], shape[0], shape[1]), True
+    layout = read_image_space(observation_space, who, floats=normalized, non_uint8_hint=FLOAT_IMAGES)
+    return layout.chw, layout.channels_last
 
 
 def channels_first(observations: torch.Tensor, channels_last: bool) -> torch.Tensor:

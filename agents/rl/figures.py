@@ -24,6 +24,16 @@ def read_evaluations(path: Path) -> list[dict[str, float]]:
                 for row in csv.DictReader(fh)]
 
 
+def training_seconds(rows: list[dict[str, float]]) -> float:
+    """Training wall-clock seconds by the last row of a run's ``eval.csv``. The ``seconds`` column counts on across
+    resumes; in a file where it restarted at 0 after a resume, each restart is added to what came before."""
+    total, last = 0.0, 0.0
+    for row in rows:
+        total += row["seconds"] - last if row["seconds"] >= last else row["seconds"]
+        last = row["seconds"]
+    return total
+
+
 @optional
 def bound_colour(name: str) -> str:
     """The colour of a reference return's line: random grey, oracle black, any other reference brown."""

@@ -42,13 +42,13 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
 def check_memory(config: RLConfig, space) -> None:
     """Refuse, with the figure, a FERNN policy whose states would not fit: a minibatch of whole envs recomputes
     ``n_steps`` states of ``V x C x H x W`` floats each with gradients (about three copies per state)."""
-    import numpy as np
-
     from fernn.budget import check_fits
+    from fernn.envs.image_spaces import read_image_space
 
-    if not config.policy.endswith("fernn") or not hasattr(space, "shape") or len(space.shape) != 3:
+    if not config.policy.endswith("fernn"):
         return
-    pixels = int(np.prod(sorted(space.shape)[1:]))  # the two largest axes: H and W
+    layout = read_image_space(space, f"the {config.policy} policy", floats=True)  # the policy reports a bad space
+    pixels = layout.height * layout.width
     velocities = (2 * config.vmax + 1) ** 2
     envs_per_batch = max(1, config.batch_size // config.n_steps)
     steps = config.n_steps if config.policy == "fernn" else config.frames

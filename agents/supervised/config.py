@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fernn.agents.settings import (RunSettings, check_choice, check_flags, check_integers, check_number, check_seed,
+                                   check_strings)
+from fernn.devices import check_device_name
 
 
 def __getattr__(name: str) -> Any:
@@ -27,7 +29,7 @@ SIZED = ("hidden", "vmax", "batch_size", "world_size", "context", "predict")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunSettings):
     """A supervised training run (next-frame prediction, KTH classification or MNIST World)."""
 
     env: str = "flowing-mnist"
@@ -121,6 +123,8 @@ class TrainConfig:
     preset: str | None = None
     """The preset this config started from (informational)."""
 
+    field_word = "field"
+
     def __post_init__(self) -> None:
         if self.data is not None:
             self.env = "trajectories"
@@ -133,12 +137,8 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first bad field and what is accepted."""
         from fernn.agents.supervised.tasks import task_models
 
-        for name in ("env", "model", "name", "out", "source", "device"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string; got {getattr(self, name)!r}")
-        for name in ("data", "data_dir", "preset"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a path (a string) or unset; got {getattr(self, name)!r}")
+        check_strings(self, ("env", "model", "name", "out", "source", "device"))
+        check_strings(self, ("data", "data_dir", "preset"), optional=True, meaning="a path (a string)")
         for name in ("angular_velocities", "data_angular_velocities", "eval_angular_velocities"):
             value = getattr(self, name)
             if not isinstance(value, list) or not value or not all(
@@ -148,38 +148,21 @@ class TrainConfig:
                 isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
                 for v in self.velocities)):
             raise ValueError(f"velocities must be a list of integer pairs [[vx, vy], ...]; got {self.velocities!r}")
-        for name in ("download", "amp", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}")
+        check_flags(self, ("download", "amp", "compile"))
         table = task_models()
         if self.env not in table:
             raise ValueError(f"env must be one of {', '.join(table)}; got {self.env!r}")
         if self.model not in table[self.env]:
             raise ValueError(f"model {self.model!r} is not available for {self.env}; accepted: "
                              f"{', '.join(table[self.env])}")
-        positive = ("hidden", "context", "predict", "clip_len", "frame_size", "world_size", "window_size",
-                    "num_digits", "epochs", "steps_per_epoch", "batch_size", "val_batches", "eval_sequences",
-                    "group_order", "checkpoint_every", "log_every")
-        for name in positive:
-            value = getattr(self, name)
-            if value is None and name in SIZED:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        for name in ("vmax", "data_vmax", "eval_vmax", "decoder_layers"):
-            value = getattr(self, name)
-            if value is None and name in SIZED:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
-        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
-            raise ValueError(f"grad_clip must be a positive number or None; got {self.grad_clip!r}")
+        check_integers(self, ("hidden", "context", "predict", "clip_len", "frame_size", "world_size", "window_size",
+                              "num_digits", "epochs", "steps_per_epoch", "batch_size", "val_batches", "eval_sequences",
+                              "group_order", "checkpoint_every", "log_every"), optional=SIZED)
+        check_integers(self, ("vmax", "data_vmax", "eval_vmax", "decoder_layers"), minimum=0, optional=SIZED)
+        check_number(self, "lr", low=0, low_open=True)
+        check_number(self, "grad_clip", low=0, low_open=True, optional=True)
         for name in ("teacher_forcing", "teacher_forcing_end"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1]; got {value!r}")
+            check_number(self, name, low=0, high=1, optional=True, meaning="a probability")
         if (self.env == "trajectories") != (self.data is not None):
             raise ValueError("env 'trajectories' goes with data=<trajectory file> (--data FILE.npz), and data with it")
         side = self.frame_side()
@@ -188,14 +171,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be <= {(side - 1) // 2} for {self.env}'s {side}-px frames (a velocity "
                                  f"of half the frame or more is the same as a smaller one on a torus); got "
                                  f"{getattr(self, name)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 32:
-            raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; got {self.seed!r}")
+        check_seed(self)
         if self.env == "mnist-world" and self.world_size is not None and self.window_size > self.world_size:
             raise ValueError(f"window_size must be <= world_size; got {self.window_size} > {self.world_size}")
-        if self.source not in ("auto", "embedded", "full"):
-            raise ValueError(f"source must be auto, embedded or full; got {self.source!r}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        check_choice(self, "source", ("auto", "embedded", "full"))
+        check_device_name(self.device)
 
     def frame_side(self) -> int:
         """The side of the frames (or, for MNIST World, of the world) that the task's velocities move on (0: known
@@ -209,23 +189,3 @@ class TrainConfig:
         """This config with its unset (``None``) sizes taken from ``sizes`` (:data:`SIZED` fields)."""
         return self.replace(**{k: v for k, v in sizes.items() if k in SIZED and getattr(self, k) is None})
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Any, source: str = "config") -> TrainConfig:
-        """A config from plain data (a run's ``config.json``, a preset), or a ``ValueError`` naming ``source`` and
-        the field that is unknown or of the wrong type."""
-        if not isinstance(values, dict):
-            raise ValueError(f"{source} must be a JSON object of settings, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source} has unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        try:
-            return cls(**values)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{source}: {error}") from error
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
