@@ -31,6 +31,8 @@ ACTION_NAMES = ("turn left", "turn right", "forward", "stay")
 ACTION_MOTIONS = ((1, 0), (-1, 0), (0, 1), (0, 0))
 #: the base colours of which every episode has at least one (red, green, blue, purple, yellow)
 BASE_COLORS = 5
+#: the find-red goal's colour
+RED = BLOCK_COLORS.index("red")
 MIN_ROOM = 4
 MAX_ROOM = 64
 MAX_BLOCKS = 32
@@ -71,8 +73,8 @@ def draw_scene(generator: torch.Generator, room_size: int, block_range: tuple[in
                static: bool, unique_red: bool = False) -> BlockState:
     """One random scene (on the CPU, from ``generator`` alone): the agent on a uniform cell facing a uniform
     heading; between ``block_range[0]`` and ``block_range[1]`` blocks on uniform cells other than the agent's,
-    the first five colours each at least once and the rest uniform over the palette (no further red with
-    ``unique_red``), each with a uniform cardinal velocity (zero when ``static``)."""
+    the first five colours each at least once (with fewer than five blocks, red and others of them) and the rest
+    uniform over the palette (no further red with ``unique_red``), each with a uniform cardinal velocity (zero when ``static``)."""
     count = int(torch.randint(block_range[0], block_range[1] + 1, (), generator=generator))
     agent_pos = torch.randint(room_size, (2,), generator=generator)
     agent_dir = torch.randint(4, (), generator=generator)
@@ -81,7 +83,10 @@ def draw_scene(generator: torch.Generator, room_size: int, block_range: tuple[in
     cells = cells[cells != agent_cell][:count]
     extra_palette = len(BLOCK_COLORS) - (1 if unique_red else 0)
     extra = torch.randint(extra_palette, (max(count - BASE_COLORS, 0),), generator=generator) + (1 if unique_red else 0)
-    colors = torch.cat([torch.randperm(BASE_COLORS, generator=generator), extra])[:count]
+    base = torch.randperm(BASE_COLORS, generator=generator)
+    if count < BASE_COLORS:  # too few blocks for every base colour: red is always one of them (the find-red goal)
+        base = torch.cat([base[base == RED], base[base != RED]])
+    colors = torch.cat([base, extra])[:count]
     velocity = directions()[torch.randint(4, (count,), generator=generator)]
     if static:
         velocity = torch.zeros_like(velocity)

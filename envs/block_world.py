@@ -17,8 +17,8 @@ from gymnasium import spaces
 from fernn.budget import check_fits
 from fernn.devices import resolve_device
 from fernn.envs.block_policies import SCRIPTED_POLICIES
-from fernn.envs.block_scenes import (ACTION_MOTIONS, BLOCK_COLORS, BLOCK_RGB, DIRECTIONS, MAX_BLOCKS, MAX_ROOM,
-                                     MIN_ROOM, STAY, BlockState, draw_scene, move_agent, move_blocks,
+from fernn.envs.block_scenes import (ACTION_MOTIONS, BLOCK_RGB, DIRECTIONS, MAX_BLOCKS, MAX_ROOM,
+                                     MIN_ROOM, RED, STAY, BlockState, draw_scene, move_agent, move_blocks,
                                      nearest_of_color)
 from fernn.envs.core import EnvBatch, CoreEnv, CoreVectorEnv
 from fernn.envs.first_person import FLOOR_CHOICES, WALL_CHOICES, FirstPersonRenderer
@@ -28,7 +28,6 @@ from fernn.envs.scenes import check_count
 TASKS = ("none", "find-red")
 #: find-red: the distance to the red block at which the reward is largest, and the reward's width
 GOAL_DISTANCE, GOAL_WIDTH = 2.0, 1.0
-RED = BLOCK_COLORS.index("red")
 #: steps of action sequences the find-red oracle searches exhaustively (4**3 = 64 sequences)
 ORACLE_LOOKAHEAD = 3
 

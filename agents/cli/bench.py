@@ -101,8 +101,8 @@ def bench_step_command(
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
     rounds: int = ROUNDS_OPTION,
     device: str = DEVICE_OPTION,
-    bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="Also time the step under bf16 autocast."),
-    grnn_floor: bool = typer.Option(True, "--grnn-floor/--no-grnn-floor",
+    bf16: bool = typer.Option(True, "--bf16/--no-bf16", metavar="", help="Also time the step under bf16 autocast."),
+    grnn_floor: bool = typer.Option(True, "--grnn-floor/--no-grnn-floor", metavar="",
                                     help="Also time G-RNN at batch B x V (the literal floor)."),
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
@@ -218,7 +218,7 @@ def bench_scenes_command(
     batch_size: int = typer.Option(128, "--batch-size", "-b", min=1, help="Sequences per generated batch."),
     seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Minimum timing window per measurement."),
     num_envs: int = typer.Option(8, "--num-envs", min=1, help="Envs in the vector-env measurements."),
-    env_steps: bool = typer.Option(True, "--env-steps/--no-env-steps", help="Also time env steps."),
+    env_steps: bool = typer.Option(True, "--env-steps/--no-env-steps", metavar="", help="Also time env steps."),
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """Scene generation: the dataset adapters against the reference's frame-by-frame generators, and env
@@ -331,7 +331,7 @@ def bench_block_world_command(
     steps: int = typer.Option(400, "--steps", min=10, help="Single-env steps per round (the vector env takes a quarter "
                                                            "as many batched steps)."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Interleaved rounds; medians are reported."),
-    peer: bool = typer.Option(True, "--peer/--no-peer", help="Also time MiniWorld (needs the miniworld package)."),
+    peer: bool = typer.Option(True, "--peer/--no-peer", metavar="", help="Also time MiniWorld (needs the miniworld package)."),
     device: str = DEVICE_OPTION,
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:

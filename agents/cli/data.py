@@ -20,11 +20,11 @@ def collect(
     policy: str = typer.Option("random", "--policy", help="random (uniform); a scripted policy of the env (the block "
                                                           "world's biased-walk, FloWM's data policy); or an RL run "
                                                           "directory whose saved policy acts (deterministic)."),
-    pixels: bool = typer.Option(False, "--pixels", help="Observe the env's rendered frames (render_mode="
+    pixels: bool = typer.Option(False, "--pixels", metavar="", help="Observe the env's rendered frames (render_mode="
                                                         "'rgb_array'): for state-based envs."),
     frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512,
                                              help="Resize pixel observations to this side (with --pixels)."),
-    grayscale: bool = typer.Option(False, "--grayscale", help="Grayscale pixel observations (with --pixels)."),
+    grayscale: bool = typer.Option(False, "--grayscale", metavar="", help="Grayscale pixel observations (with --pixels)."),
     add_channel: bool = typer.Option(False, "--add-channel", metavar="", help="Give 2-D (H, W) image observations a "
                                                                               "channel axis."),
     obs_key: Optional[str] = typer.Option(None, "--obs-key", help="Dict observations: the image key to record (the "
@@ -34,7 +34,7 @@ def collect(
                                                               "info['self_motion'] (first-person) when the env reports "
                                                               "one."),
     seed: int = typer.Option(0, "--seed", min=0, max=2 ** 32 - 1, help="Seed of the first reset and the policy."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ) -> None:
     """Collect episodes (observations, actions, rewards, terminations, and the observer's moves when the env
     reports them) into one compressed .npz that `fernn-rl train --data FILE` trains on. Examples:

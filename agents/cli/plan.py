@@ -27,11 +27,11 @@ def plan(
                                                                "changes the speed, never the results."),
     env_kwargs: Optional[str] = typer.Option(None, "--env-kwargs", help="gym.make kwargs as JSON, e.g. "
                                                                         "'{\"gap_length\": 6}'."),
-    pixels: bool = typer.Option(False, "--pixels", help="Observe the env's rendered frames, as collected with "
+    pixels: bool = typer.Option(False, "--pixels", metavar="", help="Observe the env's rendered frames, as collected with "
                                                         "fernn-rl collect --pixels."),
     frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512, help="With --pixels: the side of "
                                                                                         "the resized frames."),
-    grayscale: bool = typer.Option(False, "--grayscale", help="With --pixels: grayscale frames."),
+    grayscale: bool = typer.Option(False, "--grayscale", metavar="", help="With --pixels: grayscale frames."),
     score: str = typer.Option("target-ink", "--score", help="target-ink (the tracking reward applied to the imagined "
                                                             "windows) | reward-head (a reward learned from recorded "
                                                             "rewards: any env)."),
@@ -42,10 +42,10 @@ def plan(
     seed: int = typer.Option(0, "--seed", min=0, max=2 ** 32 - 1, help="Seed of the candidate sampling."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: <world-model>/plan-<env>]; "
                                                            "never a folder of files that are not a planning run's."),
-    gif: bool = typer.Option(True, "--gif/--no-gif", help="Write episode.gif: the world, the real view and the "
+    gif: bool = typer.Option(True, "--gif/--no-gif", metavar="", help="Write episode.gif: the world, the real view and the "
                                                           "imagined one."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bar."),
 ) -> None:
     """Plan with a trained world model (CEM over action sequences, every candidate of every env imagined in one
     batched call; the map carried across real steps) and write results.json (returns, decisions per second,

@@ -23,7 +23,7 @@ def evaluate_command(
                                                                 "also what 'best' means for RL runs) | last."),
     episodes: int = typer.Option(20, "--episodes", min=1, help="RL runs: seeded evaluation episodes."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only where the results went."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="Print only where the results went."),
 ) -> None:
     """Rerun the evaluations of a trained run on its checkpoint and merge them into results.json (RL runs:
     the saved policy over seeded episodes)."""
@@ -73,7 +73,7 @@ rollout.__doc__ += SAFE_TO_OPEN
 
 def demo(
     out: str = typer.Option("runs", "--out", help="Parent directory; the demo writes <out>/demo/."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress display."),
 ) -> None:
     """The main job: G-RNN vs FERNN-V2 on Flowing MNIST (embedded digits), trained on |v| <= 1 and tested on
     |v| <= 2 and on longer rollouts; prints a table and writes <out>/demo/ (results.json, heat maps, strips)."""

@@ -109,7 +109,7 @@ FLAGS: tuple[Flag, ...] = (
     _flag("env", S, None, "Supervised: the task, flowing-mnist (default) | rotating-mnist | kth-camera | mnist-world. "
                           "RL: any env (a short name such as mnist-world-track or dynamic-block-world-find-red, a "
                           "registered id such as CartPole-v1 or ALE/Breakout-v5, or module:Id).", frozenset({SUPERVISED, RL})),
-    _flag("preset", S, None, "A paper run by name (listed below); flags override its settings.", SUP),
+    _flag("preset", S, None, "A paper run by name (listed below); flags override its settings.", SD),
     _flag("angular_velocities", S, None, "Model angular velocities in deg/frame, e.g. -40,-20,0,20,40.", SUP),
     _flag("data_vmax", I, None, "Training data velocity grid radius (digits, or KTH camera) [default: 2].", SUP),
     _flag("data_angular_velocities", S, None, "Training data angular velocities (rotation).", SUP),
@@ -126,6 +126,10 @@ FLAGS: tuple[Flag, ...] = (
     _flag("data", Optional[Path], None, "Train on a trajectory file (fernn-rl collect): the world model when it "
                                         "records moves (2-D window moves or first-person self-motion), else the "
                                         "next-frame predictor.", DAT),
+    _flag("eval_context", I, None, "First-person data: views observed before free-running prediction in the "
+                                   "evaluation [default: --context].", DAT),
+    _flag("eval_horizons", S, None, "First-person data: the predicted views the evaluation reports, e.g. 70,210 "
+                                    "[default: --predict and 4x --predict].", DAT),
     # RL only
     _flag("algo", S, None, "RL instead of supervised training: recurrent-ppo | ppo.", RLK),
     _flag("policy", S, None, "fernn | cnn-lstm | frame-stack-cnn | frame-stack-fernn [default: fernn].", RLK),

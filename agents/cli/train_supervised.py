@@ -10,14 +10,15 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from fernn.agents.cli.console import console, fail, parse_float_list, parse_pairs
+from fernn.agents.cli.console import console, fail, parse_float_list, parse_int_list, parse_pairs
 
 #: flag name -> TrainConfig field (where they differ)
 FIELDS = {"compile_model": "compile"}
 PASSED = ("model", "vmax", "data_vmax", "eval_vmax", "hidden", "epochs", "steps_per_epoch", "batch_size", "lr",
           "teacher_forcing", "teacher_forcing_end", "context", "predict", "source", "data_dir", "device", "amp",
           "compile_model", "seed", "out", "name", "decoder_layers", "num_digits", "eval_sequences", "val_batches",
-          "log_every", "checkpoint_every", "world_size", "window_size", "clip_len", "frame_size", "group_order")
+          "log_every", "checkpoint_every", "world_size", "window_size", "clip_len", "frame_size", "group_order",
+          "eval_context")
 
 
 def settings_of(values: dict[str, Any]) -> dict[str, Any]:
@@ -30,6 +31,11 @@ def settings_of(values: dict[str, Any]) -> dict[str, Any]:
     if preset is not None:
         if preset not in PRESETS:
             fail(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
+        if PRESETS[preset].collect and values["data"] is None:
+            fail(f"preset {preset} trains on a trajectory file: add --data FILE.npz (collected with: "
+                 f"{PRESETS[preset].collect})")
+        if not PRESETS[preset].collect and values["data"] is not None:
+            fail(f"preset {preset} trains on its own task ({PRESETS[preset].settings['env']}), not on --data")
         settings.update(PRESETS[preset].settings, preset=preset)
     settings.update({FIELDS.get(name, name): values[name] for name in PASSED if values[name] is not None})
     if values["env"] is not None:
@@ -42,6 +48,8 @@ def settings_of(values: dict[str, Any]) -> dict[str, Any]:
         settings["download"] = True
     if values["grad_clip"] is not None:
         settings["grad_clip"] = values["grad_clip"] or None
+    if values["eval_horizons"] is not None:
+        settings["eval_horizons"] = list(parse_int_list("--eval-horizons", values["eval_horizons"]))
     if values["velocities"] is not None:
         settings["velocities"] = parse_pairs("--velocities", values["velocities"])
     for name in ("angular_velocities", "data_angular_velocities"):

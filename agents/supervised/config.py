@@ -108,6 +108,12 @@ class TrainConfig(RunSettings):
     """Validation batches (fixed seed) per epoch."""
     eval_sequences: int = 64
     """Sequences per cell of the velocity-generalisation evaluation."""
+    eval_context: int | None = None
+    """First-person world models: views observed before free-running prediction in the evaluation (default:
+    ``context``)."""
+    eval_horizons: list[int] | None = None
+    """First-person world models: the numbers of predicted views the evaluation reports (default: ``predict`` and
+    ``4 predict``; FloWM's protocol: 70 and 210 after 70 context views)."""
     seed: int = 0
     """Seed of the model, the data and every RNG of the run."""
     device: str = "auto"
@@ -159,6 +165,13 @@ class TrainConfig(RunSettings):
                               "num_digits", "epochs", "steps_per_epoch", "batch_size", "val_batches", "eval_sequences",
                               "group_order", "checkpoint_every", "log_every"), optional=SIZED)
         check_integers(self, ("vmax", "data_vmax", "eval_vmax", "decoder_layers"), minimum=0, optional=SIZED)
+        check_integers(self, ("eval_context",), optional=("eval_context",))
+        if self.eval_horizons is not None and not (isinstance(self.eval_horizons, list) and self.eval_horizons and all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.eval_horizons)):
+            raise ValueError(f"eval_horizons must be a non-empty list of integers >= 1; got {self.eval_horizons!r}")
+        if (self.eval_context is not None or self.eval_horizons is not None) and self.env != "trajectories":
+            raise ValueError("eval_context and eval_horizons set the evaluation of first-person world models, trained on "
+                             "a trajectory file of the block world (--data FILE.npz)")
         check_number(self, "lr", low=0, low_open=True)
         check_number(self, "grad_clip", low=0, low_open=True, optional=True)
         for name in ("teacher_forcing", "teacher_forcing_end"):

@@ -1,8 +1,9 @@
 """The evaluations of first-person world models (FloWM's 3-D protocol at the run's scale).
 
-Held-out episodes: ``context`` views observed, then free-running prediction along the recorded motions for
-``predict`` views (the trained horizon) and up to ``4 predict`` (length generalisation, where episodes are long
-enough). Per predicted step: MSE, PSNR and SSIM. With the episodes' ground truth (the block world records it),
+Held-out episodes: ``eval_context`` views observed (default ``context``), then free-running prediction along
+the recorded motions for each of ``eval_horizons`` (default ``predict``, the trained horizon, and ``4 predict``,
+length generalisation; FloWM's protocol is 70 and 210 views after 70), as far as the episodes are long enough.
+Per predicted step: MSE, PSNR and SSIM; the shortest horizon is the test, each longer one a length cell. With the episodes' ground truth (the block world records it),
 each predicted block pixel is told apart by whether its block was in view at the end of the context (*in view*)
 or not (*out of view*: a block the model had to remember and move while unseen, or had never seen), from the
 same ray casting that draws the views; the rest of the picture is *background*. Files: the curves per step and
@@ -27,13 +28,20 @@ from fernn.agents.supervised.tasks_3d import WorldModel3DTask, motions_of
 CHUNK = 16  # sequences per forward pass
 
 
-def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Free-running predictions after the context, in chunks of sequences: ``(B, T - context, C, H, W)``."""
+def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor:
+    """Free-running predictions after ``context`` views, in chunks of sequences: ``(B, T - context, C, H, W)``."""
     parts = []
     for first in range(0, len(batch["frames"]), CHUNK):
         chunk = {key: value[first:first + CHUNK] for key, value in batch.items()}
-        parts.append(task.predict(model, chunk)[0].float().clamp(0, 1))
+        parts.append(task.predict(model, chunk, context=context)[0].float().clamp(0, 1))
     return torch.cat(parts)
+
+
+def eval_protocol(config) -> tuple[int, list[int]]:
+    """``(context, horizons)`` of the evaluation: the config's ``eval_context`` and ``eval_horizons`` or their
+    defaults (``context``; ``predict`` and ``4 predict``)."""
+    return config.eval_context or config.context, sorted(set(config.eval_horizons or [config.predict,
+                                                                                      4 * config.predict]))
 
 
 def truth_state(batch: dict[str, torch.Tensor], steps: slice) -> BlockState:
@@ -47,10 +55,10 @@ def truth_state(batch: dict[str, torch.Tensor], steps: slice) -> BlockState:
                       color, color >= 0)
 
 
-def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Pixel masks ``(B, T', H, W)`` of the predicted views: blocks in view at the end of the context, blocks out
-    of view then, and the background."""
-    spec, context = task.model_spec(), task.config.context
+def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: int) -> dict[str, torch.Tensor]:
+    """Pixel masks ``(B, T', H, W)`` of the views after ``context``: blocks in view at the end of the context,
+    blocks out of view then, and the background."""
+    spec = task.model_spec()
     renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
     frames = batch["frames"]
     count, total = frames.shape[:2]
@@ -78,39 +86,47 @@ def evaluate_world_model_3d(task: WorldModel3DTask, model, run: RunDir, seed: in
     """The evaluations of the module docstring named in ``what`` (test, length, rollout)."""
     c, results, files = task.config, {}, []
     name = f"{c.model} on {c.data}"
-    batch = task.dataset("test", seed, seq_len=c.context + 4 * c.predict).sample_batch(c.eval_sequences)
-    targets = batch["frames"][:, c.context:].float()
-    predictions = _rollouts(task, model, batch)
+    context, horizons = eval_protocol(c)
+    batch = task.dataset("test", seed, seq_len=context + horizons[-1]).sample_batch(c.eval_sequences)
+    if batch["frames"].shape[1] <= context:
+        raise ValueError(f"the test episodes of {c.data} hold {batch['frames'].shape[1]} views, not more than "
+                         f"eval_context = {context}: lower --eval-context or collect longer episodes")
+    targets = batch["frames"][:, context:].float()
+    predictions = _rollouts(task, model, batch, context)
     steps = predictions.shape[1]
     per_frame = {"mse": mse(predictions, targets), "psnr": psnr(predictions, targets),
                  "ssim": ssim(predictions, targets)}
     per_step = {key: value.mean(0).tolist() for key, value in per_frame.items()}
+    first = min(horizons[0], steps)
     trained = min(c.predict, steps)
     if "test" in what:
-        test = {key: float(np.mean(values[:trained])) for key, values in per_step.items()}
-        test.update({f"{key}_per_step": values[:trained] for key, values in per_step.items()})
-        test["sequences"] = len(targets)
+        test = {key: float(np.mean(values[:first])) for key, values in per_step.items()}
+        test.update({f"{key}_per_step": values[:first] for key, values in per_step.items()})
+        test.update(sequences=len(targets), context=context, predicted=first)
         if "truth_block_color" in batch:
             error = (predictions - targets).pow(2).mean(2)
-            for label, mask in view_masks(task, batch).items():
-                curve, mean = _masked(error[:, :trained], mask[:, :trained])
+            for label, mask in view_masks(task, batch, context).items():
+                curve, mean = _masked(error[:, :first], mask[:, :first])
                 test[f"mse_{label}"], test[f"mse_{label}_per_step"] = mean, curve
         results["test"] = test
         files.append(plots.curves(run.path / "rollout_metrics.png",
-                                  {"MSE x 100": [100 * v for v in per_step["mse"][:trained]],
-                                   "1 - SSIM": [1 - v for v in per_step["ssim"][:trained]]},
+                                  {"MSE x 100": [100 * v for v in per_step["mse"][:first]],
+                                   "1 - SSIM": [1 - v for v in per_step["ssim"][:first]]},
                                   xlabel="predicted view", ylabel="error", title=f"Free-running error: {name}"))
-    if "length" in what and steps > trained:
-        results["length_generalization"] = {str(c.context + steps): {
-            **{key: float(np.mean(values)) for key, values in per_step.items()},
-            **{f"{key}_per_step": values for key, values in per_step.items()},
-            "mse_within_trained_horizon": float(np.mean(per_step["mse"][:trained])),
-            "mse_beyond_trained_horizon": float(np.mean(per_step["mse"][trained:]))}}
-        files.append(plots.curves(run.path / "length_generalization.png", {f"{steps} predicted views": per_step["mse"]},
+    longer = sorted({min(h, steps) for h in horizons[1:]} - {first})
+    if "length" in what and longer:
+        results["length_generalization"] = {str(context + h): {
+            **{key: float(np.mean(values[:h])) for key, values in per_step.items()},
+            **{f"{key}_per_step": values[:h] for key, values in per_step.items()},
+            "mse_within_trained_horizon": float(np.mean(per_step["mse"][:min(trained, h)])),
+            "mse_beyond_trained_horizon": float(np.mean(per_step["mse"][trained:h])) if h > trained else None}
+            for h in longer}
+        files.append(plots.curves(run.path / "length_generalization.png",
+                                  {f"{longer[-1]} predicted views": per_step["mse"][:longer[-1]]},
                                   xlabel="predicted view", ylabel="MSE", marks={"trained": trained},
                                   title=f"Length generalisation: {name}"))
     if "rollout" in what:
-        files.append(rollout_gif(task, model, batch, predictions, run.path / "rollout.gif"))
+        files.append(rollout_gif(task, model, batch, predictions, context, run.path / "rollout.gif"))
     results["files"] = [str(f.relative_to(run.path)) for f in files if f is not None]
     return results
 
@@ -144,31 +160,30 @@ def egocentric_truth(state: BlockState, room_size: int) -> np.ndarray:
 
 
 def rollout_gif(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], predictions: torch.Tensor,
-                path) -> Any:
-    """GIF of the first sequence: real view | predicted view | true map | the model's map (FloWM models)."""
-    c = task.config
+                context: int, path) -> Any:
+    """GIF of the first sequence after ``context`` views: real view | predicted view | true map | the model's map
+    (FloWM models)."""
     first = {key: value[:1] for key, value in batch.items()}
     total = first["frames"].shape[1]
-    rows = {"real": first["frames"][0, c.context:].permute(0, 2, 3, 1).cpu().numpy(),
+    rows = {"real": first["frames"][0, context:].permute(0, 2, 3, 1).cpu().numpy(),
             "predicted": predictions[0].permute(0, 2, 3, 1).cpu().numpy()}
     scale = max(1, rows["real"].shape[1] // (2 * task.model_spec()["room_size"] + 1))
     if "truth_block_color" in first:
-        truth = egocentric_truth(truth_state(first, slice(c.context, total)), task.model_spec()["room_size"])
+        truth = egocentric_truth(truth_state(first, slice(context, total)), task.model_spec()["room_size"])
         rows["true map"] = truth.repeat(scale, 1).repeat(scale, 2)
     world = model.world_model
     if hasattr(world, "readout_map"):
-        rows["model map"] = _model_maps(task, world, first).repeat(scale, 1).repeat(scale, 2)
+        rows["model map"] = _model_maps(world, first, context).repeat(scale, 1).repeat(scale, 2)
     return plots.gif(path, rows, scale=3)
 
 
 @torch.no_grad()
-def _model_maps(task: WorldModel3DTask, world, batch: dict[str, torch.Tensor]) -> np.ndarray:
-    """The model's maps ``(T', S, S, 3)`` while it imagines, in the layout of :func:`egocentric_truth`: the norm of
-    the velocity-pooled features, scaled to [0, 1]."""
-    c = task.config
+def _model_maps(world, batch: dict[str, torch.Tensor], context: int) -> np.ndarray:
+    """The model's maps ``(T', S, S, 3)`` while it imagines after ``context`` views, in the layout of
+    :func:`egocentric_truth`: the norm of the velocity-pooled features, scaled to [0, 1]."""
     motions = motions_of(batch["moves"])
-    _, maps = world(batch["frames"][:, :c.context], motions[:, :c.context], return_maps=True)
-    _, imagined = world.imagine(maps[:, -1], motions[:, c.context:], return_maps=True)
+    _, maps = world(batch["frames"][:, :context], motions[:, :context], return_maps=True)
+    _, imagined = world.imagine(maps[:, -1], motions[:, context:], return_maps=True)
     pictures = world.readout_map(imagined[0]).flip(1)  # (T', S, S), the agent's left up
     pictures = pictures / pictures.amax().clamp_min(1e-6)
     return pictures[..., None].expand(-1, -1, -1, 3).cpu().numpy()

@@ -18,6 +18,8 @@ PAPER_EPOCH_SEQUENCES = 60_000  # an MNIST epoch of the reference datasets
 class Preset:
     reproduces: str
     settings: dict[str, Any]
+    #: the ``fernn-rl collect`` command of the trajectory file a ``--data`` preset trains on (None: a built-in task)
+    collect: str | None = None
 
 
 def _translation(model: str, vmax: int, data_vmax: int, what: str) -> Preset:
@@ -46,6 +48,17 @@ def _flowm(model: str, vmax: int, what: str) -> Preset:
                          "decoder_layers": 1, "world_size": 50, "window_size": 32, "num_digits": 5, "context": 50,
                          "predict": 20, "epochs": 50, "batch_size": 32, "steps_per_epoch": PAPER_EPOCH_SEQUENCES // 32,
                          "lr": 1e-4, "grad_clip": None})
+
+
+#: FloWM's block-world data (the paper: 10,000 episodes; 1,000 of 128 x 128 views are 25 GB in memory)
+BLOCKS_128 = ("fernn-rl collect --env dynamic-block-world --env-kwargs '{\"obs_size\": 128}' --policy biased-walk "
+              "--episodes 1000 --max-steps 500 --out blocks128.npz")
+
+
+def _flowm_3d(model: str, what: str) -> Preset:
+    return Preset(what, {"model": model, "context": 50, "predict": 90, "eval_context": 70, "eval_horizons": [70, 210],
+                         "hidden": 64, "batch_size": 8, "epochs": 50, "steps_per_epoch": 1000, "lr": 1e-4,
+                         "grad_clip": 1.0, "teacher_forcing": 0.125}, collect=BLOCKS_128)
 
 
 V4R = [-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0]
@@ -78,6 +91,11 @@ PRESETS: dict[str, Preset] = {
     "flowm-v0": _flowm("grnn", 0, "FloWM ablation: no velocity channels (range 0)"),
     "flowm-v2-no-self-motion": _flowm("fernn-no-self-motion", 2, "FloWM ablation: no self-motion equivariance"),
     "flowm-action-concat": _flowm("action-concat", 0, "FloWM baseline: actions concatenated as input channels"),
+    "flowm-3d": _flowm_3d("fernn-3d", "FloWM paper, 3-D Dynamic Block World, FloWM (50 + 90 views; evaluated at 70 "
+                          "and 210 after 70)"),
+    "flowm-3d-no-velocities": _flowm_3d("fernn-3d-no-velocities", "FloWM 3-D ablation: no velocity channels"),
+    "flowm-3d-no-self-motion": _flowm_3d("fernn-3d-no-self-motion", "FloWM 3-D ablation: no self-motion equivariance"),
+    "flowm-3d-rssm": _flowm_3d("rssm", "FloWM 3-D baseline: a DreamerV3-style RSSM"),
 }
 
 

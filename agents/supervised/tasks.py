@@ -548,6 +548,9 @@ def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
         task = WorldModel3DTask
         if config.model == "fernn":  # FloWM itself: on first-person data, its 3-D form
             config = config.replace(model="fernn-3d", name=config.name)
+    elif config.eval_context is not None or config.eval_horizons is not None:
+        raise ValueError(f"eval_context and eval_horizons set the evaluation of first-person world models; {config.data} "
+                         "records no first-person self-motion")
     elif config.model in WorldModel3DTask.models:
         raise ValueError(f"model {config.model!r} is the first-person (3-D) world model; {config.data} records "
                          + ("window moves (dx, dy), which the 2-D models take: "

@@ -128,8 +128,10 @@ class WorldModel3DTask(Task):
         return self.data.dataset(self.config, split, seed, overrides.get("seq_len"))
 
     def predict(self, model: nn.Module, batch: dict[str, torch.Tensor], teacher_forcing: float = 0.0,
-                elbo: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        frames, context = batch["frames"], self.config.context
+                elbo: bool = False, context: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Predicted views ``(B, T - context, C, H, W)`` after ``context`` observed ones (default: the config's) and,
+        with ``elbo``, the model's extra loss (the RSSM's KL; ``None`` for FloWM)."""
+        frames, context = batch["frames"], context or self.config.context
         targets = frames[:, context:] if teacher_forcing > 0 else None
         return model(frames, motions_of(batch["moves"]), context, targets, teacher_forcing, elbo)
 

@@ -1,0 +1,143 @@
+"""FloWM in 3-D and its RSSM baseline: shapes, the map transport, consistency of observing and imagining,
+gradients, clear errors; and the whole pipeline from the CLI at a tiny budget (collect, train every model,
+eval, rollout, plan to the red block)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fernn import EgocentricFlow, WorldModel3D
+from fernn.agents.cli import app
+from fernn.rssm import RSSM
+
+ROOM, VIEW = 4, 16
+SMALL = dict(room_size=ROOM, view_size=VIEW, encoder_channels=8, decoder_channels=8)
+
+
+def views(batch=2, steps=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    obs = torch.rand(batch, steps, 3, VIEW, VIEW, generator=generator)
+    actions = torch.randint(0, 4, (batch, steps), generator=generator)
+    return obs, actions
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"flow": EgocentricFlow(0)}, {"self_motion": False}],
+                         ids=["flowm", "no-velocities", "no-self-motion"])
+def test_shapes_and_the_ablations_share_the_api(kwargs):
+    model = WorldModel3D(3, 4, **SMALL, **kwargs)
+    obs, actions = views()
+    predictions, maps = model(obs, actions, return_maps=True)
+    velocities = len(model.flow.velocities)
+    assert predictions.shape == obs.shape and torch.isfinite(predictions).all()
+    assert maps.shape == (2, 4, velocities, 4, 2 * ROOM + 1, 2 * ROOM + 1)
+    assert model.view_shape == (3, VIEW, VIEW) and model.motion_kind == "first-person"
+    imagined, imagined_maps = model.imagine(maps[:, -1], actions[:, :3], return_maps=True)
+    assert imagined.shape == (2, 3, 3, VIEW, VIEW) and imagined_maps.shape == (2, 3, *maps.shape[2:])
+
+
+def test_imagining_from_the_last_map_continues_the_observed_sequence():
+    torch.manual_seed(0)
+    model = WorldModel3D(3, 4, **SMALL)
+    obs, actions = views(steps=6)
+    _, maps = model(obs[:, :3], actions[:, :3], return_maps=True)
+    assert torch.allclose(model.rollout(obs[:, :3], actions[:, :3], actions[:, 3:]),
+                          model.imagine(maps[:, -1], actions[:, 3:]), atol=1e-6)
+
+
+def test_move_is_the_exact_group_action_of_the_egocentric_flow():
+    model = WorldModel3D(3, 2, **SMALL)
+    maps = torch.randn(3, len(model.flow.velocities), 2, 2 * ROOM + 1, 2 * ROOM + 1)
+    left, right = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    four_left = maps
+    for _ in range(4):
+        four_left = model.move(four_left, left)
+    stays = maps
+    for _ in range(4):
+        stays = model.move(stays, torch.full((3,), 3))
+    assert torch.equal(four_left, stays)
+    assert torch.equal(model.move(model.move(maps, left), right), model.move(model.move(maps, right), left))
+    actions = torch.tensor([0, 2, 3])  # each sample moves its own way in one call
+    one_by_one = torch.cat([model.move(maps[i:i + 1], actions[i:i + 1]) for i in range(3)])
+    assert torch.equal(model.move(maps, actions), one_by_one)
+
+
+def test_without_self_motion_a_turn_does_not_turn_the_map():
+    model = WorldModel3D(3, 2, flow=EgocentricFlow(0), self_motion=False, **SMALL)
+    maps = torch.randn(2, 1, 2, 2 * ROOM + 1, 2 * ROOM + 1)
+    assert torch.equal(model.move(maps, torch.tensor([0, 2])), maps)
+
+
+@pytest.mark.parametrize("model", [WorldModel3D(3, 4, **SMALL),
+                                   RSSM(3, VIEW, 4, deterministic=16, width=2, classes=4, stoch=4)],
+                         ids=["flowm-3d", "rssm"])
+def test_gradients_reach_every_parameter(model):
+    obs, actions = views()
+    loss = model.rollout(obs[:, :2], actions[:, :2], actions[:, 2:]).pow(2).mean()
+    if isinstance(model, RSSM):
+        loss = loss + model.elbo_loss(obs, actions)
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+
+
+def test_rssm_shapes_and_imagination_from_its_state():
+    model = RSSM(3, VIEW, 4, deterministic=16, width=2, classes=4, stoch=4)
+    obs, actions = views(steps=5)
+    predictions, states = model(obs, actions, return_maps=True)
+    assert predictions.shape == obs.shape and states.shape == (2, 5, model.state_size)
+    assert model.imagine(states[:, -1], actions[:, :2]).shape == (2, 2, 3, VIEW, VIEW)
+    assert float(model.elbo_loss(obs, actions).detach()) > 0
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: WorldModel3D(3, 4, flow="five", **SMALL), "EgocentricFlow"),
+    (lambda: WorldModel3D(3, 4, room_size=4, view_size=18), "multiple of 4"),
+    (lambda: WorldModel3D(3, 4, fov=180, **SMALL), r"fov must be in \(0, 180\)"),
+])
+def test_bad_arguments_are_named(build, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        build()
+
+
+def test_bad_inputs_are_named():
+    model = WorldModel3D(3, 4, **SMALL)
+    obs, actions = views()
+    with pytest.raises(ValueError, match="actions"):
+        model(obs, actions + 4)
+    with pytest.raises(ValueError):
+        model(torch.rand(2, 4, 3, VIEW + 4, VIEW + 4), actions)
+
+
+def test_the_pipeline_from_the_cli_on_a_tiny_budget(tmp_path):
+    """collect -> train FloWM-3D, both ablations and the RSSM -> eval -> rollout -> plan to the red block."""
+    runner = CliRunner()
+    scene = json.dumps({"obs_size": VIEW, "room_size": 6, "num_blocks": [2, 3]})
+    data = tmp_path / "blocks.npz"
+    result = runner.invoke(app, ["collect", "--env", "dynamic-block-world", "--env-kwargs", scene, "--policy",
+                                 "biased-walk", "--episodes", "4", "--max-steps", "12", "--out", str(data), "-q"])
+    assert result.exit_code == 0, result.output
+    tiny = ["--data", str(data), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--hidden", "2",
+            "--context", "3", "--predict", "3", "--eval-context", "4", "--eval-horizons", "3,6", "--eval-sequences",
+            "2", "--val-batches", "1", "--out", str(tmp_path), "--device", "cpu", "-q"]
+    for model in ("fernn-3d", "fernn-3d-no-velocities", "fernn-3d-no-self-motion", "rssm"):
+        result = runner.invoke(app, ["train", *tiny, "--model", model, "--name", model])
+        assert result.exit_code == 0, result.output
+        results = json.loads((tmp_path / model / "results.json").read_text())
+        assert results["test"]["context"] == 4 and len(results["test"]["mse_per_step"]) == 3
+        assert list(results["length_generalization"]) == ["10"]  # 4 context + 6 predicted views
+        assert set(results["test"]) >= {"mse_in_view", "mse_out_of_view", "mse_background", "psnr", "ssim"}
+        assert (tmp_path / model / "rollout.gif").is_file()
+    result = runner.invoke(app, ["eval", str(tmp_path / "fernn-3d"), "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["plan", "--env", "dynamic-block-world-find-red", "--env-kwargs", scene,
+                                 "--world-model", str(tmp_path / "fernn-3d"), "--episodes", "1", "--horizon", "2",
+                                 "--candidates", "4", "--iterations", "1", "--out", str(tmp_path / "plan"), "-q"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tmp_path / "plan" / "results.json").read_text())
+    assert plan["final_info"]["red_distance"][0] >= 0 and plan["decisions_per_second"] > 0
+    result = runner.invoke(app, ["train", "--preset", "flowm-3d", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--data FILE.npz" in result.output and "obs_size" in result.output
+    result = runner.invoke(app, ["train", *tiny[:2], "--eval-horizons", "3,x", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--eval-horizons" in result.output
