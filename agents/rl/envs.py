@@ -32,8 +32,9 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
 
 def wrap_env(env, config: RLConfig):
     """The per-env wrappers of a run: an image key of Dict observations, a channel axis, pixel observations, then
-    the action channels of self-motion."""
+    the action channels of self-motion; an observation that is still no image is one error naming the fix."""
     from fernn.envs import pixel_observations
+    from fernn.envs.image_spaces import read_image_space
     from fernn.envs.wrappers import ActionChannels, ImageKey, with_channel_axis
 
     if config.obs_key is not None:
@@ -42,6 +43,7 @@ def wrap_env(env, config: RLConfig):
         env = pixel_observations(env, frame_size=config.frame_size, grayscale=config.grayscale)
     if config.add_channel:
         env = with_channel_axis(env)
+    read_image_space(env.observation_space, f"--policy {config.policy}")  # a Dict, a vector, a 2-D image: one line
     return ActionChannels(env) if config.self_motion else env
 
 
