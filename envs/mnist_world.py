@@ -71,13 +71,20 @@ class WorldBatch(EnvBatch):
         """Where the windows of scenes ``index`` start ``(len(index), 2)``, given uniformly ``drawn`` ones."""
         return drawn
 
-    def _render(self, index: torch.Tensor) -> None:
-        """Render the windows of scenes ``index`` at their current positions and times."""
-        scene = {key: value[index] for key, value in self.scene.items()}
-        layers = self.scenes.window_layers(scene, self.positions[index, None], self.t[index, None])
-        self.layers[index] = layers[:, :, 0]
-        cols = (self.positions[index, 0, None] + torch.arange(self.scenes.window_size)) % self.scenes.world_size
-        rows = (self.positions[index, 1, None] + torch.arange(self.scenes.window_size)) % self.scenes.world_size
+    def _render(self, index: torch.Tensor | None = None) -> None:
+        """Render the windows of scenes ``index`` (``None``: every scene, without gathering the scenes' tensors,
+        as every step does) at their current positions and times."""
+        every = index is None
+        index = torch.arange(self.num_envs) if every else index
+        scene = self.scene if every else {key: value[index] for key, value in self.scene.items()}
+        positions, times = (self.positions, self.t) if every else (self.positions[index], self.t[index])
+        layers = self.scenes.window_layers(scene, positions[:, None], times[:, None])[:, :, 0]
+        if every:
+            self.layers = layers
+        else:
+            self.layers[index] = layers
+        cols = (positions[:, 0, None] + torch.arange(self.scenes.window_size)) % self.scenes.world_size
+        rows = (positions[:, 1, None] + torch.arange(self.scenes.window_size)) % self.scenes.world_size
         self.visited[index.numpy()[:, None, None], rows.numpy()[:, :, None], cols.numpy()[:, None, :]] = True
 
     def occluded(self) -> np.ndarray:
@@ -105,7 +112,7 @@ class WorldBatch(EnvBatch):
         self.positions = (self.positions + torch.as_tensor(moves)) % self.scenes.world_size
         self.t = self.t + torch.as_tensor(active)
         self.last_action = moves
-        self._render(torch.arange(self.num_envs))
+        self._render()
         info: dict[str, np.ndarray] = {"position": self.positions.numpy().copy(), "action": moves.copy(),
                                        "t": self.t.numpy().copy(), "occluded": self.occluded()}
         reward = self._reward(seen_before, info)
