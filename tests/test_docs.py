@@ -3,6 +3,8 @@
 * ``python`` blocks run in order, one shared namespace per page, in a temporary working directory. A block
   may be preceded by ``<!-- test: "A" -> "B" -->`` (one or more pairs): the test runs it with ``A`` replaced
   by ``B`` (a tiny budget for a long run: the same code, fewer steps).
+* ``bash`` blocks marked ``<!-- test: run ... -->`` (a worked example) run too, in the same order and directory:
+  each ``fernn-rl`` line through the CLI, which must succeed.
 * ``bash`` blocks: every ``fernn-rl`` command (also under ``torchrun -m fernn.agents.cli``) is parsed by the CLI
   itself (the command path exists, every flag exists and its value has the right type); ``make`` targets
   must exist in the Makefile, scripts named in ``python examples/...`` / ``bash experiments/...`` must exist;
@@ -20,14 +22,16 @@ from fernn.agents.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"(?:<!-- test: (?P<subs>.*?) -->\n)?```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.S)
+FENCE = re.compile(r"(?:<!-- test: (?P<run>run )?(?P<subs>.*?) -->\n)?```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.S)
 SUBSTITUTION = re.compile(r'"((?:[^"\\]|\\.)*)"\s*->\s*"((?:[^"\\]|\\.)*)"')
 
 
-def blocks(page: Path, lang: str) -> list[str]:
+def blocks(page: Path, lang: str, *, runnable: bool = False) -> list[str]:
+    """The code of the page's ``lang`` blocks, substitutions applied (``runnable``: the blocks the tests run: every
+    python block, and the bash blocks marked ``run``)."""
     found = []
     for match in FENCE.finditer(page.read_text()):
-        if match["lang"] != lang:
+        if match["lang"] != lang or (runnable and lang == "bash" and not match["run"]):
             continue
         code = match["code"]
         for old, new in SUBSTITUTION.findall(match["subs"] or ""):
@@ -37,12 +41,28 @@ def blocks(page: Path, lang: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=lambda p: p.name)
+def runnable_blocks(page: Path) -> list[tuple[str, str]]:
+    """``(lang, code)`` of the blocks the tests run, in page order."""
+    python, bash = iter(blocks(page, "python")), iter(blocks(page, "bash", runnable=True))
+    order = [m["lang"] for m in FENCE.finditer(page.read_text())
+             if m["lang"] == "python" or (m["lang"] == "bash" and m["run"])]
+    return [(lang, next(python if lang == "python" else bash)) for lang in order]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if runnable_blocks(p)], ids=lambda p: p.name)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
-    for code in blocks(page, "python"):
-        exec(compile(code, f"{page.name}", "exec"), namespace)  # noqa: S102 - the docs' own examples
+    for lang, code in runnable_blocks(page):
+        if lang == "python":
+            exec(compile(code, f"{page.name}", "exec"), namespace)  # noqa: S102 - the docs' own examples
+            continue
+        for words in shell_lines(code):
+            assert words[0] == "fernn-rl", f"{page.name}: a worked example runs fernn-rl lines only: {words}"
+            result = CliRunner().invoke(app, words[1:])
+            assert result.exit_code == 0, f"{page.name}: {' '.join(words)}\n{result.output}"
 
 
 def parse_cli(args: list[str]) -> None:
