@@ -105,6 +105,13 @@ def test_sizes_from_flags_and_files_are_refused_with_the_figure(tmp_path):
                                  "--hidden", "64", "--out", str(tmp_path / "runs")])
     one_line_error(result, "GiB", "lower")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "world.npz"), "--world-size", "20", "--out",
+                                 str(tmp_path / "runs")])  # the 20x20 windows leave nothing out of view
+    one_line_error(result, "world_size must be larger than the frames")
+    result = runner.invoke(app, ["train", "--env", "mnist-world-track", "--algo", "recurrent-ppo", "--policy", "fernn",
+                                 "--vmax", "10", "--hidden", "64", "--out", str(tmp_path / "runs")])
+    one_line_error(result, "GiB", "lower --vmax")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 class Endless(gym.Env):

@@ -160,6 +160,8 @@ def test_cli_plan_collect_train_plan_on_a_tiny_budget(tmp_path):
                          (["--env", "mnist-world-track", "--checkpoint", "first", *world],
                           "--checkpoint must be best or last"),
                          (["--env", "mnist-world-track", "--reward-data", str(data), *world], "add --score reward-head"),
+                         (["--env", "mnist-world-track", "--env-kwargs", kwargs, "--candidates", "4096", "--parallel",
+                           "1000", "--episodes", "1000", "--elites", "2", *world], "GiB"),
                          (["--env", "mnist-world-track", "--env-kwargs", kwargs, "--score", "reward-head",
                            "--reward-data", str(tmp_path / "none.npz"), *world], "none.npz")):
         result = runner.invoke(app, ["plan", *bad])
