@@ -212,7 +212,11 @@ def test_cli_train_smoke_and_one_line_errors(tmp_path):
 
 def test_presets_are_valid_configs_and_documented():
     for name, preset in PRESETS.items():
-        TrainConfig(**preset.settings, preset=name)
+        data = {"data": "blocks128.npz"} if preset.collect else {}  # a --data preset names its collect command
+        config = TrainConfig(**preset.settings, **data, preset=name)
+        assert (config.env == "trajectories") == (preset.collect is not None), name
+        if preset.collect:
+            assert preset.collect.startswith("fernn-rl collect ") and "--out blocks128.npz" in preset.collect
     help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     assert "table1-translation-fernn-v2" in help_text and "Table 2" in help_text
 
