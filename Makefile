@@ -43,7 +43,7 @@ bench: setup
 	$(VENV)/bin/fernn-rl bench scenes --json experiments/results/bench_scenes.json
 	$(VENV)/bin/fernn-rl bench rl --json experiments/results/bench_rl.json
 	$(VENV)/bin/fernn-rl bench plan --rounds 3 --json experiments/results/bench_plan.json
-	$(VENV)/bin/fernn-rl bench block-world --json experiments/results/bench_block_world.json
+	OMP_NUM_THREADS=1 PYGLET_HEADLESS=1 $(VENV)/bin/fernn-rl bench block-world --rounds 5 --json experiments/results/bench_block_world.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

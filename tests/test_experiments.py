@@ -147,3 +147,14 @@ def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path
     assert list(summary["models"]) == ["grnn"] and len(summary["models"]["grnn"]["imagined_mse_per_step"]) == 2
     assert (tmp_path / "docs" / "planning_error.png").stat().st_size > 0
 
+
+
+def test_the_block_world_benchmark_table_is_the_recorded_run():
+    import json
+
+    root = EXPERIMENTS.parent
+    figures = json.loads((root / "experiments/results/bench_block_world.json").read_text())
+    page = (root / "docs/benchmarks.md").read_text()
+    assert f"| {figures['vector_steps_per_s']:,.0f} | **{figures['vector_vs_miniworld']:.1f}×** |" in page
+    assert f"| {figures['single_steps_per_s']:,.0f} |" in page and f"| {figures['miniworld_steps_per_s']:,.0f} |" in page
+    assert figures["num_envs"] == 16 and figures["obs_size"] == 64 and figures["rounds"] == 5
