@@ -281,6 +281,15 @@ class RunDir:
         """Rewrite ``metrics.csv`` with ``rows`` (atomically: a crash never leaves half a file)."""
         write_csv(self.metrics_path, rows, columns)
 
+    def merge_results(self, results: dict[str, Any]) -> None:
+        """Lay ``results`` over the run's ``results.json`` (a damaged one is one clear error, never overwritten)."""
+        path = self.path / "results.json"
+        merged = read_json(path) if path.exists() else {}
+        if not isinstance(merged, dict):
+            raise RunFileError(f"{path} must hold a JSON object of results, got {type(merged).__name__}")
+        merged.update(results)
+        write_json(path, merged)
+
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> Path:
         """Save ``payload`` (tensors, numbers, strings and plain containers only) atomically."""
         path = self.checkpoints / name

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fernn.agents.runs import RunDir, RunFileError, read_json, write_json
+from fernn.agents.runs import RunDir
 from fernn.agents.supervised.evaluation import EVALUATIONS
 
 
@@ -38,7 +38,7 @@ def evaluate_saved(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIONS, 
         policy, config = load_dream(run.path, str(resolve_device(device)))
         results = {"reevaluation": evaluate_settings(policy.world_model, policy.moves.numpy(), policy.agent, config,
                                                      episodes)}
-        _merge(run, results)
+        run.merge_results(results)
         return kind, results
     from fernn.agents.rl import evaluate_run
 
@@ -46,18 +46,9 @@ def evaluate_saved(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIONS, 
         raise ValueError(f"checkpoint for an RL run must be final or last; got {checkpoint!r}")
     result = evaluate_run(run.path, episodes=episodes, checkpoint="last" if checkpoint == "last" else "final",
                           device=device)
-    _merge(run, {"reevaluation": result})
+    run.merge_results({"reevaluation": result})
     return kind, {"reevaluation": result}
 
-
-def _merge(run: RunDir, results: dict[str, Any]) -> None:
-    """Lay ``results`` over the run's ``results.json`` (a damaged one is one clear error, never overwritten)."""
-    path = run.path / "results.json"
-    merged = read_json(path) if path.exists() else {}
-    if not isinstance(merged, dict):
-        raise RunFileError(f"{path} must hold a JSON object of results, got {type(merged).__name__}")
-    merged.update(results)
-    write_json(path, merged)
 
 
 def rollout_saved(run_dir: str | Path, *, device: str = "auto") -> list[Path]:

@@ -82,17 +82,22 @@ class BiasedWalk:
             if new_phase is not None:
                 self.phase[mask] = np.broadcast_to(new_phase, count)[mask]
 
+        def align(at_phase: int, toward: np.ndarray, next_phase: int) -> np.ndarray:
+            """Turn the envs in ``at_phase`` toward heading ``toward``; those facing it stay and go to ``next_phase``
+            (returned as a mask)."""
+            at = phase == at_phase
+            turn = turn_toward(heading, toward)
+            set_where(at & (turn >= 0), turn)
+            aligned = at & (turn < 0)
+            set_where(aligned, STAY, next_phase)
+            return aligned
+
         # 0: walk straight to a wall, then look
         at = phase == TO_WALL
         set_where(at & free, FORWARD)
         set_where(at & ~free, STAY, LOOK_ALIGN)
         # 1-2: face the centre, then look for observe_steps
-        turn = turn_toward(heading, centre)
-        at = phase == LOOK_ALIGN
-        set_where(at & (turn >= 0), turn)
-        aligned = at & (turn < 0)
-        set_where(aligned, STAY, LOOK)
-        self.remaining[aligned] = self.observe_steps
+        self.remaining[align(LOOK_ALIGN, centre, LOOK)] = self.observe_steps
         at = phase == LOOK
         set_where(at, STAY)
         self.remaining[at] -= 1
@@ -112,29 +117,20 @@ class BiasedWalk:
         self.target[inward] = centre[inward]
         set_where(inward, STAY, ROOM_ALIGN)
         # 5-6: face the centre, walk into the room until a stop or a wall
-        at = phase == ROOM_ALIGN
-        turn = turn_toward(heading, self.target)
-        set_where(at & (turn >= 0), turn)
-        set_where(at & (turn < 0), STAY, ROOM)
+        align(ROOM_ALIGN, self.target, ROOM)
         at = phase == ROOM
         set_where(at & step, FORWARD)
         stop = at & ~step
         self.target[stop] = (heading[stop] + np.where(draw[stop, 1] < 0.5, 1, -1)) % 4
         set_where(stop, STAY, WALL_ALIGN)
         # 7-9: turn a quarter, walk straight to the wall, turn around, and look again
-        at = phase == WALL_ALIGN
-        turn = turn_toward(heading, self.target)
-        set_where(at & (turn >= 0), turn)
-        set_where(at & (turn < 0), STAY, WALL)
+        align(WALL_ALIGN, self.target, WALL)
         at = phase == WALL
         set_where(at & free, FORWARD)
         hit = at & ~free
         self.target[hit] = (heading[hit] + 2) % 4
         set_where(hit, STAY, TURN_AROUND)
-        at = phase == TURN_AROUND
-        turn = turn_toward(heading, self.target)
-        set_where(at & (turn >= 0), turn)
-        set_where(at & (turn < 0), STAY, LOOK_ALIGN)
+        align(TURN_AROUND, self.target, LOOK_ALIGN)
         return actions
 
 

@@ -82,3 +82,27 @@ def check_module_tensor(name: str, x: torch.Tensor, module: torch.nn.Module) -> 
     if x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"{name} has dtype {x.dtype} but the module's parameters are {parameter.dtype}; convert one "
                         f"of them (x.to({parameter.dtype}) or module.to({x.dtype})), or run under torch.autocast")
+
+
+
+def check_views(obs: Any, channels: int, view_size: int) -> torch.Tensor:
+    """First-person views ``(B, T, channels, view_size, view_size)``, floating point."""
+    layout = "(B, T, C, view, view)"
+    check_float_tensor("obs", obs, ndim=5, layout=layout)
+    if tuple(obs.shape[2:]) != (channels, view_size, view_size):
+        raise ValueError(f"obs must be views {layout} = (B, T, {channels}, {view_size}, {view_size}); got "
+                         f"{tuple(obs.shape)}: a world model plans and predicts in the view size, channels and room "
+                         "it was built for")
+    return obs
+
+
+def check_action_sequence(name: str, actions: Any, batch: int, unit: str, steps: int | None = None) -> torch.Tensor:
+    """``actions`` as a ``(B, T >= 1)`` tensor of one ``unit`` (an action id, a motion) per step — per view of a
+    sequence of ``steps`` views when given; its values are the caller's to check."""
+    if not isinstance(actions, torch.Tensor) or actions.dim() != 2 or actions.shape[0] != batch \
+            or actions.shape[1] == 0:
+        got = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
+        raise ValueError(f"{name} must be an integer tensor (B, T) = ({batch}, T >= 1) of {unit}s, got {got}")
+    if steps is not None and actions.shape[1] != steps:
+        raise ValueError(f"{name} must hold one {unit} per view: shape ({batch}, {steps}), got {tuple(actions.shape)}")
+    return actions

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn._validation import check_float_tensor, check_int
+from fernn._validation import check_action_sequence, check_float_tensor, check_int, check_views
 from fernn.core import Feedback
 
 UNIMIX = 0.01
@@ -192,22 +192,11 @@ class RSSM(nn.Module):
         return torch.stack(predictions, 1)
 
     def _check(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layout = "(B, T, C, view, view)"
-        check_float_tensor("obs", obs, ndim=5, layout=layout)
-        if tuple(obs.shape[2:]) != (self.in_channels, self.view_size, self.view_size):
-            raise ValueError(f"obs must be views {layout} = (B, T, {self.in_channels}, {self.view_size}, "
-                             f"{self.view_size}); got {tuple(obs.shape)}")
-        actions = self._check_actions("actions", actions, obs.shape[0])
-        if actions.shape[1] != obs.shape[1]:
-            raise ValueError(f"actions must hold one action per view: ({obs.shape[0]}, {obs.shape[1]}), got "
-                             f"{tuple(actions.shape)}")
-        return obs, actions
+        obs = check_views(obs, self.in_channels, self.view_size)
+        return obs, self._check_actions("actions", actions, obs.shape[0], steps=obs.shape[1])
 
-    def _check_actions(self, name: str, actions: torch.Tensor, batch: int) -> torch.Tensor:
-        if not isinstance(actions, torch.Tensor) or actions.dim() != 2 or actions.shape[0] != batch \
-                or actions.shape[1] == 0:
-            got = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
-            raise ValueError(f"{name} must be an integer tensor (B, T) = ({batch}, T >= 1) of actions, got {got}")
+    def _check_actions(self, name: str, actions: torch.Tensor, batch: int, steps: int | None = None) -> torch.Tensor:
+        actions = check_action_sequence(name, actions, batch, "action", steps)
         if actions.is_floating_point() or actions.dtype == torch.bool:
             raise TypeError(f"{name} must have an integer dtype (action ids), got {actions.dtype}")
         if int(actions.min()) < 0 or int(actions.max()) >= self.actions:

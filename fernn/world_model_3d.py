@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn._validation import check_float_tensor, check_int
+from fernn._validation import check_action_sequence, check_float_tensor, check_int, check_views
 from fernn.core import Feedback
 from fernn.egocentric import EgocentricFlow, SelfMotion, check_motions
 
@@ -347,21 +347,9 @@ class WorldModel3D(nn.Module):
         return state
 
     def _check(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layout = "(B, T, C_in, view, view)"
-        check_float_tensor("obs", obs, ndim=5, layout=layout)
-        if tuple(obs.shape[2:]) != (self.in_channels, self.view_size, self.view_size):
-            raise ValueError(f"obs must be views {layout} = (B, T, {self.in_channels}, {self.view_size}, "
-                             f"{self.view_size}); got {tuple(obs.shape)}: a world model plans and predicts in the "
-                             "view size, channels and room it was built for")
-        actions = self._check_actions("actions", actions, obs.shape[0])
-        if actions.shape[1] != obs.shape[1]:
-            raise ValueError(f"actions must hold one motion per view: shape ({obs.shape[0]}, {obs.shape[1]}), got "
-                             f"{tuple(actions.shape)}")
-        return obs, actions
+        obs = check_views(obs, self.in_channels, self.view_size)
+        return obs, self._check_actions("actions", actions, obs.shape[0], steps=obs.shape[1])
 
-    def _check_actions(self, name: str, actions: torch.Tensor, batch: int) -> torch.Tensor:
-        if not isinstance(actions, torch.Tensor) or actions.dim() != 2 or actions.shape[0] != batch \
-                or actions.shape[1] == 0:
-            got = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
-            raise ValueError(f"{name} must be an integer tensor (B, T) = ({batch}, T >= 1) of motions, got {got}")
+    def _check_actions(self, name: str, actions: torch.Tensor, batch: int, steps: int | None = None) -> torch.Tensor:
+        actions = check_action_sequence(name, actions, batch, "motion", steps)
         return check_motions(actions.reshape(-1), actions.numel(), self.gate.weight.device).view_as(actions)

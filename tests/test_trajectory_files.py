@@ -2,6 +2,7 @@
 the wrong type, ragged episodes and odd shapes are one line each naming the file and the field, before anything
 is decompressed or allocated; the run directory is never created for them."""
 
+import io
 import json
 import tracemalloc
 import zipfile
@@ -41,9 +42,8 @@ def forge_header(path, member, shape, dtype="|u1"):
     data = contents[f"{member}.npy"]
     header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.uint8))
     header.update(shape=shape, descr=dtype)
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, header)
-    old_header = np.lib.format.read_array_header_1_0(__import__("io").BytesIO(data[8:]))  # noqa: F841
     length = 10 + int.from_bytes(data[8:10], "little")
     contents[f"{member}.npy"] = buffer.getvalue() + data[length:]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -252,7 +252,7 @@ def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIO
             checkpoint that does not hold the weights its config describes.
     """
     from fernn.devices import resolve_device
-    from fernn.agents.runs import RunFileError, read_json, write_json
+    from fernn.agents.runs import RunFileError
     from fernn.agents.supervised.config import TrainConfig
     from fernn.agents.supervised.tasks import TEST_SEED, make_task
 
@@ -281,10 +281,5 @@ def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIO
         raise RunFileError(f"{run.checkpoints / (checkpoint + '.pt')} does not hold the weights of the model its "
                            f"config.json describes: {str(error).splitlines()[0]}") from error
     results = evaluate(task, model, run, seed=TEST_SEED, what=tuple(what))
-    path = run.path / "results.json"
-    merged = read_json(path) if path.exists() else {}
-    if not isinstance(merged, dict):
-        raise RunFileError(f"{path} must hold a JSON object of results, got {type(merged).__name__}")
-    merged.update(results)
-    write_json(path, merged)
+    run.merge_results(results)
     return results
