@@ -2,7 +2,7 @@
 policies: the measurements of the imagination section of docs/planning.md.
 
     python experiments/dream_vs_planning.py models [--out runs/dream] [--seeds 0,1]
-    python experiments/dream_vs_planning.py dream  [--out runs/dream] [--seeds 0,1] [--steps 2000]
+    python experiments/dream_vs_planning.py dream  [--out runs/dream] [--seeds 0,1] [--steps 2000] [--lr 3e-4]
     python experiments/dream_vs_planning.py plan   [--out runs/dream] [--seeds 0,1]
     python experiments/dream_vs_planning.py report [--out runs/dream] [--rl experiments/results/rl_occlusion.json] [--docs docs]
 
@@ -53,8 +53,8 @@ def dream(args: argparse.Namespace) -> None:
         if (args.out / name / "results.json").is_file():
             continue
         config = DreamConfig(world_model=str(args.out / f"wm-fernn-s{seed}"), env="mnist-world-track",
-                             env_kwargs={"target_velocities": SEEN}, steps=args.steps, seed=seed, device="cpu",
-                             out=str(args.out), name=name)
+                             env_kwargs={"target_velocities": SEEN}, steps=args.steps, lr=args.lr, seed=seed,
+                             device="cpu", out=str(args.out), name=name)
         train_dream(config, resume=(args.out / name / "run.json").is_file())
         print(f"{name}: learned and evaluated", flush=True)
 
@@ -130,6 +130,7 @@ def main() -> None:
         command.add_argument("--out", type=Path, default=Path("runs/dream"))
         command.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     sub["dream"].add_argument("--steps", type=int, default=2000)
+    sub["dream"].add_argument("--lr", type=float, default=3e-4)
     sub["report"].add_argument("--rl", type=Path, default=Path("experiments/results/rl_occlusion.json"))
     sub["report"].add_argument("--docs", type=Path, default=Path("docs"))
     sub["report"].add_argument("--results", type=Path, default=Path("experiments/results"))

@@ -134,6 +134,23 @@ def read_runs(root: Path) -> dict[str, list[dict]]:
     return found
 
 
+def run_costs(root: Path, model: str) -> tuple[list[int], list[float]]:
+    """Parameters and training seconds of every finished seed of ``model`` (from its checkpoint and metrics.csv)."""
+    import csv
+
+    import torch
+
+    parameters, seconds = [], []
+    for path in sorted(root.glob(f"{model}-s*/results.json")):
+        if path.parent.name.rsplit("-s", 1)[0] != model:
+            continue
+        weights = torch.load(path.parent / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)["model"]
+        parameters.append(sum(value.numel() for value in weights.values()))
+        with open(path.parent / "metrics.csv", newline="") as handle:
+            seconds.append(float(list(csv.DictReader(handle))[-1]["seconds"]))
+    return parameters, seconds
+
+
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "-"
@@ -163,13 +180,16 @@ def report(args: argparse.Namespace) -> None:
                           if key in tests[0]},
                  "long": {key: [length[key] for length in lengths] for key in ("mse", "psnr", "ssim")} if lengths else {}}
         summary["models"][model] = entry
+        parameters, seconds = run_costs(args.out, model)
         cell = lambda values: _mean_std([v for v in values if v is not None]) if values else "-"  # noqa: E731
         first = [steps[0] for steps in long_steps]
         trained = [np.mean(steps[:TRAINING["predict"]]) for steps in long_steps]
         rows.append([MODELS[model], cell(first), cell(trained), cell(entry["long"].get("mse", [])),
                      cell(entry["test"]["psnr"]), cell(entry["test"]["ssim"]), cell(entry["long"].get("psnr", [])),
                      cell(entry["long"].get("ssim", [])), cell(entry["test"].get("mse_in_view", [])),
-                     cell(entry["test"].get("mse_out_of_view", [])), "-", "-"])
+                     cell(entry["test"].get("mse_out_of_view", [])), f"{parameters[0]:,}" if parameters else "-",
+                     f"{np.mean(seconds):,.0f}" if seconds else "-"])
+        entry["parameters"], entry["training_seconds"] = parameters, seconds
     table = "| model | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
     table += "".join("| " + " | ".join(row) + " |\n" for row in rows)
     (args.docs / "world_model_3d_table.md").write_text(table)
