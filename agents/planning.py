@@ -33,6 +33,21 @@ def target_ink(predictions: torch.Tensor) -> torch.Tensor:
     return predictions[:, :, 1].clamp(0, 1).sum((-3, -2, -1))
 
 
+#: how much redder than green and blue a pixel must be to count as the red block's (:func:`red_ink`)
+RED_MARGIN = 0.3
+
+
+def red_ink(predictions: torch.Tensor) -> torch.Tensor:
+    """The find-red task's score of imagined first-person views ``(N, H, 3, h, w)`` (RGB in [0, 1]): the red block's
+    share of each view — ``R - max(G, B)`` above :data:`RED_MARGIN`, averaged over the pixels — summed over the
+    horizon -> ``(N,)``. Of the block world's colours only the red block passes the margin (walls, floor, ceiling
+    and the other blocks are at most 0.11 redder than green or blue), and a nearer block covers more of the view
+    and is lit brighter, so the score grows as the agent closes in."""
+    views = predictions.clamp(0, 1)
+    redness = views[:, :, 0] - views[:, :, 1:3].amax(2)
+    return (redness - RED_MARGIN).clamp_min(0).mean((-2, -1)).sum(1)
+
+
 class RewardHead(torch.nn.Module):
     """A learned reward of a window, ``(N, C, h, w)`` in [0, 1] -> ``(N,)``: the general case of a planner's score,
     for envs whose reward formula is not known (fit on recorded rewards with :func:`fit_reward_head`).

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from fernn._extras import require
+from fernn import WorldModel
 from fernn._validation import check_int
 from fernn.agents.planning import CEMPlanner
 from fernn.agents.runs import EVAL_SEED
@@ -289,7 +290,7 @@ def _gif_frame(world: np.ndarray, window: np.ndarray, prediction: torch.Tensor) 
     return side_by_side(world, panel(window), panel(imagined))[::2, ::2]  # half size: a GIF for a web page
 
 
-SCORES = ("target-ink", "reward-head")
+SCORES = ("target-ink", "red-ink", "reward-head")
 
 
 def plan_folder(out: Path | None, world_model: Path, env_id: str) -> Path:
@@ -316,7 +317,7 @@ def plan_folder(out: Path | None, world_model: Path, env_id: str) -> Path:
 
 def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates: int = 32, iterations: int = 2,
              elites: int = 4, episodes: int = 20, parallel: int = 10, env_kwargs: dict[str, Any] | None = None,
-             score: str = "target-ink", reward_data: str | Path | None = None, checkpoint: str = "best",
+             score: str = "auto", reward_data: str | Path | None = None, checkpoint: str = "best",
              seed: int = 0, out: str | Path | None = None, gif: bool = True, device: str = "auto",
              pixels: bool = False, frame_size: int | None = None, grayscale: bool = False,
              reporter: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], Path]:
@@ -331,8 +332,10 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
 
     Args:
         env: a short name, registered id or ``module:Id``; pixel flags as ``fernn-rl collect``'s.
-        score: ``target-ink`` (the tracking reward on imagined windows) or ``reward-head`` (a reward fitted to a
-            trajectory file's recorded rewards: ``reward_data``, default the world model's training data).
+        score: ``auto`` (``target-ink`` for a 2-D world model, ``red-ink`` for a first-person one), ``target-ink``
+            (the tracking reward on imagined windows), ``red-ink`` (the red block's share of
+            imagined first-person views: the find-red task) or ``reward-head`` (a reward fitted to a trajectory
+            file's recorded rewards: ``reward_data``, default the world model's training data).
         Others: the CEM's sizes, the episodes, the checkpoint, the seed of the candidate sampling.
 
     Returns:
@@ -342,7 +345,7 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     from fernn.budget import check_fits
     from fernn.devices import resolve_device
     from fernn.envs import make_env, pixel_observations
-    from fernn.agents.planning import fit_reward_head, target_ink
+    from fernn.agents.planning import fit_reward_head, red_ink, target_ink
     from fernn.agents.runs import write_json
 
     from fernn.envs import resolve_env_id
@@ -351,8 +354,8 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     kwargs = dict(env_kwargs or {})
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be best or last; got {checkpoint!r}")
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
+    if score != "auto" and score not in SCORES:
+        raise ValueError(f"score must be auto or one of {', '.join(SCORES)}; got {score!r}")
     if reward_data is not None and score != "reward-head":
         raise ValueError("reward data is what the reward-head score is fitted on: add --score reward-head")
     if elites > candidates:
@@ -378,9 +381,19 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     moves = env_action_moves(probe, model)
     probe.close()
     scorer, fit = target_ink, None
-    if score == "target-ink" and model.view_shape[0] < 2:
+    first_person = not isinstance(model, WorldModel)
+    if score == "auto":
+        score = "red-ink" if first_person else "target-ink"
+    if score == "target-ink" and (first_person or model.view_shape[0] < 2):
         raise ValueError("--score target-ink scores the target channel (channel 1) of MNISTWorldTrack-v0's windows; "
-                         f"this world model sees {model.view_shape[0]} channel(s): use --score reward-head")
+                         f"this world model sees {'first-person views' if first_person else 'one channel'}: use "
+                         f"--score {'red-ink (the find-red task) or ' if first_person else ''}reward-head")
+    if score == "red-ink":
+        if not first_person or model.view_shape[0] != 3:
+            raise ValueError("--score red-ink scores the red block in the block world's first-person RGB views; this "
+                             f"world model sees {model.view_shape[0]}-channel {'views' if first_person else 'windows'}"
+                             ": use --score reward-head")
+        scorer = red_ink
     if score == "reward-head":
         source = reward_data if reward_data is not None else config.get("data")
         if source is None:

@@ -3,15 +3,16 @@ docs/world_model_3d.md.
 
     python experiments/world_model_3d.py collect [--data runs/blocks] [--episodes 200] [--steps 200]
     python experiments/world_model_3d.py run     [--data runs/blocks] [--out runs/blocks] [--seeds 0,1] [--jobs 2]
-    python experiments/world_model_3d.py plan    [--out runs/blocks] [--episodes 8]
+    python experiments/world_model_3d.py plan    [--out runs/blocks] [--episodes 8] [--score red-ink]
     python experiments/world_model_3d.py report  [--out runs/blocks] [--docs docs]
 
 ``collect`` writes the training episodes (the dynamic block world, FloWM's biased walk, ground truth recorded) and,
 for the planner's reward head, episodes of the find-red task (same walk, rewards recorded). ``run`` trains every
 model x seed on the same data with the same loss and budget (``fernn.agents.train``; resumable: finished runs are
 skipped, killed ones resume from their checkpoint), ``--jobs`` at a time with one thread each. ``plan`` plans to
-the red block with each model's seed 0 (``fernn.agents.planning_eval.plan_run``, a reward head on the views) and
-with a random policy. ``report`` writes the table, the error-per-step figure, GIFs and the JSON behind them.
+the red block with each model's seed 0 (``fernn.agents.planning_eval.plan_run``: CEM with 16 candidates, horizon
+6, one iteration, scoring the red block's share of the imagined views, ``red-ink``; or ``--score reward-head``, a
+head fitted to the find-red episodes' rewards) and with a random policy. ``report`` writes the table, the error-per-step figure, GIFs and the JSON behind them.
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ def plan(args: argparse.Namespace) -> None:
         folder = world_model / "plan-find-red"
         if not (world_model / "results.json").is_file() or (folder / "results.json").is_file():
             continue
-        plan_run("dynamic-block-world-find-red", world_model, score="reward-head",
-                 reward_data=args.data / "blocks_findred.npz", horizon=args.horizon, candidates=args.candidates,
-                 iterations=args.iterations, elites=min(4, args.candidates), episodes=args.episodes,
+        reward = {"reward_data": args.data / "blocks_findred.npz"} if args.score == "reward-head" else {}
+        plan_run("dynamic-block-world-find-red", world_model, score=args.score, **reward, horizon=args.horizon,
+                 candidates=args.candidates, iterations=args.iterations, elites=min(4, args.candidates),
+                 episodes=args.episodes,
                  parallel=args.episodes, device="cpu", out=folder, gif=True)
         print(f"{model}: planned", flush=True)
     random_path = args.out / "random-find-red.json"
@@ -244,8 +246,9 @@ def main() -> None:
     sub["run"].add_argument("--steps-per-epoch", type=int, default=80)
     sub["plan"].add_argument("--episodes", type=int, default=8)
     sub["plan"].add_argument("--horizon", type=int, default=6)
-    sub["plan"].add_argument("--candidates", type=int, default=32)
-    sub["plan"].add_argument("--iterations", type=int, default=2)
+    sub["plan"].add_argument("--candidates", type=int, default=16)
+    sub["plan"].add_argument("--iterations", type=int, default=1)
+    sub["plan"].add_argument("--score", choices=("red-ink", "reward-head"), default="red-ink")
     sub["plan"].add_argument("--threads", type=int, default=2)
     sub["report"].add_argument("--docs", type=Path, default=Path("docs"))
     sub["report"].add_argument("--results", type=Path, default=Path("experiments/results"))

@@ -137,7 +137,29 @@ def test_the_pipeline_from_the_cli_on_a_tiny_budget(tmp_path):
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "plan" / "results.json").read_text())
     assert plan["final_info"]["red_distance"][0] >= 0 and plan["decisions_per_second"] > 0
+    assert plan["settings"]["score"] == "red-ink"  # auto: a first-person world model scores the red block
+    result = runner.invoke(app, ["plan", "--env", "dynamic-block-world-find-red", "--env-kwargs", scene,
+                                 "--world-model", str(tmp_path / "fernn-3d"), "--score", "target-ink", "-q"])
+    assert result.exit_code == 2 and "first-person views" in result.output and "red-ink" in result.output
     result = runner.invoke(app, ["train", "--preset", "flowm-3d", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--data FILE.npz" in result.output and "obs_size" in result.output
     result = runner.invoke(app, ["train", *tiny[:2], "--eval-horizons", "3,x", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--eval-horizons" in result.output
+
+
+def test_red_ink_scores_the_red_block_and_nothing_else_of_the_block_world():
+    from fernn.agents.planning import red_ink
+    from fernn.envs.block_scenes import BLOCK_RGB
+    from fernn.envs.first_person import CEILING_RGB, FLOOR_RGB, WALL_RGB
+
+    def view(rgb, brightness=1.0):  # (1, 1, 3, 4, 4): one imagined view of one colour
+        return (torch.tensor(rgb) * brightness).view(1, 1, 3, 1, 1).expand(1, 1, 3, 4, 4)
+
+    assert red_ink(view(BLOCK_RGB[0])).item() > 0.4 and red_ink(view(BLOCK_RGB[0], 0.6)).item() > 0.1
+    for rgb in (*BLOCK_RGB[1:], WALL_RGB, FLOOR_RGB, CEILING_RGB):
+        assert red_ink(view(rgb)).item() == 0.0, rgb
+    half = view(BLOCK_RGB[0]).clone()
+    half[..., :2] = view(WALL_RGB)[..., :2]  # the block covers half of the view
+    assert 0 < red_ink(half).item() < red_ink(view(BLOCK_RGB[0])).item()
+    two_steps = torch.cat([view(BLOCK_RGB[0]), view(WALL_RGB)], 1)  # (1, 2, 3, 4, 4): summed over the horizon
+    assert red_ink(two_steps).shape == (1,) and red_ink(two_steps).item() == pytest.approx(red_ink(view(BLOCK_RGB[0])).item())

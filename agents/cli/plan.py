@@ -32,9 +32,11 @@ def plan(
     frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512, help="With --pixels: the side of "
                                                                                         "the resized frames."),
     grayscale: bool = typer.Option(False, "--grayscale", metavar="", help="With --pixels: grayscale frames."),
-    score: str = typer.Option("target-ink", "--score", help="target-ink (the tracking reward applied to the imagined "
-                                                            "windows) | reward-head (a reward learned from recorded "
-                                                            "rewards: any env)."),
+    score: str = typer.Option("auto", "--score", help="auto (target-ink for a 2-D world model, red-ink for a "
+                                                      "first-person one) | target-ink (the tracking reward applied "
+                                                      "to the imagined windows) | red-ink (the red block's share of "
+                                                      "imagined first-person views: find-red) | reward-head (a "
+                                                      "reward learned from recorded rewards: any env)."),
     reward_data: Optional[Path] = typer.Option(None, "--reward-data", help="--score reward-head: the trajectory "
                                                                            "file to fit it on (default: the world "
                                                                            "model's training data)."),
@@ -61,8 +63,8 @@ def plan(
     kwargs = parse_json_object("--env-kwargs", env_kwargs)
     if checkpoint not in ("best", "last"):
         fail(f"--checkpoint must be best or last; got {checkpoint!r}")
-    if score not in SCORES:
-        fail(f"--score must be one of {', '.join(SCORES)}; got {score!r}")
+    if score != "auto" and score not in SCORES:
+        fail(f"--score must be auto or one of {', '.join(SCORES)}; got {score!r}")
     if reward_data is not None and score != "reward-head":
         fail("--reward-data is what --score reward-head is fitted on: add --score reward-head")
     if elites > candidates:
