@@ -212,17 +212,30 @@ def report(args: argparse.Namespace) -> None:
         gif = args.out / f"{model}-s0" / "rollout.gif"
         if gif.is_file():
             shutil.copyfile(gif, args.docs / f"world_model_3d_{model}.gif")
-    planning = {}
+    planning, plan_rows = {}, []
     for model in MODELS:
-        path = args.out / f"{model}-s0" / "plan-find-red" / "results.json"
-        if path.is_file():
-            planning[model] = json.loads(path.read_text())
+        for folder, score in (("plan-find-red", "red-ink"), ("plan-find-red-reward-head", "reward head")):
+            path = args.out / f"{model}-s0" / folder / "results.json"
+            if path.is_file():
+                planning[f"{model} ({score})"] = json.loads(path.read_text())
+                plan_rows.append((f"{MODELS[model]}, CEM, {score}", f"{model} ({score})"))
     if (args.out / "random-find-red.json").is_file():
         planning["random"] = json.loads((args.out / "random-find-red.json").read_text())
-    summary["planning"] = {model: {"final_red_distance": result["final_info"]["red_distance"],
-                                   "returns": result["returns"],
-                                   "decisions_per_second": result.get("decisions_per_second")}
-                           for model, result in planning.items()}
+        plan_rows.append(("random policy", "random"))
+    summary["planning"] = {name: {"final_red_distance": result["final_info"]["red_distance"],
+                                  "returns": result["returns"],
+                                  "decisions_per_second": result.get("decisions_per_second")}
+                           for name, result in planning.items()}
+    if plan_rows:
+        lines = ["| planner | final distance to the red block (cells) | return | decisions/s |", "|---|---|---|---|"]
+        for label, name in plan_rows:
+            entry = summary["planning"][name]
+            distance, returns = entry["final_red_distance"], entry["returns"]
+            speed = entry["decisions_per_second"]
+            lines.append(f"| {label} | {np.mean(distance):.2f} ± {np.std(distance):.2f} | {np.mean(returns):.2f} ± "
+                         f"{np.std(returns):.2f} | {f'{speed:.2f}' if speed else '-'} |")
+        (args.docs / "world_model_3d_planning.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
     write_json(args.results / "world_model_3d.json", summary)
     print(f"wrote {args.docs}/world_model_3d_table.md, world_model_3d_error.png, the GIFs and "
           f"{args.results}/world_model_3d.json")
