@@ -90,7 +90,7 @@ def report(args: argparse.Namespace) -> None:
              for setting in SETTINGS}
 
     def cell(values: list[float]) -> str:
-        return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "-"
+        return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})" if values else "-"
 
     data_steps = 300 * 100
     if dreams:
@@ -106,6 +106,12 @@ def report(args: argparse.Namespace) -> None:
         summary["planner"] = {"returns": returns, "decisions_per_second": speed}
         rows.append(["CEM planner (FloWM), K = 32, H = 6, 2 iterations", *[cell(returns[s]) for s in SETTINGS],
                      f"{np.mean(speed):.1f}", f"{data_steps:,} (the same)"])
+    elif args.planning.is_file():  # the planner of docs/planning.md: world models of the same recipe, own seeds
+        flowm = json.loads(args.planning.read_text())["models"]["fernn"]
+        returns, speed = {s: flowm["returns"][s] for s in SETTINGS}, [flowm["decisions_per_second"]]
+        summary["planner"] = {"returns": returns, "decisions_per_second": speed, "source": str(args.planning)}
+        rows.append(["CEM planner (FloWM of the same recipe, planning.md), K = 16, H = 3",
+                     *[cell(returns[s]) for s in SETTINGS], f"{np.mean(speed):.1f}", f"{data_steps:,} (the same)"])
     if args.rl.is_file():
         grid = json.loads(args.rl.read_text())
         cells = {"seen": "seen/gap=0", "unseen": "unseen/gap=0", "unseen-gap4": "unseen/gap=4"}
@@ -132,6 +138,7 @@ def main() -> None:
     sub["dream"].add_argument("--steps", type=int, default=2000)
     sub["dream"].add_argument("--lr", type=float, default=3e-4)
     sub["report"].add_argument("--rl", type=Path, default=Path("experiments/results/rl_occlusion.json"))
+    sub["report"].add_argument("--planning", type=Path, default=Path("experiments/results/planning.json"))
     sub["report"].add_argument("--docs", type=Path, default=Path("docs"))
     sub["report"].add_argument("--results", type=Path, default=Path("experiments/results"))
     args = parser.parse_args()
