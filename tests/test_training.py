@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fernn.agents.cli import app
 from fernn.agents.supervised.config import TASK_MODELS, TrainConfig
 from fernn.agents.supervised.presets import PRESETS
-from fernn.agents.runs import RunExistsError
+from fernn.agents.runs import RunDir, RunExistsError
 from fernn.agents.supervised.trainer import train
 
 runner = CliRunner()
@@ -74,6 +74,8 @@ def test_resume_continues_exactly(tmp_path):
     train(tiny(tmp_path, name="resumed"), resume=True, evaluate_at_end=False)
     assert train_rows(tmp_path / "resumed") == train_rows(tmp_path / "straight")
     assert torch.equal(parameters(tmp_path / "resumed"), parameters(tmp_path / "straight"))
+    seconds = [float(row["seconds"]) for row in RunDir(tmp_path / "resumed").read_metrics()]
+    assert seconds == sorted(seconds), seconds  # training time counts on across the resume, never from zero again
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path):

@@ -186,7 +186,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {group.world_size} DDP processes")
     metric_name, mode = monitor(task)
     columns = BASE_COLUMNS + task_columns(task)
-    state = {"step": 0, "best": None, "window_loss": 0.0, "window_steps": 0, "window_extra": {}}
+    state = {"step": 0, "best": None, "window_loss": 0.0, "window_steps": 0, "window_extra": {}, "seconds": 0.0}
     rows = []
     if resume:
         checkpoint = run.load_checkpoint("last.pt", map_location=device)
@@ -200,9 +200,11 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
     total = config.epochs * config.steps_per_epoch
     local_batch = config.batch_size // group.world_size
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.amp else nullcontext()
-    started, steps_this_call, interrupted = time.perf_counter(), 0, False
+    # the seconds column counts training time across resumes: a resumed run starts from its checkpoint's clock
+    started, steps_this_call, interrupted = time.perf_counter() - state["seconds"], 0, False
 
     def save_state(name: str) -> None:
+        state["seconds"] = time.perf_counter() - started
         if group.main:
             run.save_checkpoint(name, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                        "state": dict(state), "rngs": _rngs(train_data, device),
