@@ -22,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from fernn._extras import require
 from fernn import WorldModel
+from fernn._extras import require
 from fernn._validation import check_int
 from fernn.agents.planning import CEMPlanner
 from fernn.agents.runs import EVAL_SEED

@@ -126,30 +126,30 @@ def random_policy(episodes: int, seed: int = 50_000) -> dict:
     return {"returns": returns, "final_info": {"red_distance": distances}}
 
 
+def finished_runs(root: Path, model: str) -> list[Path]:
+    """The run directories of ``model``'s finished seeds (those with a ``results.json``), by seed name."""
+    return [path.parent for path in sorted(root.glob(f"{model}-s*/results.json"))
+            if path.parent.name.rsplit("-s", 1)[0] == model]
+
+
 def read_runs(root: Path) -> dict[str, list[dict]]:
     """``{model: [results.json of each seed]}``."""
     found: dict[str, list[dict]] = {}
     for model in MODELS:
-        for path in sorted(root.glob(f"{model}-s*/results.json")):
-            if path.parent.name.rsplit("-s", 1)[0] == model:
-                found.setdefault(model, []).append(json.loads(path.read_text()))
+        for run in finished_runs(root, model):
+            found.setdefault(model, []).append(json.loads((run / "results.json").read_text()))
     return found
 
 
 def run_costs(root: Path, model: str) -> tuple[list[int], list[float]]:
     """Parameters and training seconds of every finished seed of ``model`` (from its checkpoint and metrics.csv)."""
-    import csv
-
-    import torch
+    from fernn.agents.runs import RunDir
 
     parameters, seconds = [], []
-    for path in sorted(root.glob(f"{model}-s*/results.json")):
-        if path.parent.name.rsplit("-s", 1)[0] != model:
-            continue
-        weights = torch.load(path.parent / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)["model"]
-        parameters.append(sum(value.numel() for value in weights.values()))
-        with open(path.parent / "metrics.csv", newline="") as handle:
-            seconds.append(float(list(csv.DictReader(handle))[-1]["seconds"]))
+    for path in finished_runs(root, model):
+        run = RunDir(path)
+        parameters.append(sum(value.numel() for value in run.load_checkpoint("best.pt")["model"].values()))
+        seconds.append(float(run.read_metrics()[-1]["seconds"]))
     return parameters, seconds
 
 
