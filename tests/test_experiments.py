@@ -77,7 +77,7 @@ def test_rl_occlusion_grid_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, m
     assert "| best fixed move |" in table
     summary = json.loads((results / "rl_occlusion.json").read_text())
     assert set(summary["policies"]) == {"fernn", "fernn-self-motion", "fernn-self-motion-velocity-readout",
-                                        "cnn-lstm", "frame-stack-cnn"}
+                                        "fernn-self-motion-equivariant", "cnn-lstm", "frame-stack-cnn"}
     assert summary["policies"]["fernn"]["cells"]["unseen/gap=4"]["per_seed"]
     assert summary["policies"]["fernn"]["runs"] == ["fernn-s0"]  # not fernn-self-motion-s0, which fernn-s* matches
     assert (results / "rl_occlusion_runs" / "cnn-lstm-s0" / "grid.json").is_file()
