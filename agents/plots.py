@@ -95,6 +95,30 @@ def velocity_heatmap(path: Path, values: np.ndarray, vmax: int, seen: np.ndarray
 
 
 @optional
+def combination_weights(path: Path, weights: np.ndarray, velocities: np.ndarray, *, title: str) -> Path:
+    """A relaxed FERNN's combination weights ``w (V, L)`` on the velocity grid, one panel per filter bank, each
+    cell the weight's departure from that bank's mean over velocities (0 everywhere: exact weight sharing)."""
+    plt = pyplot()
+    banks = weights.shape[1]
+    radius = int(np.abs(velocities).max())
+    side = 2 * radius + 1
+    departure = weights - weights.mean(0, keepdims=True)
+    limit = max(float(np.abs(departure).max()), 1e-12)
+    figure, axes = plt.subplots(1, banks, figsize=(3.4 * banks + 0.8, 3.2), squeeze=False)
+    extent = (-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5)
+    for bank, axis in enumerate(axes[0]):
+        grid = np.full((side, side), np.nan)
+        grid[velocities[:, 1] + radius, velocities[:, 0] + radius] = departure[:, bank]
+        image = axis.imshow(grid, cmap="coolwarm", vmin=-limit, vmax=limit, extent=extent)
+        for (vx, vy), value in zip(velocities, weights[:, bank]):
+            axis.text(vx, vy, f"{value:.2f}", ha="center", va="center", fontsize=7)
+        axis.set(xlabel="vx (px/frame)", ylabel="vy (px/frame)" if bank == 0 else None, title=f"bank {bank + 1}")
+    figure.colorbar(image, ax=list(axes[0]), label="w_l(v) - mean_v w_l")
+    figure.suptitle(title, fontsize=9)
+    return save_figure(figure, path)
+
+
+@optional
 def confusion(path: Path, matrix: np.ndarray, names: Sequence[str], *, title: str) -> Path:
     """The confusion matrix ``(K, K)`` of a classifier, true classes in rows."""
     plt = pyplot()

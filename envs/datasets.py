@@ -58,7 +58,7 @@ class FlowingMNISTDataset(SceneDataset):
     Args:
         split: ``"train"`` or ``"test"`` digits.
         source, data_dir, download: see :func:`fernn.envs.load_mnist`.
-        image_size, num_digits, seq_len, velocities: see :class:`fernn.envs.TranslationScenes`.
+        image_size, num_digits, seq_len, velocities, boundary: see :class:`fernn.envs.TranslationScenes`.
         length: number of items for the map-style interface.
         seed: seeds items and the batch generator.
         device: where batches are generated.
@@ -66,11 +66,12 @@ class FlowingMNISTDataset(SceneDataset):
 
     def __init__(self, split: str = "train", *, source: str = "auto", data_dir: PathLike = None, download: bool = False,
                  image_size: int = 28, num_digits: int = 2, seq_len: int = 20, velocities: Any = 2,
-                 length: int = 10_000, seed: int = 0, device: torch.device | str = "cpu") -> None:
+                 boundary: str = "wrap", length: int = 10_000, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__(length, seed, device)
         bank = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download), self.device)
         self.scenes = TranslationScenes(bank, image_size=image_size, num_digits=num_digits, seq_len=seq_len,
-                                        velocities=velocities)
+                                        velocities=velocities, boundary=boundary)
 
     def generate(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         scene = self.scenes.sample(batch_size, generator)

@@ -74,10 +74,11 @@ class PredictionBatch(EnvBatch):
 
 def make_flowing_batch(num_envs: int, *, split: str = "train", source: str = "auto",
                       data_dir: str | os.PathLike | None = None, download: bool = False, image_size: int = 28,
-                      num_digits: int = 2, seq_len: int = 20, velocities: Any = 2) -> PredictionBatch:
+                      num_digits: int = 2, seq_len: int = 20, velocities: Any = 2,
+                      boundary: str = "wrap") -> PredictionBatch:
     digits = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download))
     return PredictionBatch(num_envs, TranslationScenes(digits, image_size=image_size, num_digits=num_digits,
-                                                      seq_len=seq_len, velocities=velocities))
+                                                      seq_len=seq_len, velocities=velocities, boundary=boundary))
 
 
 def make_rotating_batch(num_envs: int, *, split: str = "train", source: str = "auto",
@@ -129,13 +130,14 @@ class FlowingMNISTEnv(CoreEnv):
     | ``num_digits`` | 2 | digits per sequence |
     | ``seq_len`` | 20 | frames per episode (>= 2) |
     | ``velocities`` | 2 | grid radius (``|vx|, |vy| <= 2``) or a list of ``(vx, vy)``; e.g. out-of-distribution sets |
+    | ``boundary`` | ``"wrap"`` | ``"wrap"`` (a torus) or ``"bounce"`` (digits reflect off the borders; ``image_size`` > 28) |
 
     ## Vectorized environment
     ``gym.make_vec("FlowingMNIST-v0", num_envs=8, vectorization_mode="vector_entry_point")`` renders
     and steps all scenes in batched ops (next-step autoreset, per-env seeds ``seed + i``).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version (``boundary`` added, default unchanged).
     """
 
     make_batch = staticmethod(make_flowing_batch)

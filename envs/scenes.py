@@ -7,7 +7,8 @@ frames); randomness comes only from the ``torch.Generator`` passed in.
 * :class:`TranslationScenes`: ``num_digits`` digits on an ``image_size`` torus, each with its own
   integer velocity drawn from ``velocities`` and a uniform start position; frames are the digits
   summed and clipped (the FERNN paper's Flowing MNIST; a digit moved by ``(vx, vy)`` per frame follows
-  ``torch.roll(img, (vy * t, vx * t), (-2, -1))``).
+  ``torch.roll(img, (vy * t, vx * t), (-2, -1))``). With ``boundary="bounce"`` the digits stay inside the frame
+  and bounce off its borders instead (a flow the world breaks: the velocity flips at every wall).
 * :class:`RotationScenes`: digits centred in the frame, each rotating about the frame centre with its
   own angular velocity from ``angular_velocities`` and a uniform start angle, zero-padded by ``pad`` px
   on every side (the paper: 28 -> 40); a positive angle turns like ``torch.rot90(img, 1, (-2, -1))``.
@@ -28,6 +29,8 @@ from fernn.envs.sprites import composite, render_layers, sprite_canvases
 from fernn.envs.velocities import parse_angular_velocities, parse_velocities
 
 DIGIT_SIZE = 28
+#: what happens at a frame's border: the digits wrap around (a torus) or bounce off it
+BOUNDARIES = ("wrap", "bounce")
 
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
@@ -126,13 +129,22 @@ class TranslationScenes:
         num_digits: digits per sequence (the paper: 2).
         seq_len: frames per sequence (the paper: 20 = 10 context + 10 predicted).
         velocities: grid radius or list of ``(vx, vy)``; each digit draws one uniformly.
+        boundary: ``"wrap"`` (a torus, the paper) or ``"bounce"``: each digit's top-left corner stays in
+            ``[0, image_size - 28]`` and reflects off the borders (needs ``image_size > 28``; the recorded
+            ``velocities`` are the initial ones).
         device: where frames are generated.
     """
 
     def __init__(self, digits: DigitBank | DigitSet, *, image_size: int = 28, num_digits: int = 2, seq_len: int = 20,
-                 velocities: Any = 2, device: torch.device | str | None = None) -> None:
+                 velocities: Any = 2, boundary: str = "wrap", device: torch.device | str | None = None) -> None:
         self.bank = as_bank(digits, device)
         self.image_size = check_digit_room("image_size", image_size)
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
+        if boundary == "bounce" and self.image_size <= DIGIT_SIZE:
+            raise ValueError(f"boundary 'bounce' needs image_size > {DIGIT_SIZE}: a {DIGIT_SIZE}-px digit fills a "
+                             f"{self.image_size}-px frame and has no room to move (e.g. image_size=40)")
+        self.boundary = boundary
         self.num_digits = check_count("num_digits", num_digits)
         self.seq_len = check_count("seq_len", seq_len)
         self.velocities = parse_velocities("velocities", velocities).to(self.bank.device)
@@ -148,13 +160,17 @@ class TranslationScenes:
         shape = (batch, self.num_digits)
         images, labels = self.bank.sample(shape, generator)
         velocities = self.velocities[torch.randint(len(self.velocities), shape, generator=generator, device=device)]
-        starts = torch.randint(self.image_size, (*shape, 2), generator=generator, device=device)
+        room = self.image_size if self.boundary == "wrap" else self.image_size - DIGIT_SIZE + 1
+        starts = torch.randint(room, (*shape, 2), generator=generator, device=device)
         return {"images": images, "labels": labels, "velocities": velocities, "starts": starts}
 
     def render(self, params: dict[str, torch.Tensor]) -> SceneBatch:
         """Render drawn scenes: all scenes x digits x frames in one :func:`render_layers` call."""
         steps = torch.arange(self.seq_len, device=params["starts"].device)
         shifts = params["starts"][:, :, None] + params["velocities"][:, :, None] * steps[None, None, :, None]
+        if self.boundary == "bounce":  # a triangle wave between the borders: reflect off 0 and image_size - 28
+            room = self.image_size - DIGIT_SIZE
+            shifts = room - (room - shifts.remainder(2 * room)).abs()
         canvases = sprite_canvases(params["images"], self.image_size, self.image_size)
         frames = composite(render_layers(canvases, shifts))
         return SceneBatch(frames, params["labels"], params["velocities"], params["starts"])

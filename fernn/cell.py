@@ -12,6 +12,7 @@ from fernn._validation import check_channels, check_choice, check_float_tensor, 
 from fernn.budget import check_fits
 from fernn.core import RecurrentCore
 from fernn.flows import Flow
+from fernn.relaxed import check_relaxation
 
 RECURRENCES = ("exact", "learned")
 
@@ -36,6 +37,10 @@ class FERNN(nn.Module):
         bias: bias in the input convolution.
         recurrence: ``"exact"`` (the flow's shift: a FERNN) or ``"learned"`` (a learned depthwise
             kernel per velocity channel instead: the G-RNN+ baseline, not equivariant).
+        relaxed: ``L >= 1`` makes the recurrence approximately equivariant (:mod:`fernn.relaxed`): velocity channel
+            ``v`` is convolved with ``sum_l w_l(v) K_l`` over ``L`` banks, with ``w`` equal for every ``v`` at
+            initialisation (exactly equivariant until training moves it); 0 (default): one shared kernel.
+            Translation flows only.
 
     Shapes:
         ``forward(x)``: ``x (B, T, C_in, H, W)`` float -> ``h (B, T, V, C, H, W)`` in the image frame,
@@ -44,7 +49,7 @@ class FERNN(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, flow: Flow, kernel_size: int = 3, *,
                  input_kernel_size: int | None = None, activation: str = "relu", bias: bool = False,
-                 recurrence: str = "exact") -> None:
+                 recurrence: str = "exact", relaxed: int = 0) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, minimum=1)
         self.hidden_channels = check_int("hidden_channels", hidden_channels, minimum=1)
@@ -54,15 +59,16 @@ class FERNN(nn.Module):
         input_kernel_size = _check_odd("input_kernel_size", kernel_size if input_kernel_size is None else input_kernel_size)
         check_choice("activation", activation, ("relu", "tanh"))
         check_choice("recurrence", recurrence, RECURRENCES)
+        self.relaxed, _ = check_relaxation(relaxed, 0.0, flow)
         self.flow = flow
         self.recurrence = recurrence
         state = self.hidden_channels * flow.field_size
-        weights = state * state * kernel_size ** 2 + self.in_channels * state * input_kernel_size ** 2
+        weights = max(1, self.relaxed) * state * state * kernel_size ** 2 + self.in_channels * state * input_kernel_size ** 2
         check_fits(4 * 4 * weights, f"the convolution weights of a FERNN with {state:,} state channels "
                    "(with their gradients, optimizer moments and filter bases)",
                    "lower hidden_channels" + (" or group_order" if flow.field_size > 1 else ""))
         self.core: RecurrentCore = flow.build_core(self.in_channels, self.hidden_channels, kernel_size, input_kernel_size,
-                                    activation, bool(bias), recurrence)
+                                    activation, bool(bias), recurrence, self.relaxed)
 
     @property
     def num_velocities(self) -> int:

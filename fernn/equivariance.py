@@ -98,5 +98,63 @@ def check_equivariance(module: Callable[[torch.Tensor], Any], flow: Flow, nu: An
                               compared_channels=compared)
 
 
+def default_elements(flow: Flow) -> list[Any]:
+    """The flow elements next to zero that :func:`equivariance_error` measures by default: a translation flow's
+    velocities with ``|nu|_inf = 1``, a rotation flow's nonzero angular velocities of the smallest magnitude
+    (empty for a flow with no such element)."""
+    velocities = getattr(flow, "velocities", None)
+    if velocities is not None:
+        return [tuple(v) for v in velocities.tolist() if max(abs(c) for c in v) == 1]
+    angles = [float(w) for w in getattr(flow, "angular_velocities", torch.zeros(0)).tolist() if w != 0]
+    smallest = min((abs(w) for w in angles), default=None)
+    return [w for w in angles if abs(w) == smallest]
+
+
 def _first(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def equivariance_error(module: Callable[[torch.Tensor], Any], flow: Flow, x: torch.Tensor,
+                       nus: Any = None) -> float:
+    """The relative equivariance error of ``module``'s hidden states on the inputs ``x``, averaged over flow elements.
+
+    For each element ``nu``, with ``y = module(x)`` and ``y' = module(x')`` on the flowed input
+    ``x'_t = S_{nu t} x_t``: ``||y' - g_nu y|| / ||g_nu y||`` (Frobenius norms over the batch, the time steps and
+    the velocity channels ``v`` with ``v - nu`` in the grid), where ``g_nu y`` is the law
+    ``(g_nu y)_t[v] = S_{nu t} y_t[v - nu]`` of :func:`check_equivariance`. Zero (to float tolerance) for a
+    FERNN, for a relaxed FERNN at initialisation, and for one whose combination weights training left equal;
+    it grows as training relaxes the weight sharing. The measure of the equivariance error of a learned model in
+    Wang, Walters and Yu (ICML 2022), on the recurrent state.
+
+    Args:
+        module: a callable on ``(B, T, C, H, W)`` returning hidden states ``(B, T, V, C, H, W)`` (e.g. a
+            :class:`fernn.FERNN`, or a model's ``rnn``).
+        flow: the flow the module was built with (a translation flow with more than one velocity).
+        x: ``(B, T, C, H, W)`` float inputs (one batch of a data set; average the results over batches).
+        nus: the flow elements (default :func:`default_elements`: the flow's elements next to zero).
+
+    Returns:
+        The mean over ``nus`` of the relative error (a float).
+    """
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be a fernn Flow, got {type(flow).__name__}")
+    check_float_tensor("x", x, ndim=5, layout="(B, T, C, H, W)")
+    nus = default_elements(flow) if nus is None else list(nus)
+    if not nus:
+        raise ValueError("the flow has no element next to zero (a translation with |nu|_inf = 1, a rotation's smallest "
+                         "nonzero angle): its hidden states have no velocity channel to relabel")
+    steps = torch.arange(x.shape[1])
+    errors = []
+    with torch.no_grad():
+        y = _first(module(x))
+        if y.dim() != 6:
+            raise ValueError(f"module must return hidden states (B, T, V, C, H, W); got shape {tuple(y.shape)}")
+        for nu in nus:
+            nu = flow.element(nu)
+            y_moved = _first(module(flow.act_on_frames(x, nu, steps)))
+            expected, valid = flow.act_on_hidden(y, nu, steps)
+            valid = valid.to(y.device)
+            difference = (y_moved - expected)[:, :, valid].double().norm()
+            scale = expected[:, :, valid].double().norm().clamp_min(torch.finfo(torch.float64).tiny)
+            errors.append(float(difference / scale))
+    return sum(errors) / len(errors)

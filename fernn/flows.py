@@ -69,8 +69,9 @@ class Flow(abc.ABC):
 
     @abc.abstractmethod
     def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
-                   activation: str, bias: bool, recurrence: str) -> RecurrentCore:
-        """Build the :class:`fernn.core.RecurrentCore` that :class:`fernn.FERNN` runs for this flow."""
+                   activation: str, bias: bool, recurrence: str, relaxed: int = 0) -> RecurrentCore:
+        """Build the :class:`fernn.core.RecurrentCore` that :class:`fernn.FERNN` runs for this flow (``relaxed``: the
+        filter banks of an approximately equivariant recurrence, :mod:`fernn.relaxed`; 0 for exact sharing)."""
 
 
 #: the most velocity channels a flow may have (a 99 x 99 grid, vmax 49): beyond it one state dwarfs any frame
@@ -141,11 +142,11 @@ class TranslationFlow(Flow):
         return self.act_on_frames(h, nu, times)
 
     def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
-                   activation: str, bias: bool, recurrence: str) -> RecurrentCore:
+                   activation: str, bias: bool, recurrence: str, relaxed: int = 0) -> RecurrentCore:
         from fernn.translation import TranslationCore
 
         return TranslationCore(self, in_channels, hidden_channels, kernel_size, input_kernel_size,
-                               activation, bias, recurrence)
+                               activation, bias, recurrence, relaxed)
 
 
 def _parse_velocity_list(velocities: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -239,8 +240,14 @@ class RotationFlow(Flow):
         return rotate_fields(h.transpose(0, 1), angles, self.group_order).transpose(0, 1)
 
     def build_core(self, in_channels: int, hidden_channels: int, kernel_size: int, input_kernel_size: int,
-                   activation: str, bias: bool, recurrence: str) -> RecurrentCore:
+                   activation: str, bias: bool, recurrence: str, relaxed: int = 0) -> RecurrentCore:
         from fernn.rotation import RotationCore
+
+        if relaxed:
+            raise ValueError("relaxed weight sharing is available for translation flows (fernn.TranslationFlow) only: "
+                             "a rotation FERNN's recurrent kernel is an escnn steerable filter, whose equivariance to "
+                             "the rotation group inside each velocity channel a per-velocity combination of banks "
+                             "would have to keep as well; use relaxed=0")
 
         return RotationCore(self, in_channels, hidden_channels, kernel_size, input_kernel_size, activation, bias,
                             recurrence)

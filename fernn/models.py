@@ -104,12 +104,13 @@ class NextFramePredictor(nn.Module):
         decoder_layers: hidden conv layers of the decoder (the paper: 4).
         pool: ``"max"`` (the paper) or ``"mean"`` over velocity channels.
         recurrence: ``"exact"`` or ``"learned"`` (G-RNN+), see :class:`fernn.FERNN`.
+        relaxed: filter banks of an approximately equivariant recurrence (0: exact sharing), see :class:`fernn.FERNN`.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, flow: Flow, *, kernel_size: int = 3,
-                 decoder_layers: int = 4, pool: str = "max", recurrence: str = "exact") -> None:
+                 decoder_layers: int = 4, pool: str = "max", recurrence: str = "exact", relaxed: int = 0) -> None:
         super().__init__()
-        self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size, recurrence=recurrence)
+        self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size, recurrence=recurrence, relaxed=relaxed)
         self.pool = check_choice("pool", pool, POOLS)
         padding = "zeros" if isinstance(flow, RotationFlow) else "circular"
         self.decoder = frame_decoder(self.rnn.state_channels, in_channels, kernel_size, decoder_layers, padding)
@@ -172,12 +173,13 @@ class SequenceClassifier(nn.Module):
         num_classes: output classes (KTH: 6).
         recurrence: ``"exact"`` or ``"learned"`` (G-RNN+).
         activation: FERNN activation (the reference: ``"tanh"``).
+        relaxed: filter banks of an approximately equivariant recurrence (0: exact sharing), see :class:`fernn.FERNN`.
 
     Shapes: ``(B, T, C, H, W)`` -> logits ``(B, num_classes)``.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, flow: Flow, num_classes: int = 6, *,
-                 recurrence: str = "exact", activation: str = "tanh") -> None:
+                 recurrence: str = "exact", activation: str = "tanh", relaxed: int = 0) -> None:
         super().__init__()
         check_int("in_channels", in_channels, minimum=1)
         check_int("hidden_channels", hidden_channels, minimum=1)
@@ -189,7 +191,7 @@ class SequenceClassifier(nn.Module):
             layers += [_circular_conv(cin, cout, k), nn.BatchNorm2d(cout), nn.ReLU()]
         self.encoder = nn.Sequential(*layers)
         self.rnn = FERNN(hidden_channels, hidden_channels, flow, 3, input_kernel_size=1, activation=activation,
-                         recurrence=recurrence)
+                         recurrence=recurrence, relaxed=relaxed)
         self.head = nn.Linear(self.rnn.state_channels, num_classes)
 
     @property

@@ -12,7 +12,9 @@ The row copy is an ``index_select`` of whole C-channel pixel rows of the channel
 index per output pixel, not per value), and its backward folds the halo and applies the inverse shift
 (:func:`fernn.shifts.shift_pad_maps`), so the per-velocity shift costs what the circular padding alone
 would cost, forward and backward. ``recurrence="learned"``
-replaces the exact shift by a learned depthwise kernel per velocity channel (the G-RNN+ baseline).
+replaces the exact shift by a learned depthwise kernel per velocity channel (the G-RNN+ baseline); ``relaxed=L``
+gives each velocity channel its own combination of L recurrent filter banks (:mod:`fernn.relaxed`, an
+approximately equivariant FERNN that starts exactly equivariant).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 from fernn.core import RecurrentCore
 from fernn.flows import TranslationFlow
 from fernn.fused import add_drive_activate
+from fernn.relaxed import RelaxedVelocityConv
 from fernn.shifts import shift_pad_maps, shifted_rows
 
 
@@ -34,7 +37,7 @@ class TranslationCore(RecurrentCore):
     supports_offsets = True
 
     def __init__(self, flow: TranslationFlow, in_channels: int, hidden_channels: int, kernel_size: int,
-                 input_kernel_size: int, activation: str, bias: bool, recurrence: str) -> None:
+                 input_kernel_size: int, activation: str, bias: bool, recurrence: str, relaxed: int = 0) -> None:
         super().__init__()
         self.num_velocities = flow.num_velocities
         self.state_channels = hidden_channels
@@ -42,7 +45,14 @@ class TranslationCore(RecurrentCore):
         self.activation_name = activation
         self.conv_in = nn.Conv2d(in_channels, hidden_channels, input_kernel_size, padding=input_kernel_size // 2,
                                  padding_mode="circular", bias=bias)
-        self.conv_rec = nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=0, bias=False)
+        if relaxed and recurrence == "learned":
+            raise ValueError("relaxed weight sharing relaxes the exact flow's recurrence; recurrence='learned' (G-RNN+) "
+                             "has no exact flow to relax: use one of them")
+        if relaxed:  # velocity channel v convolved with sum_l w_l(v) K_l (fernn.relaxed)
+            self.relaxed_conv = RelaxedVelocityConv(flow.velocities, hidden_channels, kernel_size, relaxed)
+        else:
+            self.conv_rec = nn.Conv2d(hidden_channels, hidden_channels, kernel_size, padding=0, bias=False)
+        self.relaxed = int(relaxed)
         self.register_buffer("velocities", flow.velocities.clone(), persistent=False)
         self.learned = recurrence == "learned"
         if self.learned:
@@ -70,11 +80,12 @@ class TranslationCore(RecurrentCore):
             self._index_cache[key] = rows
         return rows
 
-    def weights(self) -> None:
-        """Per-sequence weight preparation (none for plain convolutions; escnn cores expand filters)."""
-        return None
+    def weights(self) -> torch.Tensor | None:
+        """Per-sequence weight preparation: the relaxed recurrence's per-velocity kernels
+        (:meth:`fernn.relaxed.RelaxedVelocityConv.kernels`), ``None`` for a plain convolution."""
+        return self.relaxed_conv.kernels() if self.relaxed else None
 
-    def drive(self, x: torch.Tensor, weights: None) -> torch.Tensor:
+    def drive(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """Input term ``conv_in(x)``: ``(N, C_in, H, W)`` -> channels-last ``(N, H, W, C)``."""
         u = self.conv_in(x.contiguous(memory_format=torch.channels_last))
         return u.permute(0, 2, 3, 1).contiguous()
@@ -109,11 +120,15 @@ class TranslationCore(RecurrentCore):
         moved = F.conv2d(planes, self.shift_kernels.to(h.dtype), groups=num_v)
         return moved.view(batch, channels, num_v, height, width).permute(0, 2, 3, 4, 1).contiguous()
 
-    def recur(self, transported: torch.Tensor, drive: torch.Tensor, weights: None) -> torch.Tensor:
+    def recur(self, transported: torch.Tensor, drive: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """``act(drive + conv_rec(transported))``: the new internal state ``(B, V, H, W, C)``.
 
         Args:
             transported: output of :meth:`transport`.
             drive: ``(B, H, W, C)`` input term, shared by all velocity channels.
+            weights: :meth:`weights`.
         """
+        if self.relaxed:
+            return add_drive_activate(self.relaxed_conv(transported, drive.shape[0], weights), drive,
+                                      self.activation_name)
         return add_drive_activate(self.conv_rec(transported), drive, self.activation_name)

@@ -55,6 +55,7 @@ class WorldModel(nn.Module):
         kernel_size: odd size of the recurrent and decoder convolutions.
         decoder_layers: hidden conv layers of the window decoder (FloWM: 1).
         pool: ``"max"`` (FloWM) or ``"mean"`` over velocity channels before decoding.
+        relaxed: filter banks of an approximately equivariant recurrence (0: exact sharing), see :class:`fernn.FERNN`.
 
     Shapes:
         ``forward(obs, actions)``: ``obs (B, T, C, h, w)`` float, ``actions (B, T, 2)`` integer ``(dx, dy)``
@@ -63,7 +64,7 @@ class WorldModel(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, flow: TranslationFlow, *,
                  world_size: int | tuple[int, int] = 50, window_size: int | tuple[int, int] = 32, self_motion: bool = True, action_concat: bool = False, kernel_size: int = 3,
-                 decoder_layers: int = 1, pool: str = "max") -> None:
+                 decoder_layers: int = 1, pool: str = "max", relaxed: int = 0) -> None:
         super().__init__()
         if not isinstance(flow, TranslationFlow):
             raise TypeError("WorldModel needs a TranslationFlow (its map lives on a torus that actions translate); "
@@ -80,7 +81,7 @@ class WorldModel(nn.Module):
         self.self_motion = bool(self_motion)
         self.action_concat = bool(action_concat)
         self.pool = check_choice("pool", pool, POOLS)
-        self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size)
+        self.rnn = FERNN(in_channels, hidden_channels, flow, kernel_size, relaxed=relaxed)
         self.decoder = frame_decoder(self.rnn.state_channels, in_channels, kernel_size, decoder_layers)
         if self.action_concat:
             self.action_in = nn.Linear(2, hidden_channels, bias=False)
@@ -188,7 +189,7 @@ class WorldModel(nn.Module):
         def encode(prediction: torch.Tensor, k: int) -> torch.Tensor:
             return self._drives(feedback(prediction, k)[:, None], future_actions[:, k, None])[:, 0]
 
-        _, predictions = self.rnn.scan((), h, None, steps=future_actions.shape[1],
+        _, predictions = self.rnn.scan((), h, self.rnn.core.weights(), steps=future_actions.shape[1],
                                        transport=lambda state, k: self._transport(state, future_actions[:, k]),
                                        decode=lambda moved, k: self._decode(moved, batch), feedback=encode,
                                        keep_states=False)
@@ -214,7 +215,7 @@ class WorldModel(nn.Module):
                 return self.decoder(empty.permute(0, 3, 1, 2))
             return self._decode(moved, batch)
 
-        maps, predictions = self.rnn.scan(drives, h, None, transport=lambda state, t: self._transport(state, actions[:, t]),
+        maps, predictions = self.rnn.scan(drives, h, self.rnn.core.weights(), transport=lambda state, t: self._transport(state, actions[:, t]),
                                           decode=decode, keep_states=keep_maps)
         return torch.stack(predictions, 1), maps
 

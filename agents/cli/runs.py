@@ -17,8 +17,9 @@ SAFE_TO_OPEN = """
 
 def evaluate_command(
     run_dir: str = typer.Argument(..., help="A run directory (runs/<name>), supervised or RL."),
-    what: str = typer.Option("test,length,velocity,rollout", "--what",
-                             help="Supervised runs: comma-separated test, length, velocity, rollout."),
+    what: str = typer.Option("test,length,velocity,rollout,equivariance", "--what",
+                             help="Supervised runs: comma-separated test, length, velocity, rollout, equivariance "
+                                  "(the model's equivariance error)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Supervised: best | last. RL: final (model.zip; "
                                                                 "also what 'best' means for RL runs) | last."),
     episodes: int = typer.Option(20, "--episodes", min=1, help="RL runs: seeded evaluation episodes."),

@@ -84,6 +84,10 @@ FLAGS: tuple[Flag, ...] = (
     _flag("eval_vmax", I, None, "Velocity-generalisation grid radius [default: 2].", SD),
     _flag("hidden", I, None, "Hidden channels per velocity channel [default: 32; --data: sized to the frames; RL: "
                              "16].", ALL),
+    _flag("relaxed", I, None, "Approximately equivariant FERNN: L filter banks combined per velocity channel, "
+                              "exactly equivariant at initialisation (0: exact weight sharing) [default: 0].", ALL),
+    _flag("relax_alpha", F, None, "With --relaxed: weight of the penalty mean |w(v) - w(v')| over neighbouring "
+                                  "velocities [default: 1e-4].", ALL),
     _flag("epochs", I, None, "Epochs [default: 10].", SD),
     _flag("steps_per_epoch", I, None, "Optimiser steps per epoch [default: 100].", SD),
     _flag("batch_size", I, None, "Batch size (RL: transitions per minibatch) [default: 16; --data: sized to the frames; "
@@ -117,6 +121,9 @@ FLAGS: tuple[Flag, ...] = (
     _flag("data_dir", S, None, "Data directory [default: $FERNN_DATA or ~/.cache/fernn].", SUP),
     _flag("download", bool, False, "Download missing data (MNIST, KTH).", SUP),
     _flag("num_digits", I, None, "Digits per scene [default: 2].", SUP),
+    _flag("boundary", S, None, "Flowing MNIST: wrap (a torus, the paper) | bounce (digits reflect off the borders; "
+                               "needs --image-size > 28) [default: wrap].", SUP),
+    _flag("image_size", I, None, "Flowing MNIST frame side [default: 28].", SUP),
     _flag("window_size", I, None, "MNIST World window side [default: 32].", SUP),
     _flag("clip_len", I, None, "KTH frames per clip [default: 16].", SUP),
     _flag("frame_size", I, None, "KTH frame side [default: 32]. (RL: the old name of --pixel-size.)",

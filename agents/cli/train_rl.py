@@ -11,7 +11,7 @@ from fernn.agents.cli.console import console, parse_json_object
 FIELDS = {"hidden": "fernn_hidden", "pixel_size": "frame_size", "frame_size": "frame_size"}
 PASSED = ("algo", "policy", "timesteps", "n_envs", "vec_env", "n_steps", "n_epochs", "eval_every", "eval_episodes",
           "readout", "actor", "reward_scale", "obs_key", "seed", "lr", "hidden", "vmax", "batch_size", "device", "out",
-          "name", "pixel_size", "frame_size")
+          "name", "pixel_size", "frame_size", "relaxed", "relax_alpha")
 SWITCHES = ("self_motion", "pixels", "grayscale", "add_channel")
 
 

@@ -18,7 +18,7 @@ PASSED = ("model", "vmax", "data_vmax", "eval_vmax", "hidden", "epochs", "steps_
           "teacher_forcing", "teacher_forcing_end", "context", "predict", "source", "data_dir", "device", "amp",
           "compile_model", "seed", "out", "name", "decoder_layers", "num_digits", "eval_sequences", "val_batches",
           "log_every", "checkpoint_every", "world_size", "window_size", "clip_len", "frame_size", "group_order",
-          "eval_context")
+          "eval_context", "relaxed", "relax_alpha", "boundary", "image_size")
 
 
 def settings_of(values: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +104,8 @@ def print_results(results: dict, where: str) -> None:
                 table.add_row(f"{section}.{key}", f"{value:.5f}")
     for length, values in results.get("length_generalization", {}).items():
         table.add_row(f"length {length} frames: mse", f"{values['mse']:.5f}")
+    if "equivariance" in results:
+        table.add_row("equivariance error (relative)", f"{results['equivariance']['relative_error']:.2e}")
     if table.row_count:
         console.print(table)
     console.print(f"files in {where}: results.json, " + ", ".join(results.get("files", [])))

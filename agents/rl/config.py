@@ -70,6 +70,10 @@ class RLConfig(RunSettings):
     actor: str = "pooled"
     """FERNN policy: pooled (every action's logit from the pooled readout) | equivariant (a move's logit from that
     move's velocity channel, one head shared by all channels; the env's action_moves() gives the moves)."""
+    relaxed: int = 0
+    """FERNN policy: filter banks of an approximately equivariant recurrence (``fernn.relaxed``; 0: exact sharing)."""
+    relax_alpha: float = 1e-4
+    """FERNN policy with ``relaxed``: weight of the relaxation penalty added to every PPO update."""
     lstm_hidden: int = 256
     """LSTM size of the CNN-LSTM baseline."""
     reward_scale: float | None = None
@@ -117,6 +121,12 @@ class RLConfig(RunSettings):
         check_choice(self, "actor", ACTORS)
         if self.actor != "pooled" and self.policy != "fernn":
             raise ValueError("actor applies to --policy fernn only")
+        check_integers(self, ("relaxed",), minimum=0)
+        check_number(self, "relax_alpha", low=0)
+        if self.relaxed and self.policy != "fernn":
+            raise ValueError("relaxed applies to --policy fernn only (the FERNN memory's recurrence)")
+        if self.relaxed and self.vmax == 0:
+            raise ValueError("relaxed relaxes the weight sharing across velocity channels: it needs vmax >= 1")
         check_number(self, "reward_scale", low=0, low_open=True)
         check_number(self, "lr", low=0, low_open=True)
         check_number(self, "ent_coef")

@@ -50,6 +50,7 @@ class FERNNMemory(nn.Module):
         move_scale: what one unit of a move channel is in the preprocessed observation (``1 / 255`` when SB3
             scales images to [0, 1], ``1`` with ``normalize_images=False``): the moves are decoded as
             ``round(value / move_scale) - 128``.
+        relaxed: filter banks of an approximately equivariant recurrence (:mod:`fernn.relaxed`; 0: exact sharing).
 
     The state is ``h (1, n, V * C_h * H * W)`` and a dummy ``c (1, n, 1)`` (the LSTM-shaped pair sb3-contrib
     passes around); ``episode_starts`` zero the state of the envs that start a new episode.
@@ -59,7 +60,8 @@ class FERNNMemory(nn.Module):
 
     def __init__(self, observation_shape: tuple[int, int, int], hidden_channels: int = 16, flow: Flow | None = None,
                  out_dim: int = 256, self_motion: bool = False, readout: str = "max",
-                 moves: np.ndarray | torch.Tensor | None = None, move_scale: float = 1 / 255) -> None:
+                 moves: np.ndarray | torch.Tensor | None = None, move_scale: float = 1 / 255,
+                 relaxed: int = 0) -> None:
         super().__init__()
         if readout not in RL_READOUTS:
             raise ValueError(f"readout must be one of {', '.join(RL_READOUTS)}; got {readout!r}")
@@ -74,7 +76,7 @@ class FERNNMemory(nn.Module):
                 raise ValueError("self_motion=True needs observations with the two action channels of "
                                  "fernn.envs.wrappers.ActionChannels and a TranslationFlow")
             channels -= 2
-        self.rnn = FERNN(channels, hidden_channels, flow)
+        self.rnn = FERNN(channels, hidden_channels, flow, relaxed=relaxed)
         self.state_shape = (self.rnn.num_velocities, self.rnn.state_channels, height, width)
         self.input_size = channels * height * width
         self.hidden_size = int(np.prod(self.state_shape))

@@ -23,7 +23,9 @@ def make_model(config: RLConfig, envs, tensorboard: str | None = None):
                                                                           vmax=config.vmax,
                                                                           self_motion=config.self_motion,
                                                                           readout=config.readout,
-                                                                          actor=config.actor), **common)
+                                                                          actor=config.actor,
+                                                                          relaxed=config.relaxed,
+                                                                          relax_alpha=config.relax_alpha), **common)
     if config.policy == "cnn-lstm":
         # sb3-contrib's defaults: a critic LSTM of its own (its shared_lstm=True would detach the critic from
         # the shared features: in this task its explained variance then stayed negative for 200k steps)

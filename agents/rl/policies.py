@@ -48,6 +48,7 @@ from fernn.agents.rl.extractors import (FERNNFrameStackExtractor, ImagePassThrou
 from fernn.agents.heads import match_moves
 from fernn.agents.rl.memory import ACTORS, FERNNCore, FERNNMemory
 from fernn.flows import Flow
+from fernn.relaxed import check_relaxation, relaxation_penalty
 
 #: what this module sets on sb3-contrib's objects after their constructors (see the module docstring)
 SB3_CONTRIB_MEMBERS = {
@@ -74,12 +75,15 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
             logit from that move's velocity channel; see :mod:`fernn.agents.rl.memory`).
         moves: ``(A, 2)`` window moves of the actions (the env's ``action_moves()``), for the equivariant actor;
             :class:`FERNNRecurrentPPO` reads them from the env when not given.
+        relaxed: filter banks of an approximately equivariant recurrence (:mod:`fernn.relaxed`; 0: exact sharing).
+        relax_alpha: weight of the relaxation penalty, added to every PPO minibatch's loss gradient
+            (:meth:`add_relaxation_penalty`).
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *,
                  fernn_hidden: int = 16, vmax: int = 2, flow: Flow | None = None, features_dim: int = 256,
                  shared_core: bool = True, self_motion: bool = False, readout: str = "max", actor: str = "pooled",
-                 moves: Any = None, use_sde: bool = False, net_arch: list[int] | dict[str, list[int]] | None = None,
+                 moves: Any = None, relaxed: int = 0, relax_alpha: float = 0.0, use_sde: bool = False, net_arch: list[int] | dict[str, list[int]] | None = None,
                  activation_fn: type[nn.Module] = nn.Tanh, ortho_init: bool = True, normalize_images: bool = True,
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None) -> None:
@@ -96,6 +100,7 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
         self.image_shape, _ = image_layout(observation_space, "FERNNRecurrentPolicy", normalized=not normalize_images)
         self.fernn_hidden, self.vmax, self.flow, self.shared_core = fernn_hidden, vmax, flow, shared_core
         self.self_motion, self.readout, self.actor = self_motion, readout, actor
+        self.relaxed, self.relax_alpha = check_relaxation(relaxed, relax_alpha, flow or TranslationFlow(vmax))
         self.moves = None if moves is None else np.asarray(moves).tolist()
         self.features_dim_out = features_dim
         super().__init__(observation_space, action_space, lr_schedule,
@@ -116,7 +121,7 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
         """A FERNN memory of this policy's settings."""
         return FERNNMemory(self.image_shape, self.fernn_hidden, self.flow or TranslationFlow(self.vmax), self.features_dim_out,
                            self.self_motion, self.readout, self.moves if self.actor == "equivariant" else None,
-                           move_scale=1 / 255 if self.normalize_images else 1.0)
+                           move_scale=1 / 255 if self.normalize_images else 1.0, relaxed=self.relaxed)
 
     def _install_memory(self, lr_schedule) -> None:
         """The one place where sb3-contrib's LSTM members are replaced (:data:`SB3_CONTRIB_MEMBERS`)."""
@@ -133,6 +138,14 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
                 for module in (memory.rnn.core.conv_in, memory.readout):
                     module.apply(partial(self.init_weights, gain=np.sqrt(2)))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        if self.relaxed and self.relax_alpha > 0:
+            self.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: self.add_relaxation_penalty())
+
+    def add_relaxation_penalty(self) -> None:
+        """Add ``relax_alpha * relaxation_penalty`` to the gradients, before every optimiser step. sb3-contrib's
+        ``train`` builds the PPO loss with no place for an extra term; a pre-step hook of the optimiser (a PyTorch
+        API) adds the penalty's gradient to the loss's, after the loss's gradient clipping."""
+        (self.relax_alpha * relaxation_penalty(self)).backward()
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -142,7 +155,8 @@ class FERNNRecurrentPolicy(RecurrentActorCriticPolicy):
             data.pop(key, None)
         data.update(fernn_hidden=self.fernn_hidden, vmax=self.vmax, flow=self.flow, features_dim=self.features_dim_out,
                     shared_core=self.shared_core, self_motion=self.self_motion, readout=self.readout, actor=self.actor,
-                    moves=self.moves, normalize_images=self.normalize_images)
+                    moves=self.moves, relaxed=self.relaxed, relax_alpha=self.relax_alpha,
+                    normalize_images=self.normalize_images)
         return data
 
     @staticmethod

@@ -72,6 +72,17 @@ class TrainConfig(RunSettings):
     World 50)."""
     predict: int | None = None
     """Predicted frames (``None``: the task's default, 10; MNIST World: 20)."""
+    relaxed: int = 0
+    """Filter banks of an approximately equivariant recurrence (:mod:`fernn.relaxed`: velocity channel ``v`` convolved
+    with ``sum_l w_l(v) K_l``, exactly equivariant at initialisation); 0: exact weight sharing. Translation-flow
+    FERNN models only."""
+    relax_alpha: float = 1e-4
+    """Weight of the relaxation penalty ``mean |w(v) - w(v')|`` over neighbouring velocities, added to the loss."""
+    boundary: str = "wrap"
+    """Flowing MNIST: digits wrap around the frame (a torus, the paper) or bounce off its borders (``bounce``, a flow
+    the world breaks; needs ``image_size`` > 28)."""
+    image_size: int = 28
+    """Flowing MNIST frame side (the paper: 28)."""
     clip_len: int = 16
     """KTH frames per clip."""
     frame_size: int = 32
@@ -172,6 +183,16 @@ class TrainConfig(RunSettings):
         if (self.eval_context is not None or self.eval_horizons is not None) and self.env != "trajectories":
             raise ValueError("eval_context and eval_horizons set the evaluation of first-person world models, trained on "
                              "a trajectory file of the block world (--data FILE.npz)")
+        check_integers(self, ("relaxed",), minimum=0)
+        check_number(self, "relax_alpha", low=0)
+        check_choice(self, "boundary", ("wrap", "bounce"))
+        check_integers(self, ("image_size",), minimum=28, maximum=4096)
+        if (self.boundary != "wrap" or self.image_size != 28) and self.env != "flowing-mnist":
+            raise ValueError(f"boundary and image_size set Flowing MNIST's frames (--env flowing-mnist); got env "
+                             f"{self.env!r}")
+        if self.boundary == "bounce" and self.image_size <= 28:
+            raise ValueError("boundary 'bounce' needs image_size > 28: a 28-px digit fills a 28-px frame and has no room "
+                             "to move between the borders (e.g. --image-size 40)")
         check_number(self, "lr", low=0, low_open=True)
         check_number(self, "grad_clip", low=0, low_open=True, optional=True)
         for name in ("teacher_forcing", "teacher_forcing_end"):

@@ -23,7 +23,7 @@ from fernn.agents import plots
 from fernn.agents.runs import RunDir
 from fernn.agents.supervised.tasks import Task
 
-EVALUATIONS = ("test", "length", "velocity", "rollout")
+EVALUATIONS = ("test", "length", "velocity", "rollout", "equivariance")
 
 
 def evaluate(task: Task, model: torch.nn.Module, run: RunDir, *, seed: int,
@@ -34,7 +34,40 @@ def evaluate(task: Task, model: torch.nn.Module, run: RunDir, *, seed: int,
         raise ValueError(f"unknown evaluation(s) {', '.join(unknown)}; accepted: {', '.join(EVALUATIONS)}")
     model.eval()
     with torch.no_grad():
-        return task.evaluate(model, run, seed, what)
+        results = task.evaluate(model, run, seed, tuple(w for w in what if w != "equivariance"))
+        if "equivariance" in what:
+            measured, figure = measure_equivariance(task, model, run, seed)
+            if measured is not None:
+                results["equivariance"] = measured
+                results.setdefault("files", [])
+                results["files"] += [str(figure.relative_to(run.path))] if figure is not None else []
+        return results
+
+
+def measure_equivariance(task: Task, model: torch.nn.Module, run: RunDir, seed: int) -> tuple[dict | None, Path | None]:
+    """The model's equivariance error on test sequences (:func:`fernn.equivariance_error`, relative, averaged over
+    the flow's elements next to zero) and, for a relaxed recurrence, its combination weights (values and a figure):
+    ``(results or None for a model without velocity channels, the figure or None)``."""
+    from fernn.equivariance import default_elements, equivariance_error
+    from fernn.relaxed import combination_weights, relaxation_penalty
+
+    found = task.equivariance_inputs(model, seed)
+    if found is None:
+        return None, None
+    rnn, inputs = found
+    result = {"relative_error": equivariance_error(rnn, rnn.flow, inputs), "split": "test",
+              "sequences": int(inputs.shape[0]), "elements": [list(nu) if isinstance(nu, tuple) else nu
+                                                              for nu in default_elements(rnn.flow)],
+              "relaxed": rnn.relaxed}
+    figure = None
+    if rnn.relaxed:
+        weights = combination_weights(rnn)[0].numpy()
+        result["relaxation_penalty"] = float(relaxation_penalty(rnn))
+        result["combination_weights"] = weights.round(6).tolist()
+        velocities = getattr(rnn.flow, "velocities").numpy()
+        figure = plots.combination_weights(run.path / "combination_weights.png", weights, velocities,
+                                           title=f"Combination weights: {_name(task)}")
+    return result, figure
 
 
 def _per_step(predictions: torch.Tensor, targets: torch.Tensor) -> list[float]:
@@ -242,7 +275,8 @@ def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIO
 
     Args:
         run_dir: the run directory.
-        what: evaluations to run (``test``, ``length``, ``velocity``, ``rollout``; those a task lacks are skipped).
+        what: evaluations to run (``test``, ``length``, ``velocity``, ``rollout``, ``equivariance``; those a task lacks
+            are skipped).
         checkpoint: ``best`` or ``last``.
         device: where to evaluate.
 

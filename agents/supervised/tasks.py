@@ -29,13 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn import (CNN3DClassifier, NextFramePredictor, RotationFlow, SequenceClassifier, TranslationFlow,
+from fernn import (FERNN, CNN3DClassifier, NextFramePredictor, RotationFlow, SequenceClassifier, TranslationFlow,
                    WorldModel)
 from fernn.envs import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset, SceneDataset,
                         TrajectoryDataset)
 from fernn.agents.supervised.config import TrainConfig
 
 VAL_SEED, TEST_SEED = 10_007, 20_011
+#: sequences the equivariance error is averaged over (:meth:`Task.equivariance_inputs`)
+EQUIVARIANCE_SEQUENCES = 16
 #: bytes per element of a state kept for backward: each step's state and its transport (measured: 1,698 MiB at
 #: batch 16, 20 frames, V = 25, 32 channels, 28 x 28, i.e. 2.2 floats per element)
 STATE_BYTES = 2 * 4
@@ -64,6 +66,8 @@ class Task:
         columns: the task's extra columns of ``metrics.csv``.
         validation_split: the split validated on every epoch.
         velocity_grid: whether data can be generated at any velocity of a grid (the velocity evaluation).
+        relaxable: the models of :attr:`models` that take ``relaxed`` (a translation-flow FERNN with velocity
+            channels: :mod:`fernn.relaxed`).
     """
 
     name: ClassVar[str] = ""
@@ -74,6 +78,7 @@ class Task:
     columns: ClassVar[list[str]] = ["teacher_forcing", "val_mse"]
     validation_split: ClassVar[str] = "test"
     velocity_grid: ClassVar[bool] = True
+    relaxable: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
@@ -82,6 +87,12 @@ class Task:
         if config.model not in self.models:
             raise ValueError(f"model {config.model!r} is not available for {self.describe()}; accepted: "
                              f"{', '.join(self.models)}")
+        if config.relaxed and config.model not in self.relaxable:
+            raise ValueError(f"relaxed weight sharing (--relaxed) is available for the translation-flow FERNN models "
+                             f"with velocity channels ({', '.join(self.relaxable) or 'none here'}), not for model "
+                             f"{config.model!r} on {self.describe()}" + (
+                                 ": rotation flows and first-person (3-D) world models keep exact sharing (see "
+                                 "docs/approximate_equivariance.md)" if not self.relaxable else ""))
 
     def describe(self) -> str:
         """What the task is, for messages and titles."""
@@ -124,6 +135,11 @@ class Task:
         """The task's evaluations named in ``what``; files go to ``run.path``."""
         raise NotImplementedError
 
+    def equivariance_inputs(self, model: nn.Module, seed: int) -> tuple[FERNN, torch.Tensor] | None:
+        """The model's FERNN layer and a batch ``(B, T, C, H, W)`` of its inputs from the test split, on which
+        :func:`fernn.equivariance_error` measures it; ``None`` for a model without velocity channels."""
+        return None
+
     def teacher_forcing(self, progress: float) -> float:
         start, end = self.config.teacher_forcing, self.config.teacher_forcing_end
         return start if end is None else start + (end - start) * progress
@@ -132,7 +148,8 @@ class Task:
 def _predictor(task: Task, recurrence: str = "exact", single: bool = False) -> nn.Module:
     c = task.config
     return NextFramePredictor(task.in_channels, c.hidden, translation_flow(c, single=single),
-                              decoder_layers=c.decoder_layers, recurrence=recurrence)
+                              decoder_layers=c.decoder_layers, recurrence=recurrence,
+                              relaxed=c.relaxed if recurrence == "exact" and not single else 0)
 
 
 class PredictionTask(Task):
@@ -144,16 +161,18 @@ class PredictionTask(Task):
     models = {"fernn": _predictor, "grnn": lambda task: _predictor(task, single=True),
               "grnn-plus": lambda task: _predictor(task, "learned")}
     single_velocity = ("grnn",)
+    relaxable = ("fernn",)
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
         common = dict(source=c.source, data_dir=c.data_dir, download=c.download, num_digits=c.num_digits,
-                      seq_len=c.context + c.predict, seed=seed, device=self.device, velocities=c.data_vmax)
+                      seq_len=c.context + c.predict, seed=seed, device=self.device, velocities=c.data_vmax,
+                      image_size=c.image_size, boundary=c.boundary)
         return FlowingMNISTDataset(split, **{**common, **overrides})
 
     @classmethod
     def frame_side(cls, config: TrainConfig) -> int:
-        return 28
+        return config.image_size
 
     def side(self) -> int:
         return self.frame_side(self.config)
@@ -183,6 +202,12 @@ class PredictionTask(Task):
                                       frames[:, self.config.context:]))
         return {"val_mse": total / batches}
 
+    def equivariance_inputs(self, model, seed):
+        if model.rnn.num_velocities < 2:
+            return None
+        frames = self.dataset("test", seed).sample_batch(EQUIVARIANCE_SEQUENCES)["frames"]
+        return model.rnn, frames[:, :self.config.context]
+
     def evaluate(self, model, run, seed, what):
         from fernn.agents.supervised.evaluation import evaluate_prediction
 
@@ -201,6 +226,7 @@ class RotationPredictionTask(PredictionTask):
     name = "rotating-mnist"
     angular = True
     models = {"fernn": _rotation_predictor, "grnn": lambda task: _rotation_predictor(task, single=True)}
+    relaxable = ()
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
@@ -221,7 +247,8 @@ class RotationPredictionTask(PredictionTask):
 
 def _classifier(task: Task, recurrence: str = "exact", single: bool = False) -> nn.Module:
     c = task.config
-    return SequenceClassifier(1, c.hidden, translation_flow(c, single=single), 6, recurrence=recurrence)
+    return SequenceClassifier(1, c.hidden, translation_flow(c, single=single), 6, recurrence=recurrence,
+                              relaxed=c.relaxed if recurrence == "exact" and not single else 0)
 
 
 class ClassificationTask(Task):
@@ -231,6 +258,7 @@ class ClassificationTask(Task):
     models = {"fernn": _classifier, "grnn": lambda task: _classifier(task, single=True),
               "grnn-plus": lambda task: _classifier(task, "learned"), "cnn3d": lambda task: CNN3DClassifier(1, 6)}
     single_velocity = ("grnn",)
+    relaxable = ("fernn",)
     monitor = ("val_accuracy", "max")
     columns = ["accuracy", "val_loss", "val_accuracy"]
     validation_split = "val"
@@ -274,6 +302,13 @@ class ClassificationTask(Task):
             count += len(batch["labels"])
         return {"val_loss": losses / batches, "val_accuracy": correct / count}
 
+    def equivariance_inputs(self, model, seed):
+        if not isinstance(model, SequenceClassifier) or model.rnn.num_velocities < 2:
+            return None
+        clips = self.dataset("test", seed).sample_batch(EQUIVARIANCE_SEQUENCES)["frames"]
+        features = model.encoder(clips.flatten(0, 1))  # circular convolutions: they commute with translations
+        return model.rnn, features.view(*clips.shape[:2], *features.shape[1:])
+
     def evaluate(self, model, run, seed, what):
         from fernn.agents.supervised.evaluation import evaluate_classification
 
@@ -305,7 +340,8 @@ def build_world_model(config: TrainConfig, spec: dict[str, Any]) -> WorldModel:
     velocities, self_motion, concat = WORLD_MODELS[config.model]
     return WorldModel(spec["in_channels"], config.hidden, translation_flow(config, single=not velocities),
                       world_size=tuple(spec["world_hw"]), window_size=tuple(spec["window_hw"]),
-                      self_motion=self_motion, action_concat=concat, decoder_layers=config.decoder_layers)
+                      self_motion=self_motion, action_concat=concat, decoder_layers=config.decoder_layers,
+                      relaxed=config.relaxed if velocities else 0)
 
 
 class WorldModelTask(Task):
@@ -315,6 +351,7 @@ class WorldModelTask(Task):
     models = {name: (lambda task: ContextRollout(build_world_model(task.config, task.model_spec())))
               for name in WORLD_MODELS}
     single_velocity = ("grnn", "action-concat")
+    relaxable = ("fernn", "fernn-no-self-motion")
     in_channels = 1
 
     @classmethod
@@ -365,6 +402,15 @@ class WorldModelTask(Task):
             batch = dataset.sample_batch(self.config.batch_size)
             total += float(F.mse_loss(self.predict(model, batch).float(), batch["frames"][:, self.config.context:]))
         return {"val_mse": total / batches}
+
+    def equivariance_inputs(self, model, seed):
+        world_model = model.world_model
+        if world_model.num_velocities < 2:
+            return None
+        frames = self.dataset("test", seed).sample_batch(EQUIVARIANCE_SEQUENCES)["frames"][:, :self.config.context]
+        (height, width), (h, w) = self.world_hw, self.window_hw
+        # the windows as the map's FERNN sees them: encoded where the window is, on an empty world
+        return world_model.rnn, F.pad(frames, (0, width - w, 0, height - h))
 
     def evaluate(self, model, run, seed, what):
         from fernn.agents.supervised.evaluation import evaluate_world_model

@@ -29,6 +29,7 @@ from torch import nn
 from fernn._extras import install_line, installed
 from fernn.allocator import keep_allocations_warm
 from fernn.budget import check_fits
+from fernn.relaxed import relaxation_penalty
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
 from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task
@@ -242,6 +243,8 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
             trained.train()
             with autocast:
                 loss, extra = task.loss(trained, batch, step / total)
+                if config.relaxed and config.relax_alpha > 0:  # fernn.relaxed: keep neighbouring velocities close
+                    loss = loss + config.relax_alpha * relaxation_penalty(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
