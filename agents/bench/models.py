@@ -155,13 +155,17 @@ def _start_measurement(warm_allocations: bool, seed: int) -> None:
 def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: int = 32,
                vmaxes: tuple[int, ...] = (0, 1, 2), context: int = 10, predicted: int = 10, repeats: int = 3,
                rounds: int = 1, device: str = "cpu", bf16: bool = True, grnn_floor: bool = True, seed: int = 0,
-               warm_allocations: bool = True, progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+               relaxed: int = 0, warm_allocations: bool = True,
+               progress: Callable[[str], None] | None = None) -> list[StepTiming]:
     """Time the translation predictor's training step for each grid radius in ``vmaxes`` (every row in a
-    fresh process, ``rounds`` times round-robin: see :func:`_measure_rows`)."""
+    fresh process, ``rounds`` times round-robin: see :func:`_measure_rows`); ``relaxed=L`` adds the relaxed FERNN
+    with ``L`` filter banks (:mod:`fernn.relaxed`) for every grid with more than one velocity."""
     rows = []
     for vmax in vmaxes:
         num_v = TranslationFlow(vmax).num_velocities
         rows += [(vmax, "fernn"), (vmax, "roll-loop (paper)")]
+        if relaxed and num_v > 1:
+            rows.append((vmax, f"relaxed L={relaxed}"))
         if num_v > 1:
             rows.append((vmax, "no-flow floor"))
             if grnn_floor:
@@ -187,7 +191,8 @@ def _measure_translation(vmax: int, name: str, *, batch_size: int, image_size: i
     batch, nv = batch_size, num_v
     if name.startswith("G-RNN"):  # the literal floor: one velocity channel, every sequence V times
         flow, frames, batch, nv = TranslationFlow(0), frames.repeat(num_v, 1, 1, 1, 1), batch_size * num_v, 1
-    model = NextFramePredictor(1, hidden_channels, flow).to(dev)
+    banks = int(name.split("=")[1]) if name.startswith("relaxed") else 0
+    model = NextFramePredictor(1, hidden_channels, flow, relaxed=banks).to(dev)
     if name == "no-flow floor":  # the same model with every shift zero
         model.rnn.core.velocities.zero_()
     run = RollLoopPredictor(model) if name == "roll-loop (paper)" else model

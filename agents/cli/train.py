@@ -219,10 +219,23 @@ def train(typer_context: typer.Context, **values: Any) -> None:
     typed = typed_flags(typer_context)
     kind = run_kind(values, typed)
     check_kinds(kind, typed)
+    check_relaxation_flags(values)
     if kind == RL:
         train_rl.run(values, typed)
     else:
         train_supervised.run(values, typed, kind)
+
+
+def check_relaxation_flags(values: dict[str, Any]) -> None:
+    """``--relaxed`` counts filter banks (at least 1; leave it out for exact sharing), and ``--relax-alpha`` weighs
+    the penalty of a relaxed model only."""
+    if values["relaxed"] is not None and values["relaxed"] < 1:
+        fail(f"--relaxed takes the number of filter banks L >= 1 (leave the flag out for exact weight sharing); got "
+             f"{values['relaxed']}")
+    if values["relax_alpha"] is not None and values["relaxed"] is None and not values["resume"]:
+        fail("--relax-alpha weighs the relaxation penalty of a relaxed model: add --relaxed L (e.g. --relaxed 2)")
+    if values["relax_alpha"] is not None and values["relax_alpha"] < 0:
+        fail(f"--relax-alpha must be >= 0 (the weight of the penalty mean |w(v) - w(v')|); got {values['relax_alpha']}")
 
 
 train.__signature__ = inspect.Signature(
