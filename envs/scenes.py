@@ -168,12 +168,17 @@ class TranslationScenes:
         """Render drawn scenes: all scenes x digits x frames in one :func:`render_layers` call."""
         steps = torch.arange(self.seq_len, device=params["starts"].device)
         shifts = params["starts"][:, :, None] + params["velocities"][:, :, None] * steps[None, None, :, None]
-        if self.boundary == "bounce":  # a triangle wave between the borders: reflect off 0 and image_size - 28
-            room = self.image_size - DIGIT_SIZE
-            shifts = room - (room - shifts.remainder(2 * room)).abs()
+        if self.boundary == "bounce":
+            shifts = reflect(shifts, self.image_size - DIGIT_SIZE)
         canvases = sprite_canvases(params["images"], self.image_size, self.image_size)
         frames = composite(render_layers(canvases, shifts))
         return SceneBatch(frames, params["labels"], params["velocities"], params["starts"])
+
+
+def reflect(positions: torch.Tensor, room: int) -> torch.Tensor:
+    """Unbounded integer positions folded into ``[0, room]`` as by a body bouncing off walls at 0 and ``room``: a
+    triangle wave of period ``2 room`` (``room >= 1``), elementwise."""
+    return room - (room - positions.remainder(2 * room)).abs()
 
 
 class RotationScenes:
