@@ -10,8 +10,8 @@ Three tasks, the same data and budget for every model of a task, several seeds:
   flow holds exactly, and unseen velocities test whether relaxing costs the generalisation.
 
 Models: G-RNN (one velocity channel), FERNN-V2 (25 velocity channels, exact sharing), and the relaxed FERNN-V2
-(``relaxed=2`` filter banks) at two penalty weights; plus copying the last context frame. Every run trains with
-the demo's recipe (``fernn.agents.supervised.demo``: 600 Adam steps at lr 2e-3 of 16 sequences, 5 + 5 frames,
+(``relaxed=2`` filter banks) at two penalty weights; plus copying the last context frame. Every run is the preset
+``approx-<task>-<model>`` (``fernn-rl train --preset ...``) with its seed: the demo's recipe (``fernn.agents.supervised.demo``: 600 Adam steps at lr 2e-3 of 16 sequences, 5 + 5 frames,
 teacher forcing from 1 to 0, hidden 16, decoder 2 layers; Pong: 300 steps of 8, hidden 12, as
 ``docs/atari.md``), validated once at the end, so the evaluated checkpoint is the last one.
 
@@ -41,24 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "approximate_equivariance.json"
 DOCS = ROOT / "docs"
 
-#: model name -> TrainConfig settings (beyond the task's)
-MODELS: dict[str, dict[str, Any]] = {
-    "grnn": {"model": "grnn"},
-    "fernn-v2": {"model": "fernn", "vmax": 2},
-    "relaxed-a1e-4": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1e-4},
-    "relaxed-a1e-2": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1e-2},
-}
+from fernn.agents.supervised.presets import APPROX_MODELS as MODELS, APPROX_RECIPE as RECIPE, \
+    APPROX_TASKS as TASKS, PRESETS  # noqa: E402 - after the paths
+
 LABELS = {"copy-last": "copy the last frame", "grnn": "G-RNN", "fernn-v2": "FERNN-V2",
           "relaxed-a1e-4": "relaxed FERNN-V2, alpha 1e-4", "relaxed-a1e-2": "relaxed FERNN-V2, alpha 1e-2"}
-RECIPE = dict(decoder_layers=2, context=5, predict=5, epochs=1, lr=2e-3, teacher_forcing=1.0, teacher_forcing_end=0.0,
-              eval_sequences=32, val_batches=2, device="cpu", log_every=20, checkpoint_every=100)
-TASKS: dict[str, dict[str, Any]] = {
-    "pong": dict(hidden=12, batch_size=8, steps_per_epoch=300),
-    "bounce": dict(env="flowing-mnist", source="embedded", boundary="bounce", image_size=36, data_vmax=1, eval_vmax=1,
-                   hidden=16, batch_size=16, steps_per_epoch=600),
-    "exact": dict(env="flowing-mnist", source="embedded", data_vmax=1, eval_vmax=2, hidden=16, batch_size=16,
-                  steps_per_epoch=600),
-}
 TASK_TITLES = {"pong": "Pong (ball bounces, paddle under control, static court)",
                "bounce": "Flowing MNIST, digits bouncing off the borders (36 px, |v| <= 1)",
                "exact": "Flowing MNIST on a torus, trained |v| <= 1, tested |v| <= 2"}
@@ -79,13 +66,14 @@ def pong_data(out: Path) -> Path:
 
 
 def config_of(task: str, model: str, seed: int, out: Path):
+    """The run of preset ``approx-<task>-<model>`` with ``seed`` (Pong: on ``<out>/pong.npz``)."""
     from fernn.agents import TrainConfig
 
-    settings = {**RECIPE, **TASKS[task], **MODELS[model], "seed": seed, "out": str(out / task),
-                "name": f"{model}-s{seed}"}
+    preset = f"approx-{task}-{model}"
+    settings = {**PRESETS[preset].settings, "seed": seed, "out": str(out / task), "name": f"{model}-s{seed}",
+                "preset": preset}
     if task == "pong":
         settings["data"] = str(out / "pong.npz")
-        settings.setdefault("vmax", 2)
     return TrainConfig(**settings)
 
 

@@ -289,3 +289,20 @@ def test_bench_step_times_the_relaxed_fernn(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert "relaxed L=2" in {r["name"] for r in report["results"]} and report["relaxed"] == 2
+
+
+def test_rl_runs_record_and_eval_reports_the_memory_equivariance_error(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    from fernn.agents.cli import app
+
+    result = runner.invoke(app, ["train", "--algo", "recurrent-ppo", "--policy", "fernn", "--env", "mnist-world-track",
+                                 "--relaxed", "2", "--relax-alpha", "0.1", "--vmax", "1", "--hidden", "2",
+                                 "--timesteps", "16", "--n-envs", "1", "--n-steps", "16", "--batch-size", "16",
+                                 "--eval-every", "16", "--eval-episodes", "1", "--self-motion", "--device", "cpu",
+                                 "--out", str(tmp_path), "--name", "rl", "-q"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "rl" / "results.json").read_text())
+    assert results["config"]["relaxed"] == 2 and results["equivariance"]["relaxed"] == 2
+    assert np.asarray(results["equivariance"]["combination_weights"]).shape == (9, 2)
+    result = runner.invoke(app, ["eval", str(tmp_path / "rl"), "--episodes", "1", "--device", "cpu"])
+    assert result.exit_code == 0 and "equivariance error" in " ".join(result.output.split()), result.output

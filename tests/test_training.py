@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -217,7 +218,10 @@ def test_presets_are_valid_configs_and_documented():
         data = {"data": "blocks128.npz"} if preset.collect else {}  # a --data preset names its collect command
         config = TrainConfig(**preset.settings, **data, preset=name)
         assert (config.env == "trajectories") == (preset.collect is not None), name
-        if preset.collect:
+        if preset.collect and preset.collect.startswith("python "):  # an example script that writes the file
+            script = preset.collect.split()[1]
+            assert (Path(__file__).resolve().parents[1] / script).is_file(), (name, script)
+        elif preset.collect:
             assert preset.collect.startswith("fernn-rl collect ") and "--out blocks128.npz" in preset.collect
     help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     assert "table1-translation-fernn-v2" in help_text and "Table 2" in help_text

@@ -37,8 +37,9 @@ def evaluate_command(
     if kind == "rl":
         result = results["reevaluation"]
         console.print(f"{run_dir}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
-                      f"{result['episodes']} seeded episodes ({result['checkpoint']} policy); merged into "
-                      f"{run_dir}/results.json")
+                      f"{result['episodes']} seeded episodes ({result['checkpoint']} policy)"
+                      + (f", equivariance error {result['equivariance']['relative_error']:.2e}"
+                         if "equivariance" in result else "") + f"; merged into {run_dir}/results.json")
     elif kind == "dream":
         for setting, result in results["reevaluation"].items():
             console.print(f"{run_dir} {setting}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "

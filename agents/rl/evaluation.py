@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from fernn.agents.rl.config import EVAL_SEED, RLConfig
@@ -217,6 +218,42 @@ def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, ch
     envs.close()
     returns = evaluate_policy(lambda o, s, e: model.predict(o, state=s, episode_start=e, deterministic=True),
                               config, episodes, seed)
-    return {"episodes": episodes, "seed": seed, "checkpoint": checkpoint, "env_kwargs": dict(env_kwargs or {}),
-            "mean_return": float(np.mean(returns)),
-            "std_return": float(np.std(returns)), "returns": returns}
+    result = {"episodes": episodes, "seed": seed, "checkpoint": checkpoint, "env_kwargs": dict(env_kwargs or {}),
+              "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns}
+    equivariance = policy_equivariance(model, config, seed)
+    if equivariance is not None:
+        result["equivariance"] = equivariance
+    return result
+
+
+def policy_equivariance(model, config: RLConfig, seed: int = EVAL_SEED, steps: int = 16) -> dict[str, Any] | None:
+    """The FERNN policy memory's equivariance error (:func:`fernn.equivariance_error`) on the first ``steps``
+    observations of the seeded episode ``seed`` (the policy acting deterministically), and for a relaxed memory its
+    combination weights; ``None`` for other policies and for a memory with one velocity channel."""
+    from fernn.equivariance import equivariance_error
+    from fernn.relaxed import combination_weights
+
+    if config.policy != "fernn" or model.policy.lstm_actor.rnn.num_velocities < 2:
+        return None
+    memory = model.policy.lstm_actor
+    envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0), seed=seed)
+    envs.seed(seed)
+    obs, state, start = envs.reset(), None, np.ones(1, bool)
+    observed = [obs]
+    while len(observed) < steps:
+        action, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        obs, _, start, _ = envs.step(action)
+        if start[0]:
+            break
+        observed.append(obs)
+    envs.close()
+    with torch.no_grad():
+        tensor, _ = model.policy.obs_to_tensor(np.concatenate(observed))
+        frames = model.policy.extract_features(tensor).reshape(1, len(observed), *memory.observation_shape)
+    if memory.self_motion:  # the two action channels are the agent's moves, not the image
+        frames = frames[:, :, :-2]
+    result = {"relative_error": equivariance_error(memory.rnn, memory.rnn.flow, frames.float()), "steps": len(observed),
+              "seed": seed, "relaxed": memory.rnn.relaxed}
+    if memory.rnn.relaxed:
+        result["combination_weights"] = combination_weights(memory.rnn)[0].numpy().round(6).tolist()
+    return result

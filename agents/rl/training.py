@@ -24,7 +24,7 @@ from typing import Any
 
 from fernn.agents.rl.config import RLConfig
 from fernn.agents.rl.envs import make_vec_env
-from fernn.agents.rl.evaluation import EvalCheckpointCallback, cached_bounds, restore_rngs
+from fernn.agents.rl.evaluation import EvalCheckpointCallback, cached_bounds, policy_equivariance, restore_rngs
 from fernn.agents.rl.figures import learning_curve, read_evaluations
 from fernn.agents.rl.models import load_model, make_model, saved_timesteps
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
@@ -82,6 +82,9 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
         bounds = cached_bounds(config, bounds_episodes, default_data_dir() / "bounds")
         results = {"config": config.to_dict(), "final": rows[-1], "evaluations": rows, "bounds": bounds,
                    "parameters": sum(p.numel() for p in model.policy.parameters())}
+        equivariance = policy_equivariance(model, config)
+        if equivariance is not None:
+            results["equivariance"] = equivariance
         learning_curve(run.path / "learning_curve.png", {config.policy: rows}, bounds, title=config.name)
         write_json(run.path / "results.json", results)
     return results

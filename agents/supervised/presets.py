@@ -18,7 +18,8 @@ PAPER_EPOCH_SEQUENCES = 60_000  # an MNIST epoch of the reference datasets
 class Preset:
     reproduces: str
     settings: dict[str, Any]
-    #: the ``fernn-rl collect`` command of the trajectory file a ``--data`` preset trains on (None: a built-in task)
+    #: the command that writes the trajectory file a ``--data`` preset trains on (``fernn-rl collect ...`` or an
+    #: example script; None: a built-in task)
     collect: str | None = None
 
 
@@ -61,6 +62,36 @@ def _flowm_3d(model: str, what: str) -> Preset:
                          "grad_clip": 1.0, "teacher_forcing": 0.125}, collect=BLOCKS_128)
 
 
+#: the approximate-equivariance comparisons (docs/approximate_equivariance.md): the demo's recipe, validated once
+#: at the end (the evaluated checkpoint is the last), the same for every model of a task
+APPROX_RECIPE = {"decoder_layers": 2, "context": 5, "predict": 5, "epochs": 1, "lr": 2e-3, "teacher_forcing": 1.0,
+                 "teacher_forcing_end": 0.0, "eval_sequences": 32, "val_batches": 2, "device": "cpu", "log_every": 20,
+                 "checkpoint_every": 100}
+APPROX_TASKS = {
+    "pong": {"hidden": 12, "batch_size": 8, "steps_per_epoch": 300, "vmax": 2},
+    "bounce": {"env": "flowing-mnist", "source": "embedded", "boundary": "bounce", "image_size": 36, "data_vmax": 1,
+               "eval_vmax": 1, "hidden": 16, "batch_size": 16, "steps_per_epoch": 600},
+    "exact": {"env": "flowing-mnist", "source": "embedded", "data_vmax": 1, "eval_vmax": 2, "hidden": 16,
+              "batch_size": 16, "steps_per_epoch": 600},
+}
+APPROX_MODELS = {
+    "grnn": {"model": "grnn"},
+    "fernn-v2": {"model": "fernn", "vmax": 2},
+    "relaxed-a1e-4": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1e-4},
+    "relaxed-a1e-2": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1e-2},
+}
+APPROX_WHAT = {"pong": "Pong frames (examples/atari_pong.py's data)",
+               "bounce": "Flowing MNIST with digits bouncing off the borders (36 px, |v| <= 1)",
+               "exact": "Flowing MNIST on a torus, trained on |v| <= 1, tested on |v| <= 2"}
+PONG_DATA = "python examples/atari_pong.py --out runs/pong  (writes runs/pong/pong.npz)"
+
+
+def _approx(task: str, model: str) -> Preset:
+    return Preset(f"Approximate equivariance, {APPROX_WHAT[task]}: {model}",
+                  {**APPROX_RECIPE, **APPROX_TASKS[task], **APPROX_MODELS[model]},
+                  collect=PONG_DATA if task == "pong" else None)
+
+
 V4R = [-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0]
 PRESETS: dict[str, Preset] = {
     "table1-translation-grnn": _translation("grnn", 0, 2, "FERNN paper Table 1, Translating MNIST, G-RNN (data |v| <= 2)"),
@@ -96,12 +127,13 @@ PRESETS: dict[str, Preset] = {
     "flowm-3d-no-velocities": _flowm_3d("fernn-3d-no-velocities", "FloWM 3-D ablation: no velocity channels"),
     "flowm-3d-no-self-motion": _flowm_3d("fernn-3d-no-self-motion", "FloWM 3-D ablation: no self-motion equivariance"),
     "flowm-3d-rssm": _flowm_3d("rssm", "FloWM 3-D baseline: a DreamerV3-style RSSM"),
+    **{f"approx-{task}-{model}": _approx(task, model) for task in APPROX_TASKS for model in APPROX_MODELS},
 }
 
 
 def describe(name: str) -> str:
     """One line per preset for ``--help``: what it reproduces and its key hyperparameters."""
     preset = PRESETS[name]
-    keys = ("model", "vmax", "data_vmax", "hidden", "epochs", "batch_size", "lr")
+    keys = ("model", "vmax", "data_vmax", "relaxed", "relax_alpha", "hidden", "epochs", "batch_size", "lr")
     shown = ", ".join(f"{k}={preset.settings[k]}" for k in keys if k in preset.settings)
     return f"{name}: {preset.reproduces} ({shown})"
