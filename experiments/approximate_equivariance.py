@@ -77,12 +77,16 @@ def config_of(task: str, model: str, seed: int, out: Path):
     return TrainConfig(**settings)
 
 
-def run_one(task: str, model: str, seed: int, out: str) -> str:
-    """Train and evaluate one run on one thread (skipped when its results exist)."""
+def one_thread() -> None:
+    """A worker's initialiser: one thread each, so that ``--workers`` runs share the cores without contention."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
+
+
+def run_one(task: str, model: str, seed: int, out: str) -> str:
+    """Train and evaluate one run (skipped when its results exist)."""
     from fernn.agents import train
 
     config = config_of(task, model, seed, Path(out))
@@ -97,7 +101,7 @@ def run(out: Path, seeds: list[int], tasks: list[str], workers: int) -> None:
     if "pong" in tasks:
         pong_data(out)
     jobs = [(task, model, seed) for seed in seeds for task in tasks for model in MODELS]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=one_thread) as pool:
         for line in pool.map(run_one, *zip(*jobs), [str(out)] * len(jobs)):
             print(line, flush=True)
 
@@ -186,7 +190,7 @@ def tables(summary: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def figures(summary: dict[str, Any]) -> None:
+def figures(summary: dict[str, Any], docs: Path = DOCS) -> None:
     from fernn import TranslationFlow
     from fernn.agents import plots
 
@@ -195,17 +199,18 @@ def figures(summary: dict[str, Any]) -> None:
         for model in ("relaxed-a1e-4", "relaxed-a1e-2"):
             first = data["models"].get(model, {}).get("0")
             if first and "combination_weights" in first:
-                plots.combination_weights(DOCS / f"approx_weights_{task}_{model}.png",
+                plots.combination_weights(docs / f"approx_weights_{task}_{model}.png",
                                           np.asarray(first["combination_weights"]), velocities,
                                           title=f"{LABELS[model]}, {task}, seed 0")
 
 
-def report(out: Path) -> None:
+def report(out: Path, results: Path = RESULTS, docs: Path = DOCS) -> None:
+    """Write the summary JSON, the doc's table (``approximate_equivariance_table.md``) and the weight pictures."""
     summary = collect(out)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=1) + "\n")
-    (DOCS / "approximate_equivariance_table.md").write_text(tables(summary))
-    figures(summary)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(summary, indent=1) + "\n")
+    (docs / "approximate_equivariance_table.md").write_text(tables(summary))
+    figures(summary, docs)
     print(tables(summary))
 
 
@@ -216,11 +221,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--workers", type=int, default=2, help="Runs at once, one thread each.")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="Where report writes the summary JSON.")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="Where report writes the table and figures.")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.out, args.seeds, args.tasks, args.workers)
     else:
-        report(args.out)
+        report(args.out, args.results, args.docs)
 
 
 if __name__ == "__main__":

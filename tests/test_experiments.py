@@ -158,3 +158,47 @@ def test_the_block_world_benchmark_table_is_the_recorded_run():
     assert f"| {figures['vector_steps_per_s']:,.0f} | **{figures['vector_vs_miniworld']:.1f}×** |" in page
     assert f"| {figures['single_steps_per_s']:,.0f} |" in page and f"| {figures['miniworld_steps_per_s']:,.0f} |" in page
     assert figures["num_envs"] == 16 and figures["obs_size"] == 64 and figures["rounds"] == 5
+
+
+def _approximate_equivariance():
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        import approximate_equivariance
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return approximate_equivariance
+
+
+def test_approximate_equivariance_runs_resumes_and_reports_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
+    import json
+
+    from fernn.agents.supervised.presets import Preset
+
+    grid = _approximate_equivariance()
+    tiny = {"steps_per_epoch": 2, "eval_sequences": 2, "val_batches": 1, "hidden": 2, "batch_size": 2}
+    presets = {name: Preset(p.reproduces, {**p.settings, **tiny}, p.collect) for name, p in grid.PRESETS.items()}
+    monkeypatch.setattr(grid, "PRESETS", presets)
+    for model in grid.MODELS:
+        assert grid.run_one("bounce", model, 0, str(tmp_path)).endswith(" s")
+    assert grid.run_one("bounce", "grnn", 0, str(tmp_path)).endswith("done before")  # resumes, redoes nothing
+    grid.report(tmp_path, tmp_path / "summary.json", tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    bounce = summary["tasks"]["bounce"]
+    assert set(bounce["models"]) == set(grid.MODELS) and bounce["copy_last"]["rollout_mse"] > 0
+    assert bounce["models"]["fernn-v2"]["0"]["equivariance_error"] < 1e-5
+    assert "combination_weights" in bounce["models"]["relaxed-a1e-2"]["0"]
+    assert (tmp_path / "approx_weights_bounce_relaxed-a1e-2.png").is_file()
+    table = (tmp_path / "approximate_equivariance_table.md").read_text()
+    assert table == grid.tables(summary) and "| copy the last frame |" in table
+
+
+def test_the_approximate_equivariance_tables_are_the_stored_results():
+    """Every number of the doc's tables comes from experiments/results/approximate_equivariance.json."""
+    import json
+
+    grid = _approximate_equivariance()
+    root = EXPERIMENTS.parent
+    summary = json.loads((root / "experiments/results/approximate_equivariance.json").read_text())
+    tables = grid.tables(summary)
+    assert (root / "docs/approximate_equivariance_table.md").read_text() == tables
+    assert tables in (root / "docs/approximate_equivariance.md").read_text()
