@@ -18,12 +18,12 @@ _IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 
 class _AddDriveActivate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, conv_out, drive, activation):  # noqa: D102 - autograd API
-        state = velocity_view(conv_out, drive.shape[0])
+    def forward(ctx, conv_out, drive, activation, num_v=None):  # noqa: D102 - autograd API
+        state = velocity_view(conv_out, drive.shape[0], num_v)
         _IN_PLACE[activation](state.add_(drive[:, None]))
         ctx.mark_dirty(conv_out)
         ctx.save_for_backward(conv_out)
-        ctx.activation, ctx.batch = activation, drive.shape[0]
+        ctx.activation, ctx.batch, ctx.num_v = activation, drive.shape[0], num_v
         return conv_out
 
     @staticmethod
@@ -34,12 +34,15 @@ class _AddDriveActivate(torch.autograd.Function):
             grad_pre = torch.ops.aten.threshold_backward(grad, out, 0)
         else:  # tanh' = 1 - tanh^2
             grad_pre = grad * (1 - out * out)
-        grad_drive = velocity_view(grad_pre, ctx.batch).sum(1) if ctx.needs_input_grad[1] else None
-        return grad_pre, grad_drive, None
+        grad_drive = velocity_view(grad_pre, ctx.batch, ctx.num_v).sum(1) if ctx.needs_input_grad[1] else None
+        return grad_pre, grad_drive, None, None
 
 
-def velocity_view(maps: torch.Tensor, batch: int) -> torch.Tensor:
-    """``(B * V, C, H, W)`` maps (velocity-minor) as ``(B, V, H, W, C)``: a view, whatever the memory format."""
+def velocity_view(maps: torch.Tensor, batch: int, num_v: int | None = None) -> torch.Tensor:
+    """``(B * V, C, H, W)`` maps (velocity-minor) as ``(B, V, H, W, C)``: a view, whatever the memory format. With
+    ``num_v``: ``(B, V * C, H, W)`` maps (the grouped layout of a relaxed core) as ``(B, V, H, W, C)``."""
+    if num_v is not None:
+        return maps.unflatten(1, (num_v, -1)).permute(0, 1, 3, 4, 2)
     return maps.permute(0, 2, 3, 1).unflatten(0, (batch, -1))
 
 
@@ -57,3 +60,11 @@ def add_drive_activate(conv_out: torch.Tensor, drive: torch.Tensor, activation: 
         channels-last, as the CPU and cuDNN convolutions return for channels-last inputs).
     """
     return velocity_view(_AddDriveActivate.apply(conv_out, drive, activation), drive.shape[0])
+
+
+def add_drive_activate_grouped(conv_out: torch.Tensor, drive: torch.Tensor, activation: str,
+                               num_v: int) -> torch.Tensor:
+    """:func:`add_drive_activate` for the grouped convolution of a relaxed core: ``conv_out (B, V * C, H, W)``
+    (channels-last: memory ``(B, H, W, V, C)``), overwritten; returns the new state ``(B, V, H, W, C)`` as a view of
+    it (memory still ``(B, H, W, V, C)``, which the relaxed core's transport reads without a copy)."""
+    return velocity_view(_AddDriveActivate.apply(conv_out, drive, activation, num_v), drive.shape[0], num_v)

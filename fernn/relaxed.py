@@ -14,8 +14,10 @@ paddle under control), and the :func:`relaxation_penalty` ``mean |w(v) - w(v')|`
 difference.
 
 Cost: the ``V`` kernels are combined once per sequence (one small ``einsum``), and the recurrent convolution of all
-velocity channels is one grouped convolution with ``V`` groups: the same multiply-adds as the strict step, plus
-one copy of the moved state into the grouped layout and one back.
+velocity channels is one grouped convolution with ``V`` groups: the same multiply-adds as the strict step. A relaxed
+core keeps its state in the grouped convolution's layout, ``(B, H, W, V, C)`` in memory (the velocity axis inside
+each pixel), so the transport's row copy writes the convolution's input and the convolution writes the next state,
+with no copy between layouts.
 """
 
 from __future__ import annotations
@@ -70,29 +72,22 @@ class RelaxedVelocityConv(nn.Module):
         kernels = torch.einsum("vl,loikj->voikj", self.combination, self.banks)
         return kernels.reshape(self.num_velocities * self.channels, *self.banks.shape[2:])
 
-    def forward(self, transported: torch.Tensor, batch: int, kernels: torch.Tensor | None = None) -> torch.Tensor:
-        """Convolve every velocity channel with its own kernel.
+    def forward(self, transported: torch.Tensor, kernels: torch.Tensor | None = None) -> torch.Tensor:
+        """Convolve every velocity channel with its own kernel: one grouped convolution with ``V`` groups.
 
         Args:
-            transported: ``(B * V, C, H + 2p, W + 2p)`` channels-last moved and padded maps (velocity-minor), the
-                output of :meth:`fernn.translation.TranslationCore.transport`.
-            batch: ``B``.
+            transported: ``(B, H + 2p, W + 2p, V, C)`` contiguous moved and padded maps in the grouped layout (the
+                output of a relaxed :meth:`fernn.translation.TranslationCore.transport`): as a channels-last
+                ``(B, V * C, H + 2p, W + 2p)`` tensor it is the grouped convolution's input, without a copy.
             kernels: :meth:`kernels`, computed once per sequence (``None``: computed here).
 
         Returns:
-            ``(B * V, C, H, W)`` in channels-last memory, as a plain convolution of ``transported`` returns it
-            (so :func:`fernn.fused.add_drive_activate` takes it unchanged).
+            ``(B, V * C, H, W)`` channels-last (memory ``(B, H, W, V, C)``).
         """
         kernels = self.kernels() if kernels is None else kernels
-        num_v, channels = self.num_velocities, self.channels
-        padded_h, padded_w = transported.shape[-2:]
-        # (B*V, H', W', C) memory -> (B, H', W', V*C): the velocity axis becomes the groups of one convolution
-        grouped = transported.permute(0, 2, 3, 1).reshape(batch, num_v, padded_h, padded_w, channels)
-        grouped = grouped.permute(0, 2, 3, 1, 4).reshape(batch, padded_h, padded_w, num_v * channels)
-        out = F.conv2d(grouped.permute(0, 3, 1, 2), kernels.to(transported.dtype), groups=num_v)
-        height, width = out.shape[-2:]
-        out = out.permute(0, 2, 3, 1).reshape(batch, height, width, num_v, channels).permute(0, 3, 1, 2, 4)
-        return out.contiguous().view(batch * num_v, height, width, channels).permute(0, 3, 1, 2)
+        batch, padded_h, padded_w = transported.shape[:3]
+        grouped = transported.view(batch, padded_h, padded_w, -1).permute(0, 3, 1, 2)
+        return F.conv2d(grouped, kernels.to(transported.dtype), groups=self.num_velocities)
 
     def penalty(self) -> torch.Tensor:
         """``mean |w(v) - w(v')|`` over neighbouring velocities and banks (0 for a single velocity): a scalar."""

@@ -57,6 +57,23 @@ def shifted_rows(shifts: torch.Tensor, height: int, width: int, pad: int = 0) ->
     return (local + pixels * torch.arange(len(shifts), device=local.device)[:, None]).flatten()
 
 
+def grouped_shifted_rows(shifts: torch.Tensor, batch: int, height: int, width: int,
+                         pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`shifted_rows` for a table in the grouped layout ``(B, H, W, V, C)`` (``V`` maps per item, the velocity
+    axis inside each pixel): map ``(b, v)`` moved by ``shifts[b * V + v]`` and padded, the output in the same layout
+    ``(B, H + 2 pad, W + 2 pad, V, C)``. Returns the forward rows and the inverse-shift rows of the unpadded maps
+    (what :func:`shift_pad_maps` takes as ``rows``)."""
+    num_v = len(shifts) // batch
+
+    def grouped(local: torch.Tensor) -> torch.Tensor:  # (B * V, P) pixel indices -> rows ordered (b, pixel, v)
+        items = torch.arange(batch, device=local.device).repeat_interleave(num_v)[:, None]
+        velocity = torch.arange(num_v, device=local.device).repeat(batch)[:, None]
+        rows = (local + items * height * width) * num_v + velocity
+        return rows.view(batch, num_v, -1).transpose(1, 2).flatten()
+
+    return grouped(shift_index(shifts, height, width, pad)), grouped(shift_index(-shifts, height, width))
+
+
 def fold_circular_pad(grad: torch.Tensor, pad: int) -> torch.Tensor:
     """The adjoint of circular padding on channels-last maps: ``(N, H + 2p, W + 2p, C) -> (N, H, W, C)``,
     each halo pixel added onto the pixel it copied. Needs ``p <= H, W``."""
@@ -72,24 +89,25 @@ def fold_circular_pad(grad: torch.Tensor, pad: int) -> torch.Tensor:
 
 class _ShiftPadRows(torch.autograd.Function):
     """``table.index_select(0, rows)`` whose backward is the fold of the halo and the inverse shift
-    (two row copies) instead of a scatter-add."""
+    (two row copies) instead of a scatter-add. The output is ``maps`` padded images whose pixels hold one row or
+    several (the grouped layout of :func:`grouped_shifted_rows`: one row per velocity channel)."""
 
     @staticmethod
     def forward(ctx, table, rows, inverse, maps, height, width, pad):  # noqa: D102 - autograd API
         ctx.save_for_backward(rows, inverse)
-        ctx.dims = (maps, height, width, pad)
+        ctx.dims = (maps, height, width, pad, table.shape[0])
         return table.index_select(0, rows)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: D102 - autograd API
         rows, inverse = ctx.saved_tensors
-        maps, height, width, pad = ctx.dims
+        maps, height, width, pad, table_rows = ctx.dims
         channels = grad.shape[-1]
         if pad > height or pad > width:  # halo wraps more than once: accumulate generically
-            out = grad.new_zeros(maps * height * width, channels)
+            out = grad.new_zeros(table_rows, channels)
             return out.index_add_(0, rows, grad), None, None, None, None, None, None
-        padded = grad.view(maps, height + 2 * pad, width + 2 * pad, channels)
+        padded = grad.view(maps, height + 2 * pad, width + 2 * pad, -1)
         unpadded = fold_circular_pad(padded, pad) if pad else padded
         return unpadded.reshape(-1, channels).index_select(0, inverse), None, None, None, None, None, None
 
@@ -112,3 +130,11 @@ def shift_pad_maps(maps: torch.Tensor, shifts: torch.Tensor | None, pad: int,
         rows = (shifted_rows(shifts, height, width, pad), shifted_rows(-shifts, height, width))
     moved = _ShiftPadRows.apply(maps.reshape(-1, channels), rows[0], rows[1], count, height, width, pad)
     return moved.view(count, height + 2 * pad, width + 2 * pad, channels)
+
+
+def shift_pad_grouped(maps: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor], pad: int) -> torch.Tensor:
+    """:func:`shift_pad_maps` on the grouped layout: ``maps (B, H, W, V, C)`` contiguous, every ``(b, v)`` map moved
+    and padded by ``rows`` (:func:`grouped_shifted_rows`) -> ``(B, H + 2 pad, W + 2 pad, V, C)``, as row copies."""
+    batch, height, width, num_v, channels = maps.shape
+    moved = _ShiftPadRows.apply(maps.reshape(-1, channels), rows[0], rows[1], batch, height, width, pad)
+    return moved.view(batch, height + 2 * pad, width + 2 * pad, num_v, channels)

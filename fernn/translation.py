@@ -25,9 +25,9 @@ from torch import nn
 
 from fernn.core import RecurrentCore
 from fernn.flows import TranslationFlow
-from fernn.fused import add_drive_activate
+from fernn.fused import add_drive_activate, add_drive_activate_grouped
 from fernn.relaxed import RelaxedVelocityConv
-from fernn.shifts import shift_pad_maps, shifted_rows
+from fernn.shifts import grouped_shifted_rows, shift_pad_grouped, shift_pad_maps, shifted_rows
 
 
 class TranslationCore(RecurrentCore):
@@ -73,7 +73,10 @@ class TranslationCore(RecurrentCore):
         if offsets is not None:
             shifts = shifts + offsets.to(device, torch.long)[:, None]
         shifts = shifts.reshape(-1, 2)
-        rows = (shifted_rows(shifts, height, width, self.pad), shifted_rows(-shifts, height, width))
+        if self.relaxed:
+            rows = grouped_shifted_rows(shifts, batch, height, width, self.pad)
+        else:
+            rows = (shifted_rows(shifts, height, width, self.pad), shifted_rows(-shifts, height, width))
         if offsets is None:
             if len(self._index_cache) >= 8:
                 self._index_cache.clear()
@@ -100,12 +103,15 @@ class TranslationCore(RecurrentCore):
 
         Returns:
             ``(B * V, C, H + 2p, W + 2p)`` in channels-last memory: ``S_{offset} S_v h[v]`` padded by
-            ``p = k // 2``.
+            ``p = k // 2``. A relaxed core returns the grouped layout ``(B, H + 2p, W + 2p, V, C)`` instead (its
+            state's own layout; read it through :meth:`advected`).
         """
         batch, num_v, height, width, channels = h.shape
         if self.learned:
             h = self._learned_shift(h)
         rows = self._transport_rows(batch, height, width, h.device, offsets)
+        if self.relaxed:  # the state's memory is (B, H, W, V, C) already, unless it came from elsewhere
+            return shift_pad_grouped(h.permute(0, 2, 3, 1, 4).contiguous(), rows, self.pad)
         moved = shift_pad_maps(h.reshape(batch * num_v, height, width, channels), None, self.pad, rows)
         return moved.permute(0, 3, 1, 2)
 
@@ -129,6 +135,16 @@ class TranslationCore(RecurrentCore):
             weights: :meth:`weights`.
         """
         if self.relaxed:
-            return add_drive_activate(self.relaxed_conv(transported, drive.shape[0], weights), drive,
-                                      self.activation_name)
+            return add_drive_activate_grouped(self.relaxed_conv(transported, weights), drive, self.activation_name,
+                                              self.num_velocities)
         return add_drive_activate(self.conv_rec(transported), drive, self.activation_name)
+
+    def advected(self, transported: torch.Tensor, batch: int, *, padded: bool = False) -> torch.Tensor:
+        """:meth:`fernn.core.RecurrentCore.advected`, also for the grouped layout of a relaxed core."""
+        if not self.relaxed:
+            return super().advected(transported, batch, padded=padded)
+        moved = transported.permute(0, 3, 1, 2, 4)
+        p = self.pad
+        if padded or p == 0:
+            return moved
+        return moved[:, :, p:moved.shape[2] - p, p:moved.shape[3] - p]

@@ -51,14 +51,29 @@ def test_the_grouped_convolution_equals_a_loop_over_velocities():
     conv = RelaxedVelocityConv(flow.velocities, 3, 3, 2)
     _perturb(conv)
     batch, num_v = 2, flow.num_velocities
-    transported = torch.rand(batch * num_v, 10, 10, 3).permute(0, 3, 1, 2)  # channels-last, velocity-minor
-    out = conv(transported, batch)
+    transported = torch.rand(batch, 10, 10, num_v, 3)  # the grouped layout (B, H', W', V, C)
+    out = conv(transported)  # (B, V * C, H, W)
     kernels = torch.einsum("vl,loikj->voikj", conv.combination, conv.banks)
     for b in range(batch):
         for v in range(num_v):
-            expected = F.conv2d(transported[b * num_v + v:b * num_v + v + 1], kernels[v])
-            torch.testing.assert_close(out[b * num_v + v:b * num_v + v + 1], expected, rtol=1e-5, atol=1e-6)
+            expected = F.conv2d(transported[b, :, :, v].permute(2, 0, 1)[None], kernels[v])
+            torch.testing.assert_close(out[b:b + 1, v * 3:(v + 1) * 3], expected, rtol=1e-5, atol=1e-6)
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_relaxed_transport_is_the_strict_one_in_the_grouped_layout():
+    flow = TranslationFlow(2)
+    strict, relaxed = FERNN(1, 3, flow).core, FERNN(1, 3, flow, relaxed=1).core
+    h = torch.rand(2, 25, 7, 6, 3, requires_grad=True)
+    offsets = torch.tensor([[1, -2], [0, 3]])
+    for extra in (None, offsets):
+        expected = strict.advected(strict.transport(h, extra), 2, padded=True)
+        moved = relaxed.advected(relaxed.transport(h, extra), 2, padded=True)
+        torch.testing.assert_close(moved, expected, rtol=0, atol=0)
+        weights = torch.rand_like(expected)
+        (grad_strict,) = torch.autograd.grad((expected * weights).sum(), h)
+        (grad_relaxed,) = torch.autograd.grad((moved * weights).sum(), h)
+        torch.testing.assert_close(grad_relaxed, grad_strict, rtol=1e-6, atol=1e-6)
 
 
 def test_stepping_equals_the_sequence_and_gradients_reach_banks_and_weights():
