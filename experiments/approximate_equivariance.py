@@ -172,10 +172,10 @@ def tables(summary: dict[str, Any]) -> str:
     for task, data in summary["tasks"].items():
         unseen = task == "exact"
         header = "| model | rollout MSE | one-step MSE |" + (" unseen-velocity rollout MSE |" if unseen else "") + \
-            " equivariance error | seeds | training s |"
+            " equivariance error | seeds |"
         lines = [f"**{data['title']}**", "", header, "|" + "---|" * (header.count("|") - 1)]
         lines.append(f"| {LABELS['copy-last']} | {data['copy_last']['rollout_mse']:.5f} | - |"
-                     + (" - |" if unseen else "") + " - | - | - |")
+                     + (" - |" if unseen else "") + " - | - |")
         for model, seeds in data["models"].items():
             rows = list(seeds.values())
             cells = [mean_std([r["rollout_mse"] for r in rows]), mean_std([r["one_step_mse"] for r in rows])]
@@ -184,7 +184,6 @@ def tables(summary: dict[str, Any]) -> str:
             errors = [r["equivariance_error"] for r in rows if r["equivariance_error"] is not None]
             cells.append(f"{np.mean(errors):.1e}" if errors else "-")
             cells.append(str(len(rows)))
-            cells.append(f"{np.mean([r['seconds'] for r in rows]):.0f}")
             lines.append(f"| {LABELS[model]} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
