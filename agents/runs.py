@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -307,17 +308,33 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint {path}; train the run first")
+    if path.stat().st_size == 0:
+        raise RunFileError(f"{path} is empty (0 bytes: a write that never finished); resume from another checkpoint or "
+                           "start the run again with --overwrite")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise RunFileError(f"{path} holds objects other than tensors and plain data, which are not loaded (loading "
-                           f"them could run code): {str(error).splitlines()[0]}") from error
+                           f"them could run code): {_load_reason(error)}") from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise RunFileError(f"{path} is damaged (truncated or corrupt: {str(error).splitlines()[0]}); resume from "
+        raise RunFileError(f"{path} is damaged (truncated or corrupt: {_load_reason(error)}); resume from "
                            "another checkpoint or start the run again with --overwrite") from error
     if not isinstance(payload, dict):
         raise RunFileError(f"{path} is not a checkpoint of this project (a {type(payload).__name__}, not a dict)")
     return payload
+
+
+def _load_reason(error: BaseException) -> str:
+    """What ``torch.load`` found wrong, in one line: the global a pickle asks for, or its message without its advice to
+    load with ``weights_only=False`` (never to be followed on a file one did not make), or the error's type when it
+    says nothing."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    wanted = re.search(r"GLOBAL ([\w.]+)", message)
+    if wanted:
+        return f"it asks for the global {wanted.group(1)}"
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    kept = [line for line in lines if not any(word in line for word in ("weights_only", "trust", "Weights only"))]
+    return (kept or [type(error).__name__])[0]
 
 
 def open_run(run: RunDir, config: dict[str, Any], kind: str, *, resume: bool, overwrite: bool,

@@ -58,6 +58,18 @@ def test_a_malicious_checkpoint_is_refused_by_eval_rollout_and_resume(supervised
     assert not marker.exists()
 
 
+def test_an_empty_checkpoint_is_one_line_and_no_error_repeats_torchs_advice_to_unpickle(supervised_run, tmp_path):
+    theirs = tmp_path / "theirs"
+    shutil.copytree(supervised_run, theirs)
+    (theirs / "checkpoints" / "best.pt").write_bytes(b"")
+    one_line_error(runner.invoke(app, ["eval", str(theirs)]), "best.pt", "is empty")
+    one_line_error(runner.invoke(app, ["rollout", str(theirs)]), "best.pt", "is empty")
+    torch.save({"model": Plant(tmp_path / "marker")}, theirs / "checkpoints" / "best.pt")
+    result = runner.invoke(app, ["eval", str(theirs)])
+    one_line_error(result, "best.pt", "not loaded")
+    assert "weights_only" not in result.output and "asks for the global io.open" in " ".join(result.output.split())
+
+
 def test_a_truncated_checkpoint_or_config_is_one_line(supervised_run, tmp_path):
     theirs = tmp_path / "theirs"
     shutil.copytree(supervised_run, theirs)
