@@ -38,6 +38,7 @@ test-gpu: setup
 
 bench: setup
 	$(VENV)/bin/fernn-rl bench step --repeats 1 --rounds 3 --json experiments/results/bench_step_h32.json
+	$(VENV)/bin/fernn-rl bench step --hidden 16 --vmax 2 --relaxed 2 --no-bf16 --no-grnn-floor --repeats 1 --rounds 3 --json experiments/results/bench_step_relaxed.json
 	$(VENV)/bin/fernn-rl bench rotation --repeats 1 --rounds 3 --json experiments/results/bench_rotation.json
 	$(VENV)/bin/fernn-rl bench world-model --repeats 1 --rounds 3 --json experiments/results/bench_world_model.json
 	$(VENV)/bin/fernn-rl bench scenes --json experiments/results/bench_scenes.json

@@ -232,8 +232,10 @@ class CoreVectorEnv(VectorEnv):
         elif isinstance(seed, int):
             seeds = [seed + i for i in range(self.num_envs)]
         else:
-            if not isinstance(seed, (list, tuple, np.ndarray)) or len(seed) != self.num_envs:
-                raise ValueError(f"seed must be None, an int or a list of {self.num_envs} ints, got {seed!r}")
+            if not isinstance(seed, (list, tuple, np.ndarray)) or len(seed) != self.num_envs or not all(
+                    isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seed):
+                raise ValueError(f"seed must be None, an int or a list of {self.num_envs} non-negative ints (one per "
+                                 f"env), got {seed!r}")
             seeds = [int(s) for s in seed]
         mask = np.ones(self.num_envs, bool)
         if options and "reset_mask" in options:

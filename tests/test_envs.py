@@ -283,3 +283,12 @@ def test_occluded_tracking_goes_dark_in_gaps_while_the_world_and_reward_go_on():
                             ({"gap_every": -1}, "gap_every")):
         with pytest.raises(ValueError, match=message):
             gym.make("MNISTWorldTrack-v0", **kwargs)
+
+
+@pytest.mark.parametrize("seeds", [[1.5, 2], [1, True], [-1, 2], ["1", 2]])
+def test_a_vector_env_refuses_seed_lists_that_are_not_ints(seeds):
+    envs = gym.make_vec("FlowingMNIST-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(ValueError, match="non-negative ints"):
+        envs.reset(seed=seeds)
+    obs, _ = envs.reset(seed=[1, np.int64(2)])
+    assert obs.shape[0] == 2
