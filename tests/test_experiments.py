@@ -205,3 +205,19 @@ def test_the_approximate_equivariance_tables_are_the_stored_results():
     tables = grid.tables(summary)
     assert (root / "docs/approximate_equivariance_table.md").read_text() == tables
     assert tables in (root / "docs/approximate_equivariance.md").read_text()
+
+
+def test_the_relaxed_step_benchmark_table_is_the_recorded_run():
+    import json
+
+    root = EXPERIMENTS.parent
+    figures = json.loads((root / "experiments/results/bench_step_relaxed.json").read_text())
+    rows = {row["name"]: row for row in figures["results"]}
+    page = (root / "docs/benchmarks.md").read_text()
+    strict = rows["fernn"]["train_s"]
+    for name, label in (("fernn", "fernn (strict)"), ("relaxed L=2", "relaxed L=2"), ("no-flow floor", "no-flow floor"),
+                        ("roll-loop (paper)", "roll loop (paper)")):
+        ratio = f"{rows[name]['train_s'] / strict:.2f}×"
+        ratio = f"**{ratio}**" if name == "relaxed L=2" else ratio
+        assert f"| {label} | {rows[name]['train_s']:.3f} | {rows[name]['saved_mib']:.0f} | {ratio} |" in page, label
+    assert figures["relaxed"] == 2 and figures["hidden"] == 16 and figures["rounds"] == 3
