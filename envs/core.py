@@ -76,7 +76,7 @@ def check_action(space: gym.Space, action: Any) -> np.ndarray:
     """``action`` as an array of the space's dtype, or a ``ValueError`` saying what the space accepts."""
     try:
         array = np.asarray(action, dtype=space.dtype)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"action {action!r} cannot be read as {space}: {error}") from error
     if isinstance(space, gym.spaces.Discrete) and array.shape == ():
         ok = space.contains(int(array)) and float(np.asarray(action)) == int(array)

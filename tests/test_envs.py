@@ -292,3 +292,11 @@ def test_a_vector_env_refuses_seed_lists_that_are_not_ints(seeds):
         envs.reset(seed=seeds)
     obs, _ = envs.reset(seed=[1, np.int64(2)])
     assert obs.shape[0] == 2
+
+
+@pytest.mark.parametrize("env_id", ["MNISTWorld-v0", "DynamicBlockWorld-v0"])
+def test_an_action_too_large_for_any_integer_is_the_documented_value_error(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="cannot be read as Discrete"):
+        env.step(2 ** 70)
