@@ -52,7 +52,8 @@ class BlockWorldBatch(EnvBatch):
         self.obs_size = check_count("obs_size", obs_size, minimum=8)
         if self.obs_size > 1024:
             raise ValueError(f"obs_size must be an integer in [8, 1024] (pixels per side), got {obs_size}")
-        if isinstance(fov, bool) or not isinstance(fov, (int, float)) or not 0 < fov < 180:
+        if isinstance(fov, (bool, np.bool_)) or not isinstance(fov, (int, float, np.integer, np.floating)) \
+                or not 0 < fov < 180:
             raise ValueError(f"fov must be a field of view in degrees in (0, 180), got {fov!r}")
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")

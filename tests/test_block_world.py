@@ -221,3 +221,13 @@ def test_frames_that_would_not_fit_in_memory_are_refused():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             BlockWorldBatch(1, device="cuda")
+
+
+def test_a_numpy_field_of_view_is_a_number_like_any_other():
+    import gymnasium as gym
+    import numpy as np
+
+    import fernn.envs  # noqa: F401
+
+    seen = [gym.make("DynamicBlockWorld-v0", fov=fov).reset(seed=0)[0] for fov in (60, np.float32(60), np.int64(60))]
+    assert all(np.array_equal(seen[0], other) for other in seen[1:])
