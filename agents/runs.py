@@ -283,12 +283,18 @@ class RunDir:
         write_csv(self.metrics_path, rows, columns)
 
     def merge_results(self, results: dict[str, Any]) -> None:
-        """Lay ``results`` over the run's ``results.json`` (a damaged one is one clear error, never overwritten)."""
+        """Lay ``results`` over the run's ``results.json`` (a damaged one is one clear error, never overwritten). The
+        ``files`` lists are joined: a file an earlier evaluation wrote stays listed while it is in the run directory."""
         path = self.path / "results.json"
         merged = read_json(path) if path.exists() else {}
         if not isinstance(merged, dict):
             raise RunFileError(f"{path} must hold a JSON object of results, got {type(merged).__name__}")
+        earlier = merged.get("files") if isinstance(merged.get("files"), list) else []
         merged.update(results)
+        if "files" in results:
+            kept = [f for f in earlier if isinstance(f, str) and not Path(f).is_absolute() and ".." not in Path(f).parts
+                    and (self.path / f).is_file()]
+            merged["files"] = list(dict.fromkeys([*kept, *results["files"]]))
         write_json(path, merged)
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> Path:

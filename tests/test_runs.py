@@ -150,3 +150,15 @@ def test_a_killed_rl_run_resumes_without_losing_an_update(tmp_path):
     assert strip(after)[:len(kept)] == kept == strip(uninterrupted)[:len(kept)]  # nothing rewritten, same history
     assert [r[0] for r in strip(after)] == [r[0] for r in strip(uninterrupted)]
     assert _saved_updates(tmp_path / "killed" / "model.zip") == _saved_updates(tmp_path / "reference" / "model.zip")
+
+
+def test_merging_results_keeps_the_files_earlier_evaluations_wrote(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    for name in ("rollout_0.gif", "test_mse_per_step.png"):
+        (run.path / name).write_bytes(b"x")
+    (run.path / "results.json").write_text(json.dumps({"files": ["rollout_0.gif", "gone.png", "../../etc/passwd"],
+                                                       "test": {"mse": 1.0}}))
+    run.merge_results({"test": {"mse": 0.5}, "files": ["test_mse_per_step.png"]})
+    merged = json.loads((run.path / "results.json").read_text())
+    assert merged["files"] == ["rollout_0.gif", "test_mse_per_step.png"] and merged["test"] == {"mse": 0.5}
