@@ -162,3 +162,20 @@ def test_merging_results_keeps_the_files_earlier_evaluations_wrote(tmp_path):
     run.merge_results({"test": {"mse": 0.5}, "files": ["test_mse_per_step.png"]})
     merged = json.loads((run.path / "results.json").read_text())
     assert merged["files"] == ["rollout_0.gif", "test_mse_per_step.png"] and merged["test"] == {"mse": 0.5}
+
+
+def test_eval_of_an_evaluation_a_run_does_not_have_is_one_line(tmp_path):
+    import gymnasium as gym
+
+    import fernn.envs  # noqa: F401
+    from fernn.envs import collect_episodes
+
+    collect_episodes(gym.make("FlowingMNIST-v0", seq_len=8), 3, max_steps=7, seed=0).save(tmp_path / "frames.npz")
+    flags = ["--hidden", "2", "--vmax", "1", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1",
+             "--eval-sequences", "1", "--val-batches", "1", "--context", "2", "--predict", "2", "--device", "cpu", "-q"]
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "frames.npz"), *flags, "--out", str(tmp_path),
+                                 "--name", "run"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--what", "velocity"])
+    assert result.exit_code == 2 and "does not apply to this run" in " ".join(result.output.split()), result.output
+    assert "its evaluations: test, length, rollout, equivariance" in " ".join(result.output.split())

@@ -303,6 +303,10 @@ def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIO
 
         keep_allocations_warm()  # every evaluation batch allocates the same large tensors: reuse them (page faults)
     task = make_task(config, target)
+    available = [w for w in task.evaluations if w != "velocity" or task.velocity_grid]
+    if not set(what) & set(available):
+        raise ValueError(f"{', '.join(what)} does not apply to this run ({task.describe()}); its evaluations: "
+                         f"{', '.join(available)}")
     model = task.build_model().to(target)
     payload = run.load_checkpoint(f"{checkpoint}.pt", target)
     weights = payload.get("model")

@@ -68,6 +68,7 @@ class Task:
         velocity_grid: whether data can be generated at any velocity of a grid (the velocity evaluation).
         relaxable: the models of :attr:`models` that take ``relaxed`` (a translation-flow FERNN with velocity
             channels: :mod:`fernn.relaxed`).
+        evaluations: the evaluations (``fernn-rl eval --what``) that apply to the task's runs.
     """
 
     name: ClassVar[str] = ""
@@ -79,6 +80,7 @@ class Task:
     validation_split: ClassVar[str] = "test"
     velocity_grid: ClassVar[bool] = True
     relaxable: ClassVar[tuple[str, ...]] = ()
+    evaluations: ClassVar[tuple[str, ...]] = ("test", "length", "velocity", "rollout", "equivariance")
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
@@ -259,6 +261,7 @@ class ClassificationTask(Task):
               "grnn-plus": lambda task: _classifier(task, "learned"), "cnn3d": lambda task: CNN3DClassifier(1, 6)}
     single_velocity = ("grnn",)
     relaxable = ("fernn",)
+    evaluations = ("test", "velocity", "equivariance")
     monitor = ("val_accuracy", "max")
     columns = ["accuracy", "val_loss", "val_accuracy"]
     validation_split = "val"
@@ -352,6 +355,7 @@ class WorldModelTask(Task):
               for name in WORLD_MODELS}
     single_velocity = ("grnn", "action-concat")
     relaxable = ("fernn", "fernn-no-self-motion")
+    evaluations = ("test", "length", "rollout", "equivariance")
     in_channels = 1
 
     @classmethod

@@ -86,6 +86,7 @@ class WorldModel3DTask(Task):
     name, kind = "trajectories", "world-model-3d"
     models: ClassVar[dict] = {name: (lambda task: ContextRollout3D(build_world_model_3d(task))) for name in MODELS_3D}
     velocity_grid = False
+    evaluations = ("test", "length", "rollout")
     defaults = {"hidden": 16, "batch_size": 8, "context": 16, "predict": 16}
 
     def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:
