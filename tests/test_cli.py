@@ -135,3 +135,12 @@ def test_median_timing_takes_the_median_of_rounds():
     merged = median_timing(rounds)
     assert (merged.train_s, merged.forward_s, merged.saved_mib) == (2.0, None, 10.0)
     assert median_timing(rounds[::2]).forward_s == 1.5
+
+
+def test_bench_takes_the_devices_every_command_takes(tmp_path):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "step", "--device", "auto", "--image-size", "6", "--hidden", "2", "--vmax", "0",
+                                 "--repeats", "1", "--batch-size", "2", "--no-bf16", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["bench", "step", "--device", "gpu"])
+    assert result.exit_code == 2 and "must be auto, cpu, cuda or cuda:N" in result.output

@@ -59,8 +59,6 @@ def _device_name(device: str) -> str:
         if not torch.cuda.is_available():
             fail(f"--device {device} asked for CUDA, but torch sees no CUDA device (torch {torch.__version__})")
         return torch.cuda.get_device_name(device)
-    if device != "cpu":
-        fail(f"--device must be cpu, cuda or cuda:N; got {device!r}")
     return f"CPU, {torch.get_num_threads()} threads"
 
 
@@ -85,7 +83,18 @@ def _report_timings(title: str, results: list, note: str, json_out: Optional[Pat
     _write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
 
 
-DEVICE_OPTION = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
+def _resolved(value: str) -> str:
+    """``--device`` as the benchmarks take it: ``auto`` is the CUDA device when there is one, else the CPU (the one
+    resolver of every command, :func:`fernn.devices.resolve_device`)."""
+    from fernn.devices import resolve_device
+
+    try:
+        return str(resolve_device(value, name="--device"))
+    except ValueError as error:
+        fail(str(error))
+
+
+DEVICE_OPTION = typer.Option("cpu", "--device", callback=_resolved, help="cpu, cuda, cuda:N or auto.")
 JSON_OPTION = typer.Option(None, "--json", help="Also write the figures to this JSON file (atomically).")
 ROUNDS_OPTION = typer.Option(1, "--rounds", min=1, help="Measure every row this many times, round-robin, and report "
                                                         "the median over rounds (drift then slows all rows alike).")

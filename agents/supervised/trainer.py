@@ -29,6 +29,7 @@ from torch import nn
 from fernn._extras import install_line, installed
 from fernn.allocator import keep_allocations_warm
 from fernn.budget import check_fits
+from fernn.devices import resolve_device
 from fernn.relaxed import relaxation_penalty
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.runs import RunDir, open_run, run_path, write_json
@@ -46,16 +47,6 @@ class TrainResult:
     interrupted: bool = False
     best: float | None = None
     results: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is present, else ``cpu``; clear error for a missing GPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; "
-                         "use --device cpu or auto")
-    return torch.device(name)
 
 
 @dataclass
