@@ -79,6 +79,7 @@ APPROX_MODELS = {
     "fernn-v2": {"model": "fernn", "vmax": 2},
     "relaxed-a1e-4": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1e-4},
     "relaxed-a1e-2": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1e-2},
+    "relaxed-a1": {"model": "fernn", "vmax": 2, "relaxed": 2, "relax_alpha": 1.0},
 }
 APPROX_WHAT = {"pong": "Pong frames (examples/atari_pong.py's data)",
                "bounce": "Flowing MNIST with digits bouncing off the borders (36 px, |v| <= 1)",
