@@ -125,7 +125,8 @@ def copy_last(task: str, out: Path) -> dict[str, Any]:
 def collect(out: Path) -> dict[str, Any]:
     """Every finished run's figures, by task, model and seed."""
     summary: dict[str, Any] = {"recipe": RECIPE, "tasks": {}, "command": "python experiments/approximate_equivariance.py "
-                               f"run --out {out} --seeds 0 1 --workers 2"}
+                               "run --seeds 0 1 --workers 2 (and --tasks exact --models relaxed-a1)",
+                               "hardware": "2-core x86 CPU, torch " + __import__("torch").__version__ + ", one thread a run"}
     for task in TASKS:
         rows: dict[str, Any] = {}
         for model in MODELS:
