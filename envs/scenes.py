@@ -58,6 +58,17 @@ def check_digit_room(name: str, value: Any) -> int:
     return value
 
 
+def check_boundary(boundary: Any, image_size: int) -> str:
+    """A border rule of :data:`BOUNDARIES` that ``image_size`` frames allow (``bounce`` needs room for a digit to
+    move), or a ``ValueError`` saying what is accepted."""
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
+    if boundary == "bounce" and image_size <= DIGIT_SIZE:
+        raise ValueError(f"boundary 'bounce' needs image_size > {DIGIT_SIZE}: a {DIGIT_SIZE}-px digit fills a "
+                         f"{image_size}-px frame and has no room to move (e.g. image_size=40)")
+    return boundary
+
+
 def as_bank(digits: DigitBank | DigitSet, device: torch.device | str | None) -> DigitBank:
     """``digits`` as a :class:`DigitBank` (a :class:`DigitSet` is moved to ``device``)."""
     return digits if isinstance(digits, DigitBank) else DigitBank(digits, device or "cpu")
@@ -139,12 +150,7 @@ class TranslationScenes:
                  velocities: Any = 2, boundary: str = "wrap", device: torch.device | str | None = None) -> None:
         self.bank = as_bank(digits, device)
         self.image_size = check_digit_room("image_size", image_size)
-        if boundary not in BOUNDARIES:
-            raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}; got {boundary!r}")
-        if boundary == "bounce" and self.image_size <= DIGIT_SIZE:
-            raise ValueError(f"boundary 'bounce' needs image_size > {DIGIT_SIZE}: a {DIGIT_SIZE}-px digit fills a "
-                             f"{self.image_size}-px frame and has no room to move (e.g. image_size=40)")
-        self.boundary = boundary
+        self.boundary = check_boundary(boundary, self.image_size)
         self.num_digits = check_count("num_digits", num_digits)
         self.seq_len = check_count("seq_len", seq_len)
         self.velocities = parse_velocities("velocities", velocities).to(self.bank.device)

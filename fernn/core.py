@@ -83,11 +83,16 @@ class RecurrentCore(nn.Module, abc.ABC):
     def advected(self, transported: torch.Tensor, batch: int, *, padded: bool = False) -> torch.Tensor:
         """``S_v h[v]`` inside a :meth:`transport` output as ``(B, V, H, W, C)`` (a view), or the padded maps
         ``(B, V, H + 2 pad, W + 2 pad, C)`` with ``padded`` (the unpadded ones start at ``(pad, pad)``)."""
-        moved = velocity_view(transported, batch)
+        moved = self.moved_maps(transported, batch)
         p = self.pad
         if padded or p == 0:
             return moved
         return moved[:, :, p:moved.shape[2] - p, p:moved.shape[3] - p]
+
+    def moved_maps(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
+        """A :meth:`transport` output as padded maps ``(B, V, H + 2 pad, W + 2 pad, C)`` (a view); cores whose
+        transport writes another layout override it."""
+        return velocity_view(transported, batch)
 
     def reject_offsets(self, flow: object) -> None:
         """Raise the error of a core that cannot take per-sample offsets."""

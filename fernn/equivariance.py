@@ -158,3 +158,19 @@ def equivariance_error(module: Callable[[torch.Tensor], Any], flow: Flow, x: tor
             scale = expected[:, :, valid].double().norm().clamp_min(torch.finfo(torch.float64).tiny)
             errors.append(float(difference / scale))
     return sum(errors) / len(errors)
+
+
+def equivariance_summary(rnn: Any, x: torch.Tensor) -> dict[str, Any]:
+    """A FERNN layer's equivariance on inputs ``x (B, T, C, H, W)``, JSON-ready: ``relative_error``
+    (:func:`equivariance_error` over :func:`default_elements`), the ``elements`` measured, ``relaxed`` (its filter
+    banks, 0 for exact sharing) and, for a relaxed recurrence, its ``combination_weights (V, L)`` and
+    ``relaxation_penalty``."""
+    from fernn.relaxed import combination_weights, relaxation_penalty
+
+    elements = default_elements(rnn.flow)
+    summary = {"relative_error": equivariance_error(rnn, rnn.flow, x, elements),
+               "elements": [list(nu) if isinstance(nu, tuple) else nu for nu in elements], "relaxed": rnn.relaxed}
+    if rnn.relaxed:
+        summary["combination_weights"] = combination_weights(rnn)[0].numpy().round(6).tolist()
+        summary["relaxation_penalty"] = float(relaxation_penalty(rnn))
+    return summary

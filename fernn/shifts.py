@@ -62,7 +62,7 @@ def grouped_shifted_rows(shifts: torch.Tensor, batch: int, height: int, width: i
     """:func:`shifted_rows` for a table in the grouped layout ``(B, H, W, V, C)`` (``V`` maps per item, the velocity
     axis inside each pixel): map ``(b, v)`` moved by ``shifts[b * V + v]`` and padded, the output in the same layout
     ``(B, H + 2 pad, W + 2 pad, V, C)``. Returns the forward rows and the inverse-shift rows of the unpadded maps
-    (what :func:`shift_pad_maps` takes as ``rows``)."""
+    (what :func:`shift_pad_grouped` takes as ``rows``)."""
     num_v = len(shifts) // batch
 
     def grouped(local: torch.Tensor) -> torch.Tensor:  # (B * V, P) pixel indices -> rows ordered (b, pixel, v)

@@ -139,12 +139,7 @@ class TranslationCore(RecurrentCore):
                                               self.num_velocities)
         return add_drive_activate(self.conv_rec(transported), drive, self.activation_name)
 
-    def advected(self, transported: torch.Tensor, batch: int, *, padded: bool = False) -> torch.Tensor:
-        """:meth:`fernn.core.RecurrentCore.advected`, also for the grouped layout of a relaxed core."""
-        if not self.relaxed:
-            return super().advected(transported, batch, padded=padded)
-        moved = transported.permute(0, 3, 1, 2, 4)
-        p = self.pad
-        if padded or p == 0:
-            return moved
-        return moved[:, :, p:moved.shape[2] - p, p:moved.shape[3] - p]
+    def moved_maps(self, transported: torch.Tensor, batch: int) -> torch.Tensor:
+        """:meth:`fernn.core.RecurrentCore.moved_maps`, also for the grouped layout ``(B, H', W', V, C)`` of a
+        relaxed core."""
+        return transported.permute(0, 3, 1, 2, 4) if self.relaxed else super().moved_maps(transported, batch)

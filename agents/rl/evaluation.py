@@ -230,8 +230,7 @@ def policy_equivariance(model, config: RLConfig, seed: int = EVAL_SEED, steps: i
     """The FERNN policy memory's equivariance error (:func:`fernn.equivariance_error`) on the first ``steps``
     observations of the seeded episode ``seed`` (the policy acting deterministically), and for a relaxed memory its
     combination weights; ``None`` for other policies and for a memory with one velocity channel."""
-    from fernn.equivariance import equivariance_error
-    from fernn.relaxed import combination_weights
+    from fernn.equivariance import equivariance_summary
 
     if config.policy != "fernn" or model.policy.lstm_actor.rnn.num_velocities < 2:
         return None
@@ -252,8 +251,4 @@ def policy_equivariance(model, config: RLConfig, seed: int = EVAL_SEED, steps: i
         frames = model.policy.extract_features(tensor).reshape(1, len(observed), *memory.observation_shape)
     if memory.self_motion:  # the two action channels are the agent's moves, not the image
         frames = frames[:, :, :-2]
-    result = {"relative_error": equivariance_error(memory.rnn, memory.rnn.flow, frames.float()), "steps": len(observed),
-              "seed": seed, "relaxed": memory.rnn.relaxed}
-    if memory.rnn.relaxed:
-        result["combination_weights"] = combination_weights(memory.rnn)[0].numpy().round(6).tolist()
-    return result
+    return {**equivariance_summary(memory.rnn, frames.float()), "steps": len(observed), "seed": seed}

@@ -183,16 +183,15 @@ class TrainConfig(RunSettings):
         if (self.eval_context is not None or self.eval_horizons is not None) and self.env != "trajectories":
             raise ValueError("eval_context and eval_horizons set the evaluation of first-person world models, trained on "
                              "a trajectory file of the block world (--data FILE.npz)")
+        from fernn.envs.scenes import DIGIT_SIZE, MAX_SIDE, check_boundary
+
         check_integers(self, ("relaxed",), minimum=0)
         check_number(self, "relax_alpha", low=0)
-        check_choice(self, "boundary", ("wrap", "bounce"))
-        check_integers(self, ("image_size",), minimum=28, maximum=4096)
-        if (self.boundary != "wrap" or self.image_size != 28) and self.env != "flowing-mnist":
+        check_integers(self, ("image_size",), minimum=DIGIT_SIZE, maximum=MAX_SIDE)
+        check_boundary(self.boundary, self.image_size)
+        if (self.boundary != "wrap" or self.image_size != DIGIT_SIZE) and self.env != "flowing-mnist":
             raise ValueError(f"boundary and image_size set Flowing MNIST's frames (--env flowing-mnist); got env "
                              f"{self.env!r}")
-        if self.boundary == "bounce" and self.image_size <= 28:
-            raise ValueError("boundary 'bounce' needs image_size > 28: a 28-px digit fills a 28-px frame and has no room "
-                             "to move between the borders (e.g. --image-size 40)")
         check_number(self, "lr", low=0, low_open=True)
         check_number(self, "grad_clip", low=0, low_open=True, optional=True)
         for name in ("teacher_forcing", "teacher_forcing_end"):

@@ -39,8 +39,8 @@ def evaluate(task: Task, model: torch.nn.Module, run: RunDir, *, seed: int,
             measured, figure = measure_equivariance(task, model, run, seed)
             if measured is not None:
                 results["equivariance"] = measured
-                results.setdefault("files", [])
-                results["files"] += [str(figure.relative_to(run.path))] if figure is not None else []
+            if figure is not None:
+                results.setdefault("files", []).append(str(figure.relative_to(run.path)))
         return results
 
 
@@ -48,24 +48,17 @@ def measure_equivariance(task: Task, model: torch.nn.Module, run: RunDir, seed: 
     """The model's equivariance error on test sequences (:func:`fernn.equivariance_error`, relative, averaged over
     the flow's elements next to zero) and, for a relaxed recurrence, its combination weights (values and a figure):
     ``(results or None for a model without velocity channels, the figure or None)``."""
-    from fernn.equivariance import default_elements, equivariance_error
-    from fernn.relaxed import combination_weights, relaxation_penalty
+    from fernn.equivariance import equivariance_summary
 
     found = task.equivariance_inputs(model, seed)
     if found is None:
         return None, None
     rnn, inputs = found
-    result = {"relative_error": equivariance_error(rnn, rnn.flow, inputs), "split": "test",
-              "sequences": int(inputs.shape[0]), "elements": [list(nu) if isinstance(nu, tuple) else nu
-                                                              for nu in default_elements(rnn.flow)],
-              "relaxed": rnn.relaxed}
+    result = {**equivariance_summary(rnn, inputs), "split": "test", "sequences": int(inputs.shape[0])}
     figure = None
     if rnn.relaxed:
-        weights = combination_weights(rnn)[0].numpy()
-        result["relaxation_penalty"] = float(relaxation_penalty(rnn))
-        result["combination_weights"] = weights.round(6).tolist()
-        velocities = getattr(rnn.flow, "velocities").numpy()
-        figure = plots.combination_weights(run.path / "combination_weights.png", weights, velocities,
+        figure = plots.combination_weights(run.path / "combination_weights.png",
+                                           np.asarray(result["combination_weights"]), rnn.flow.velocities.numpy(),
                                            title=f"Combination weights: {_name(task)}")
     return result, figure
 

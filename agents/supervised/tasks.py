@@ -150,8 +150,7 @@ class Task:
 def _predictor(task: Task, recurrence: str = "exact", single: bool = False) -> nn.Module:
     c = task.config
     return NextFramePredictor(task.in_channels, c.hidden, translation_flow(c, single=single),
-                              decoder_layers=c.decoder_layers, recurrence=recurrence,
-                              relaxed=c.relaxed if recurrence == "exact" and not single else 0)
+                              decoder_layers=c.decoder_layers, recurrence=recurrence, relaxed=c.relaxed)
 
 
 class PredictionTask(Task):
@@ -250,7 +249,7 @@ class RotationPredictionTask(PredictionTask):
 def _classifier(task: Task, recurrence: str = "exact", single: bool = False) -> nn.Module:
     c = task.config
     return SequenceClassifier(1, c.hidden, translation_flow(c, single=single), 6, recurrence=recurrence,
-                              relaxed=c.relaxed if recurrence == "exact" and not single else 0)
+                              relaxed=c.relaxed)
 
 
 class ClassificationTask(Task):
@@ -344,7 +343,7 @@ def build_world_model(config: TrainConfig, spec: dict[str, Any]) -> WorldModel:
     return WorldModel(spec["in_channels"], config.hidden, translation_flow(config, single=not velocities),
                       world_size=tuple(spec["world_hw"]), window_size=tuple(spec["window_hw"]),
                       self_motion=self_motion, action_concat=concat, decoder_layers=config.decoder_layers,
-                      relaxed=config.relaxed if velocities else 0)
+                      relaxed=config.relaxed)
 
 
 class WorldModelTask(Task):
