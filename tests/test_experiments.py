@@ -221,3 +221,37 @@ def test_the_relaxed_step_benchmark_table_is_the_recorded_run():
         ratio = f"**{ratio}**" if name == "relaxed L=2" else ratio
         assert f"| {label} | {rows[name]['train_s']:.3f} | {rows[name]['saved_mib']:.0f} | {ratio} |" in page, label
     assert figures["relaxed"] == 2 and figures["hidden"] == 16 and figures["rounds"] == 3
+
+
+def test_the_approximate_equivariance_prose_figures_are_the_stored_results():
+    """The percentages and ratios the doc's text quotes, computed from experiments/results/approximate_equivariance.json."""
+    import json
+
+    import numpy as np
+
+    root = EXPERIMENTS.parent
+    tasks = json.loads((root / "experiments/results/approximate_equivariance.json").read_text())["tasks"]
+    text = " ".join((root / "docs/approximate_equivariance.md").read_text().split())
+
+    def mean(task, model, key="rollout_mse"):
+        return float(np.mean([row[key] for row in tasks[task]["models"][model].values()]))
+
+    def recovered(task, model):
+        strict, grnn = mean(task, "fernn-v2"), mean(task, "grnn")
+        return (strict - mean(task, model)) / (strict - grnn)
+
+    pong_gain = 1 - mean("pong", "relaxed-a1e-4") / mean("pong", "fernn-v2")
+    figures = [f"{pong_gain:.0%}".replace("%", " %") + " better than FERNN-V2",
+               f"recovers {recovered('pong', 'relaxed-a1e-4'):.1%}".replace("%", " %"),
+               f"recovers {recovered('pong', 'relaxed-a1e-2'):.0%}".replace("%", " %"),
+               f"Relaxing recovers {recovered('bounce', 'relaxed-a1e-4'):.0%}".replace("%", " %"),
+               f"{mean('pong', 'relaxed-a1e-4') / mean('pong', 'grnn') - 1:.0%}".replace("%", " %") + " above it",
+               f"{mean('bounce', 'relaxed-a1e-4') / mean('bounce', 'grnn') - 1:.1%}".replace("%", " %") + " above G-RNN"]
+    unseen = {model: mean("exact", model, "velocity_mse_unseen") for model in ("fernn-v2", "relaxed-a1e-4",
+                                                                               "relaxed-a1e-2", "relaxed-a1", "grnn")}
+    figures += [f"{unseen['relaxed-a1e-4'] / unseen['fernn-v2']:.1f}× FERNN-V2's",
+                f"{unseen['relaxed-a1e-2'] / unseen['fernn-v2']:.2f}×)",
+                f"{unseen['relaxed-a1'] / unseen['fernn-v2']:.2f}× FERNN-V2's mean",
+                f"{unseen['grnn'] / unseen['relaxed-a1']:.0f}× below G-RNN's {unseen['grnn']:.3f}"]
+    for figure in figures:
+        assert figure in text, figure
