@@ -26,6 +26,7 @@ losses, entropy), ``eval.csv`` (real-env returns during training), ``checkpoints
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,11 +39,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from fernn import WorldModel
+from fernn.agents.interrupts import StopOnFirstInterrupt
 from fernn.agents.heads import ReadoutHead, VelocityActorHead
 from fernn.agents.planning import CEMPlanner, target_ink
-from fernn.agents.runs import EVAL_SEED, RunDir, open_run, run_path, write_csv, write_json
+from fernn.agents.runs import (EVAL_SEED, RunDir, check_inputs_outside, open_run, run_path, write_csv,
+                               write_json)
 from fernn.agents.settings import (RunSettings, check_choice, check_env_kwargs, check_integers, check_number,
                                    check_seed, check_strings)
+from fernn.budget import check_fits
 from fernn.devices import check_device_name
 
 SCORES = ("target-ink", "reward-head")
@@ -56,7 +60,11 @@ class DreamConfig(RunSettings):
     """A policy learned in a world model's imagination (see the module docstring); saved as ``config.json``."""
 
     world_model: str = ""
-    """The world-model run (``fernn-rl train --data FILE`` on episodes with window moves)."""
+    """The world-model run (``fernn-rl train --data FILE`` on episodes with window moves), stored as an absolute
+    path."""
+    world_model_digest: str = ""
+    """SHA-256 of the world model's checkpoint the policy was learned in (set when the run starts): a dream refuses
+    a world model that changed since (retrained or overwritten), instead of pairing its policy with another."""
     env: str = "MNISTWorldTrack-v0"
     """The real env the policy acts in (its windows and action_moves() must be the world model's)."""
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -103,7 +111,8 @@ class DreamConfig(RunSettings):
 
         if not isinstance(self.world_model, str) or not self.world_model:
             raise ValueError("world_model must name a world-model run directory (fernn-rl train --data FILE.npz)")
-        check_strings(self, ("env", "score", "checkpoint", "device", "out", "name"))
+        check_strings(self, ("env", "score", "checkpoint", "device", "out", "name", "world_model_digest"))
+        self.world_model = os.path.abspath(self.world_model)  # the run it depends on, wherever eval is run from
         self.env = ENV_IDS.get(self.env, self.env)  # a short name is stored as its id
         if not self.name:
             self.name = f"dream-{Path(self.world_model).name}-s{self.seed}"
@@ -189,9 +198,10 @@ class StartStates:
         return maps[:, -1]
 
 
-def reward_function(config: DreamConfig, world_config: dict[str, Any], device: torch.device
-                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, float] | None]:
-    """The reward of imagined windows ``(N, C, h, w)`` -> ``(N,)``, and the reward head's fit (or None)."""
+def reward_function(config: DreamConfig, world_config: dict[str, Any], view_shape: tuple[int, int, int],
+                    device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, float] | None]:
+    """The reward of imagined windows ``(N, C, h, w)`` (``view_shape`` = ``(C, h, w)``) -> ``(N,)``, and the reward
+    head's fit (or None)."""
     if config.score == "target-ink":
         return (lambda windows: target_ink(windows[:, None])), None
     from fernn.agents.planning import fit_reward_head
@@ -199,7 +209,7 @@ def reward_function(config: DreamConfig, world_config: dict[str, Any], device: t
     source = config.reward_data or world_config.get("data")
     if source is None:
         raise ValueError("score reward-head needs recorded rewards: pass reward_data (a trajectory file)")
-    head, fit = fit_reward_head(Path(source), seed=config.seed, device=device)
+    head, fit = fit_reward_head(Path(source), seed=config.seed, device=device, view_shape=view_shape)
     return (lambda windows: head(windows.clamp(0, 1))), fit
 
 
@@ -219,30 +229,60 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
 
     device = resolve_device(config.device)
     run = RunDir(run_path(config.out, config.name))
+    check_inputs_outside(run.path, {"--world-model": config.world_model, "--reward-data": config.reward_data})
     with run.lock():
         def setup(values: dict[str, Any]):
             stored = DreamConfig.from_dict(values)
             world_model, world_config = load_world_model(stored.world_model, checkpoint=stored.checkpoint,
                                                          device=device)
+            digest = check_world_model_identity(stored)
             if not isinstance(world_model, WorldModel):
                 raise ValueError(f"{stored.world_model} is a first-person world model; imagination learning needs a "
                                  "2-D one (fernn.WorldModel: train --data on episodes with window moves)")
+            if stored.score == "target-ink" and world_model.view_shape[0] < 2:
+                raise ValueError(f"--score target-ink scores the target channel (channel 1) of MNISTWorldTrack-v0's "
+                                 f"windows; {stored.world_model} sees one channel: use --score reward-head")
             probe = make_env(stored.env, stored.env_kwargs)
             moves = env_action_moves(probe, world_model)
             probe.close()
             if world_config.get("data") is None:
                 raise ValueError(f"{stored.world_model} was not trained on a trajectory file; imagination starts from "
                                  "the episodes the world model was trained on (train it with --data FILE.npz)")
+            state_bytes = world_model.initial_state(1, device="cpu").numel() * 4
+            check_fits(4.0 * state_bytes * stored.batch_size * (stored.horizon + 1), f"imagining {stored.batch_size} "
+                       f"trajectories of {stored.horizon} steps (the world model's state of "
+                       f"{state_bytes / 2 ** 20:.1f} MiB per step, kept for the actor-critic's update)",
+                       "lower --batch-size or --horizon", device)
             torch.manual_seed(stored.seed)
             agent = ImaginationActorCritic(world_model, moves).to(device)
             starts = StartStates(world_model, world_config["data"], stored.context, stored.seed, device)
-            reward, fit = reward_function(stored, world_config, device)
-            return stored, world_model, moves, agent, starts, reward, fit
+            reward, fit = reward_function(stored, world_config, world_model.view_shape, device)
+            return dataclasses.replace(stored, world_model_digest=digest), world_model, moves, agent, starts, reward, fit
 
         config_dict, (config, world_model, moves, agent, starts, reward, fit) = open_run(
             run, config.to_dict(), "dream", resume=resume, overwrite=overwrite, setup=setup, explicit=explicit,
-            extend="steps")
+            extend="steps", stored=lambda prepared: prepared[0].to_dict())
         return _train(run, config, world_model, moves, agent, starts, reward, fit, device, resume, reporter)
+
+
+def check_world_model_identity(config: DreamConfig) -> str:
+    """The SHA-256 of the world model's checkpoint, checked against the one ``config`` recorded (if any).
+
+    Raises:
+        fernn.agents.runs.RunFileError: the checkpoint changed since the dream was trained (the world-model run was
+            retrained, resumed or overwritten): the policy would act with another model than the one it learned in.
+    """
+    from fernn.agents.runs import RunFileError
+    from fernn.envs.storage import file_digest
+
+    path = Path(config.world_model) / "checkpoints" / f"{config.checkpoint}.pt"
+    digest = file_digest(path, "sha256")
+    if config.world_model_digest and digest != config.world_model_digest:
+        raise RunFileError(f"{path} changed since this dream was trained (its SHA-256 was "
+                           f"{config.world_model_digest[:12]}..., is {digest[:12]}...): the world-model run was "
+                           "retrained or overwritten, and the policy is never paired with another model; train the "
+                           "dream again (--overwrite) on the world model as it is now")
+    return digest
 
 
 def _train(run: RunDir, config: DreamConfig, world_model: WorldModel, moves: np.ndarray,
@@ -263,70 +303,96 @@ def _train(run: RunDir, config: DreamConfig, world_model: WorldModel, moves: np.
         metrics = [row for row in run.read_metrics() if int(row["update"]) <= state["update"]]
         evaluations = [row for row in _read_eval(run) if row["update"] <= state["update"]]
     started = time.perf_counter() - state["seconds"]
-    window = {"return": 0.0, "actor": 0.0, "critic": 0.0, "entropy": 0.0, "count": 0}
-    while state["update"] < config.steps:
-        maps = starts.sample(config.batch_size)
-        with torch.no_grad():  # the world model imagines; the actor acts by sampling
-            path, actions, rewards = [maps], [], []
-            for _ in range(config.horizon):
-                logits = agent.logits(path[-1])
-                action = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator).squeeze(-1)
-                prediction, following = world_model.imagine_step(path[-1], table[action.to(device)])
-                actions.append(action)
-                rewards.append(reward(prediction))
-                path.append(following)
-        states = torch.stack(path, 1)  # (B, H + 1, V, C, H, W)
-        taken, earned = torch.stack(actions, 1).to(device), torch.stack(rewards, 1)
-        values = agent.value(states.flatten(0, 1)).view(config.batch_size, config.horizon + 1)
-        returns = lambda_returns(earned, values.detach(), config.gamma, config.lambda_)
-        spread = float(torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05))
-        state["scale"] = 0.99 * state["scale"] + 0.01 * spread if state["update"] else spread
-        scale = max(1.0, state["scale"])
-        logits = agent.logits(states[:, :-1].flatten(0, 1)).view(config.batch_size, config.horizon, -1)
-        log_probs = logits.log_softmax(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
-        advantage = (returns - values[:, :-1]).detach() / scale
-        actor_loss = -(advantage * log_probs.gather(-1, taken[..., None]).squeeze(-1)).mean() - \
-            config.entropy * entropy.mean()
-        critic_loss = 0.5 * F.mse_loss(values[:, :-1], returns)
-        optimizer.zero_grad(set_to_none=True)
-        (actor_loss + critic_loss).backward()
-        nn.utils.clip_grad_norm_(agent.parameters(), 100.0)
-        optimizer.step()
-        state["update"] += 1
-        for key, value in (("return", earned.sum(1).mean()), ("actor", actor_loss), ("critic", critic_loss),
-                           ("entropy", entropy.mean())):
-            value = float(value.detach())
-            window[key] += value
-        window["count"] += 1
-        if state["update"] % config.log_every == 0 or state["update"] == config.steps:
-            count = window.pop("count")
-            row = {"update": state["update"], **{f"imagined_{k}" if k == "return" else f"{k}_loss" if k != "entropy"
-                                                 else k: v / count for k, v in window.items()},
-                   "return_scale": scale, "seconds": time.perf_counter() - started}
-            metrics.append(row)
-            run.write_metrics(metrics, list(row))
-            window = {"return": 0.0, "actor": 0.0, "critic": 0.0, "entropy": 0.0, "count": 0}
-            if reporter is not None:
-                reporter({"split": "train", **row, "total": config.steps})
-        if state["update"] % config.eval_every == 0 or state["update"] == config.steps:
-            state["seconds"] = time.perf_counter() - started
-            result = evaluate_policy(world_model, moves, agent, config, config.eval_episodes)
-            evaluations.append({"update": state["update"], "mean_return": result["mean_return"],
-                                "std_return": result["std_return"], "seconds": state["seconds"]})
-            write_csv(run.path / "eval.csv", evaluations, list(evaluations[-1]))
-            run.save_checkpoint("last.pt", {"agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "state": dict(state), "generator": generator.get_state(),
-                                            "data_generator": starts.data.generator.get_state(),
-                                            "moves": torch.as_tensor(moves)})
-            if reporter is not None:
-                reporter({"split": "eval", "update": state["update"], "total": config.steps, **evaluations[-1]})
+    window = dict(state.pop("window", None) or _empty_window())
+
+    def save_resume_point() -> None:
+        state["seconds"] = time.perf_counter() - started
+        run.save_checkpoint("last.pt", {"agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "state": {**state, "window": dict(window)}, "generator": generator.get_state(),
+                                        "data_generator": starts.data.generator.get_state(),
+                                        "moves": torch.as_tensor(moves)})
+
+    stop = StopOnFirstInterrupt()
+    try:
+        while state["update"] < config.steps and not stop.requested:
+            _update(config, world_model, agent, optimizer, starts, reward, table, generator, state, window, device)
+            if state["update"] % config.log_every == 0 or state["update"] == config.steps:
+                count = window.pop("count")
+                row = {"update": state["update"], **{f"imagined_{k}" if k == "return" else f"{k}_loss"
+                                                     if k != "entropy" else k: v / count for k, v in window.items()},
+                       "return_scale": max(1.0, state["scale"]), "seconds": time.perf_counter() - started}
+                metrics.append(row)
+                run.write_metrics(metrics, list(row))
+                window = _empty_window()
+                if reporter is not None:
+                    reporter({"split": "train", **row, "total": config.steps})
+            if state["update"] % config.eval_every == 0 or state["update"] == config.steps:
+                state["seconds"] = time.perf_counter() - started
+                result = evaluate_policy(world_model, moves, agent, config, config.eval_episodes)
+                evaluations.append({"update": state["update"], "mean_return": result["mean_return"],
+                                    "std_return": result["std_return"], "seconds": state["seconds"]})
+                write_csv(run.path / "eval.csv", evaluations, list(evaluations[-1]))
+                save_resume_point()
+                if reporter is not None:
+                    reporter({"split": "eval", "update": state["update"], "total": config.steps, **evaluations[-1]})
+    except KeyboardInterrupt:  # a second Ctrl-C: the update in progress is dropped, the last finished one kept
+        stop.requested = True
+    finally:
+        stop.restore()
+    if stop.requested and state["update"] < config.steps:
+        save_resume_point()
+        return {"interrupted": True, "updates": state["update"], "checkpoint": str(run.checkpoints / "last.pt")}
     run.save_checkpoint("final.pt", {"agent": agent.state_dict(), "moves": torch.as_tensor(moves)})
     results = {"config": config.to_dict(), "updates": state["update"], "training_seconds": state["seconds"],
                "reward_head_fit": fit, "parameters": sum(p.numel() for p in agent.parameters()),
                "evaluations": evaluations, "final": evaluate_settings(world_model, moves, agent, config)}
     write_json(run.path / "results.json", results)
     return results
+
+
+def _empty_window() -> dict[str, float]:
+    """The running sums of one log interval (imagined return, losses, entropy) and its number of updates."""
+    return {"return": 0.0, "actor": 0.0, "critic": 0.0, "entropy": 0.0, "count": 0}
+
+
+def _update(config: DreamConfig, world_model: WorldModel, agent: ImaginationActorCritic,
+            optimizer: torch.optim.Optimizer, starts: StartStates, reward, table: torch.Tensor,
+            generator: torch.Generator, state: dict[str, Any], window: dict[str, float], device: torch.device) -> None:
+    """One actor-critic update on ``batch_size`` imagined trajectories (the module docstring's recipe); adds the
+    update's figures to ``window`` and advances ``state`` (update count, return scale)."""
+    maps = starts.sample(config.batch_size)
+    with torch.no_grad():  # the world model imagines; the actor acts by sampling
+        path, actions, rewards = [maps], [], []
+        for _ in range(config.horizon):
+            logits = agent.logits(path[-1])
+            action = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator).squeeze(-1)
+            prediction, following = world_model.imagine_step(path[-1], table[action.to(device)])
+            actions.append(action)
+            rewards.append(reward(prediction))
+            path.append(following)
+    states = torch.stack(path, 1)  # (B, H + 1, V, C, H, W)
+    taken, earned = torch.stack(actions, 1).to(device), torch.stack(rewards, 1)
+    values = agent.value(states.flatten(0, 1)).view(config.batch_size, config.horizon + 1)
+    returns = lambda_returns(earned, values.detach(), config.gamma, config.lambda_)
+    spread = float(torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05))
+    state["scale"] = 0.99 * state["scale"] + 0.01 * spread if state["update"] else spread
+    scale = max(1.0, state["scale"])
+    logits = agent.logits(states[:, :-1].flatten(0, 1)).view(config.batch_size, config.horizon, -1)
+    log_probs = logits.log_softmax(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    advantage = (returns - values[:, :-1]).detach() / scale
+    actor_loss = -(advantage * log_probs.gather(-1, taken[..., None]).squeeze(-1)).mean() - \
+        config.entropy * entropy.mean()
+    critic_loss = 0.5 * F.mse_loss(values[:, :-1], returns)
+    optimizer.zero_grad(set_to_none=True)
+    (actor_loss + critic_loss).backward()
+    nn.utils.clip_grad_norm_(agent.parameters(), 100.0)
+    optimizer.step()
+    state["update"] += 1
+    for key, value in (("return", earned.sum(1).mean()), ("actor", actor_loss), ("critic", critic_loss),
+                       ("entropy", entropy.mean())):
+        window[key] += float(value.detach())
+    window["count"] += 1
 
 
 def _read_eval(run: RunDir) -> list[dict[str, float]]:
@@ -377,6 +443,7 @@ def load_dream(run_dir: str | Path, device: str = "cpu") -> tuple[ImaginedPolicy
     run = RunDir(run_dir)
     config = DreamConfig.from_dict(run.read_config(), str(run.config_path))
     world_model, _ = load_world_model(config.world_model, checkpoint=config.checkpoint, device=device)
+    check_world_model_identity(config)
     name = "final.pt" if (run.checkpoints / "final.pt").is_file() else "last.pt"
     saved = run.load_checkpoint(name, device)
     if not isinstance(saved.get("agent"), dict) or "moves" not in saved:

@@ -71,9 +71,12 @@ class RewardHead(torch.nn.Module):
 
 
 def fit_reward_head(data, *, steps: int = 300, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
-                    device: torch.device | str = "cpu") -> tuple[RewardHead, dict[str, float]]:
+                    device: torch.device | str = "cpu", view_shape: tuple[int, int, int] | None = None
+                    ) -> tuple[RewardHead, dict[str, float]]:
     """Fit a :class:`RewardHead` to a trajectory file's ``(o_t, r_t)`` pairs (the reward of the step that led to
     the window; the first window of each episode has none): a ``fernn.envs.TrajectoryDataset`` or its path.
+    ``view_shape``: the ``(C, h, w)`` views the head will score (a world model's ``view_shape``); a file of other
+    observations is refused before anything is fitted.
 
     Returns:
         The head (eval mode) and ``{"steps", "held_out_mse", "reward_variance", "r2"}`` on a held-out tenth.
@@ -83,6 +86,12 @@ def fit_reward_head(data, *, steps: int = 300, batch_size: int = 256, lr: float 
     steps, batch_size = check_int("steps", steps, minimum=1), check_int("batch_size", batch_size, minimum=1)
     source = data
     data = TrajectoryDataset.load(data, window=2, seed=seed) if not isinstance(data, TrajectoryDataset) else data
+    height, width, channels = data.observation_shape
+    if view_shape is not None and tuple(view_shape) != (channels, height, width):
+        raise ValueError(f"{source} holds {height}x{width} observations of {channels} channel(s); the world model "
+                         f"imagines {view_shape[1]}x{view_shape[2]} views of {view_shape[0]}: a reward head scores "
+                         "the views it was fitted on, so give --reward-data a file collected with the world model's "
+                         "observations (the flags of its training data)")
     for index in range(len(data.lengths)):
         rewards = np.asarray(data.field("rewards", index), np.float64)
         if not np.isfinite(rewards).all():

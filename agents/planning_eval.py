@@ -293,10 +293,15 @@ def _gif_frame(world: np.ndarray, window: np.ndarray, prediction: torch.Tensor) 
 SCORES = ("target-ink", "red-ink", "reward-head")
 
 
+PLAN_KIND = "plan"
+"""The ``kind`` of a planning run's ``results.json``: the one mark of a folder ``fernn-rl plan`` may write into."""
+
+
 def plan_folder(out: Path | None, world_model: Path, env_id: str) -> Path:
     """The output folder of a planning run (default ``<world-model>/plan-<env>``), checked: never a symbolic link
-    or reached through one, and never a folder of someone else's files (one of ours has a ``results.json`` with
-    the planner's ``settings``)."""
+    or reached through one, never a run directory (it has ``run.json``) and never a folder of anyone else's files:
+    a folder that exists must be empty or hold a planning run's results (``results.json`` of kind ``plan``), so a
+    demo's, a training run's or a user's ``results.json`` is never replaced, whatever its keys."""
     folder = Path(out) if out is not None else Path(world_model) / f"plan-{env_id.split(':')[-1].split('-v')[0].lower()}"
     for part in (folder, *folder.parents):
         if part.is_symlink():
@@ -304,15 +309,23 @@ def plan_folder(out: Path | None, world_model: Path, env_id: str) -> Path:
     if folder.exists():
         if not folder.is_dir():
             raise ValueError(f"--out {folder} is a file; give a folder for the planning results")
-        ours = False
-        try:
-            ours = "settings" in json.loads((folder / "results.json").read_text())
-        except (OSError, ValueError, TypeError):
-            pass
-        if any(folder.iterdir()) and not ours:
+        if (folder / "run.json").exists():
+            raise ValueError(f"--out {folder} is a run directory (it has run.json); planning results are never "
+                             "written into a run: give a new or empty folder (the default is a plan-<env> folder "
+                             "inside the world-model run)")
+        if any(folder.iterdir()) and not is_plan_folder(folder):
             raise ValueError(f"--out {folder} holds files that are not a planning run's (no results.json of fernn-rl "
                              "plan); they are never written into: give an empty or new folder")
     return folder
+
+
+def is_plan_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds the results of ``fernn-rl plan`` (its ``results.json`` is of kind ``plan``)."""
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+    return isinstance(results, dict) and results.get("kind") == PLAN_KIND
 
 
 def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates: int = 32, iterations: int = 2,
@@ -362,6 +375,7 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
         raise ValueError(f"elites ({elites}) must be <= candidates ({candidates})")
     if (frame_size is not None or grayscale) and not pixels:
         raise ValueError("--frame-size and --grayscale apply to rendered frames: add --pixels")
+    folder = plan_folder(Path(out) if out is not None else None, Path(world_model), env_id)
     target = resolve_device(device)
     if target.type == "cpu":
         keep_allocations_warm()  # every decision allocates candidate maps of the same sizes: reuse them
@@ -399,11 +413,10 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
         if source is None:
             raise ValueError("--score reward-head needs recorded rewards: this world model was not trained on a "
                              "trajectory file, so pass --reward-data FILE.npz (fernn-rl collect)")
-        head, fit = fit_reward_head(Path(source), seed=seed, device=target)
+        head, fit = fit_reward_head(Path(source), seed=seed, device=target, view_shape=model.view_shape)
         scorer = head.score
     planner = CEMPlanner(model, moves, scorer, horizon=horizon, candidates=candidates, iterations=iterations,
                          elites=elites, seed=seed)
-    folder = plan_folder(Path(out) if out is not None else None, Path(world_model), env_id)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("results.json", "episode.gif"):  # a run in progress leaves no old results beside new files
         (folder / stale).unlink(missing_ok=True)
@@ -414,5 +427,5 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
                 "checkpoint": checkpoint, "score": score, "reward_head_fit": fit, "horizon": horizon,
                 "candidates": candidates, "iterations": iterations, "elites": elites, "seed": seed,
                 "device": str(target)}
-    write_json(folder / "results.json", {"settings": settings, **result})
+    write_json(folder / "results.json", {"kind": PLAN_KIND, "settings": settings, **result})
     return result, folder

@@ -133,6 +133,21 @@ def run_path(out: str | os.PathLike, name: str) -> Path:
     return path
 
 
+def check_inputs_outside(run_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse a run directory that is, or holds, one of the run's inputs (``{"--world-model": path, ...}``; ``None``
+    entries skipped): creating or starting over that run would write into or delete what it reads. Paths are
+    compared resolved, so another spelling of the same place is caught."""
+    target = Path(run_dir).resolve()
+    for flag, source in inputs.items():
+        if source is None:
+            continue
+        where = Path(source).resolve()
+        if where == target or target in where.parents:
+            raise ValueError(f"--out/--name resolve to {target}, which {'is' if where == target else 'holds'} the "
+                             f"{flag} {source} this run reads: a run never writes into (or, with --overwrite, "
+                             "deletes) its own inputs; choose another --name or --out")
+
+
 class RunDir:
     """Paths and file operations of one run."""
 

@@ -247,7 +247,7 @@ def test_a_plan_folder_of_other_files_is_refused_and_old_results_go_first(tmp_pa
         plan_folder(tmp_path / "link", tmp_path, "MNISTWorldTrack-v0")
     ours = tmp_path / "plan-mnistworldtrack"
     ours.mkdir()
-    (ours / "results.json").write_text(json.dumps({"settings": {}}))
+    (ours / "results.json").write_text(json.dumps({"kind": "plan", "settings": {}}))
     assert plan_folder(None, tmp_path, "MNISTWorldTrack-v0") == ours
 
 

@@ -59,8 +59,20 @@ def dream(
 
     results = train_dream(config, resume=resume, overwrite=overwrite, reporter=None if quiet else report,
                           explicit=tuple(typed))
+    if results.get("interrupted"):
+        console.print(f"interrupted after update {results['updates']}: checkpoint saved in {results['checkpoint']}; "
+                      f"continue with: {resume_command(config)}", highlight=False, markup=False)
+        raise typer.Exit(130)
     for setting, result in results["final"].items():
         console.print(f"{setting}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "
                       f"{result['episodes']} episodes, {result['decisions_per_second']:.0f} decisions/s",
                       highlight=False)
     console.print(f"files in {config.out}/{config.name}")
+
+
+def resume_command(config) -> str:
+    """The command that continues a dream run, as it can be copied (its settings are stored in the run)."""
+    import shlex
+
+    return (f"fernn-rl dream --world-model {shlex.quote(config.world_model)} --resume --out {shlex.quote(config.out)} "
+            f"--name {shlex.quote(config.name)}")

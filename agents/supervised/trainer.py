@@ -13,8 +13,6 @@ a run on N processes sees the data of a single process with the same global batc
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -32,7 +30,8 @@ from fernn.budget import check_fits
 from fernn.devices import resolve_device
 from fernn.relaxed import relaxation_penalty
 from fernn.agents.supervised.config import TrainConfig
-from fernn.agents.runs import RunDir, open_run, run_path, write_json
+from fernn.agents.interrupts import StopOnFirstInterrupt
+from fernn.agents.runs import RunDir, check_inputs_outside, open_run, run_path, write_json
 from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task
 
 BASE_COLUMNS = ["step", "epoch", "split", "loss", "lr", "sequences_per_s", "seconds"]
@@ -108,6 +107,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if device.type == "cpu":
         keep_allocations_warm()
     run = RunDir(run_path(config.out, config.name))
+    check_inputs_outside(run.path, {"--data": config.data})
     with run.lock() if group.main else nullcontext():
         return _train_locked(run, config, group, device, resume=resume, overwrite=overwrite, reporter=reporter,
                              evaluate_at_end=evaluate_at_end, stop_after=stop_after, explicit=explicit)
@@ -137,29 +137,6 @@ def _setup(values: dict[str, Any], device: torch.device) -> _Setup:
     train_data = task.dataset("train", config.seed)
     validation = task.dataset(task.validation_split, VAL_SEED)
     return _Setup(config, task, model, optimizer, train_data, validation)
-
-
-class _StopOnFirstInterrupt:
-    """Ctrl-C (SIGINT) during training asks the loop to stop after the current step, instead of raising
-    ``KeyboardInterrupt`` wherever the main thread happens to be (inside a checkpoint write, or TensorBoard's
-    writer holding its lock, from which ``close()`` would then never return). A second Ctrl-C raises as usual."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.installed = threading.current_thread() is threading.main_thread()
-        if self.installed:
-            self.previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._request)
-
-    def _request(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        if self.installed:
-            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
-            self.installed = False
 
 
 def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: torch.device, *, resume: bool,
@@ -220,7 +197,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
                   "model": config.model, "parameters": sum(p.numel() for p in model.parameters()),
                   "hidden": config.hidden, "batch_size": config.batch_size,
                   "step_memory_mib": round(task.step_memory() / 2 ** 20, 1)})
-    stop = _StopOnFirstInterrupt()
+    stop = StopOnFirstInterrupt()
     try:
         window_start = time.perf_counter()
         first_step = state["step"]
