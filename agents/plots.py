@@ -151,10 +151,23 @@ def strip(path: Path, rows: dict[str, np.ndarray], *, title: str) -> Path:
     return save_figure(figure, path)
 
 
+def rgb_tile(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` RGB of an ``(H, W)`` or ``(H, W, C)`` image: one channel (grayscale) is grey, three are RGB, two
+    show the first as grey (a window and its target mask), four or more their first three (RGB and extra planes)."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 3:
+        return image
+    if image.shape[-1] < 3:
+        return np.repeat(image[..., :1], 3, -1)
+    return image[..., :3]
+
+
 @optional
 def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6) -> Path:
     """An animated GIF of the named rows of frames side by side (ground truth | prediction): frames ``(T, H, W)``
-    grey or ``(T, H, W, 3)`` RGB in [0, 1]; shorter rows hold their last frame, lower ones are padded."""
+    or ``(T, H, W, C)`` in [0, 1], shown by :func:`rgb_tile`; shorter rows hold their last frame, lower ones are
+    padded."""
     from PIL import Image
 
     count = max(len(frames) for frames in rows.values())
@@ -163,8 +176,7 @@ def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6
     for t in range(count):
         tiles = []
         for frames in rows.values():
-            tile = np.clip(frames[min(t, len(frames) - 1)], 0, 1)
-            tile = np.repeat(tile[..., None], 3, -1) if tile.ndim == 2 else tile
+            tile = rgb_tile(np.clip(frames[min(t, len(frames) - 1)], 0, 1))
             tiles.append(np.pad(tile, ((0, height - tile.shape[0]), (0, 0), (0, 0)), constant_values=1))
         gap = np.ones((height, 2, 3))
         canvas = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)

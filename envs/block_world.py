@@ -45,16 +45,12 @@ class BlockWorldBatch(EnvBatch):
                  obs_size: int = 64, fov: float = 60.0, static: bool = False, textured: bool = False,
                  task: str = "none", device: str = "cpu") -> None:
         super().__init__(num_envs)
-        self.room_size = check_count("room_size", room_size, minimum=MIN_ROOM)
-        if self.room_size > MAX_ROOM:
-            raise ValueError(f"room_size must be an integer in [{MIN_ROOM}, {MAX_ROOM}], got {room_size}")
+        self.room_size = check_room_size(room_size)
         self.block_range = _block_range(num_blocks, self.room_size)
         self.obs_size = check_count("obs_size", obs_size, minimum=8)
         if self.obs_size > 1024:
             raise ValueError(f"obs_size must be an integer in [8, 1024] (pixels per side), got {obs_size}")
-        if isinstance(fov, (bool, np.bool_)) or not isinstance(fov, (int, float, np.integer, np.floating)) \
-                or not 0 < fov < 180:
-            raise ValueError(f"fov must be a field of view in degrees in (0, 180), got {fov!r}")
+        check_fov(fov)
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
         for name, value in (("static", static), ("textured", textured)):
@@ -158,6 +154,22 @@ class BlockWorldBatch(EnvBatch):
         top = top_down_map(self.state.index(torch.tensor([index], device=self.device)), self.room_size, self.fov,
                            cell=max(2, view.shape[0] * scale // (self.room_size + 2)))
         return side_by_side(view.repeat(scale, 0).repeat(scale, 1), top)
+
+
+def check_room_size(room_size: Any) -> int:
+    """``room_size`` as an int, or a ``TypeError``/``ValueError`` naming the accepted range ``[MIN_ROOM, MAX_ROOM]``."""
+    room_size = check_count("room_size", room_size, minimum=MIN_ROOM)
+    if room_size > MAX_ROOM:
+        raise ValueError(f"room_size must be an integer in [{MIN_ROOM}, {MAX_ROOM}] (cells per side), got {room_size}")
+    return room_size
+
+
+def check_fov(fov: Any) -> float:
+    """``fov`` as a float, or a ``ValueError`` naming the accepted range (degrees in (0, 180))."""
+    if isinstance(fov, (bool, np.bool_)) or not isinstance(fov, (int, float, np.integer, np.floating)) \
+            or not 0 < fov < 180:
+        raise ValueError(f"fov must be a field of view in degrees in (0, 180), got {fov!r}")
+    return float(fov)
 
 
 def _block_range(num_blocks: Any, room_size: int) -> tuple[int, int]:
@@ -273,7 +285,7 @@ class DynamicBlockWorldEnv(CoreEnv):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 6}
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 6, "render_reveals_state": True}
     make_batch = staticmethod(BlockWorldBatch)
     #: the names :meth:`scripted_policy` takes
     scripted_policies = tuple(SCRIPTED_POLICIES)
@@ -357,6 +369,38 @@ def ground_truth(info: dict[str, Any], slots: int) -> dict[str, np.ndarray]:
             value = np.concatenate([value, pad])
         truth[key] = value
     return truth
+
+
+def check_ground_truth(truth: dict[str, np.ndarray], room_size: int, where: str) -> None:
+    """Raise ``ValueError`` (naming ``where``, the field and what is accepted) unless ``truth`` is an episode's
+    ground truth as :func:`ground_truth` records it: every :data:`TRUTH_KEYS` array, of one length, with integer
+    cells inside the ``room_size`` room, directions 0-3, unit block velocities, and colours of the palette (-1 for an
+    empty slot)."""
+    missing = [key for key in TRUTH_KEYS if key not in truth]
+    if missing:
+        raise ValueError(f"{where}: the ground truth lacks {', '.join('truth_' + key for key in missing)}; accepted: "
+                         f"all of {', '.join('truth_' + key for key in TRUTH_KEYS)} (as collect records them) or none")
+    steps, slots = len(truth["agent_pos"]), truth["block_color"].shape[-1] if truth["block_color"].ndim == 2 else -1
+    shapes = {"agent_pos": (steps, 2), "agent_dir": (steps,), "block_pos": (steps, slots, 2),
+              "block_vel": (steps, slots, 2), "block_color": (steps, slots)}
+    palette = len(BLOCK_RGB)
+    bounds = {"agent_pos": (0, room_size - 1), "agent_dir": (0, 3), "block_pos": (0, room_size - 1),
+              "block_vel": (-1, 1), "block_color": (-1, palette - 1)}
+    for key in TRUTH_KEYS:
+        value = np.asarray(truth[key])
+        low, high = bounds[key]
+        if value.shape != shapes[key] or value.dtype.kind not in "iu" or value.size and not (
+                low <= value.min() and value.max() <= high):
+            raise ValueError(f"{where}: truth_{key} is {value.dtype} {value.shape} with values "
+                             f"{_value_range(value)}; accepted: integers {shapes[key]} in [{low}, {high}] (a "
+                             f"{room_size}-cell room, {palette} colours); the ground truth is damaged or forged: "
+                             "collect the file again")
+
+
+def _value_range(value: np.ndarray) -> str:
+    if value.dtype.kind not in "iuf" or not value.size:
+        return "none readable"
+    return f"in [{value.min()}, {value.max()}]"
 
 
 def _own_blocks(info: dict[str, Any]) -> dict[str, Any]:

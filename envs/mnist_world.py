@@ -300,7 +300,7 @@ class MNISTWorldEnv(CoreEnv):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 8}
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 8, "render_reveals_state": True}
     make_batch = staticmethod(make_world_batch)
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:

@@ -28,7 +28,7 @@ from fernn.envs.image_spaces import read_image_space
 from fernn.envs.scenes import check_count
 from fernn.io import atomic_write
 
-from fernn.envs.trajectory_files import FORMAT, VERSION, TrajectoryFileError, inspect_file
+from fernn.envs.trajectory_files import FORMAT, MAX_MEMBER_BYTES, VERSION, TrajectoryFileError, inspect_file
 
 #: the episodes a file keeps decompressed at once, in bytes
 CACHE_BYTES = 1 << 30
@@ -100,7 +100,11 @@ def pixel_observations(env: gym.Env, *, frame_size: int | None = None, grayscale
     """Wrap an env rendered with ``render_mode="rgb_array"`` so that its observations are its frames
     (Gymnasium's ``AddRenderObservation``), optionally resized to ``frame_size`` (``ResizeObservation``, the
     ``[pixels]`` extra) and grayscale (``GrayscaleObservation``, channel axis kept). Envs that draw with pygame
-    (classic control) render offscreen: without a display, set ``SDL_VIDEODRIVER=dummy``."""
+    (classic control) render offscreen: without a display, set ``SDL_VIDEODRIVER=dummy``.
+
+    An env whose rendered frame shows what its observations hide declares ``metadata["render_reveals_state"]``
+    (the block world draws the room from above beside the view; the MNIST worlds draw the whole world around the
+    window) and is refused: its frames as observations would give the hidden state away."""
     from gymnasium.wrappers import AddRenderObservation, GrayscaleObservation, ResizeObservation
 
     from fernn._extras import require
@@ -108,6 +112,11 @@ def pixel_observations(env: gym.Env, *, frame_size: int | None = None, grayscale
     if env.render_mode != "rgb_array":
         raise ValueError(f"pixel observations need an env made with render_mode='rgb_array', got "
                          f"render_mode={env.render_mode!r}")
+    if env.unwrapped.metadata.get("render_reveals_state"):
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise ValueError(f"{name}'s rendered frames show what its observations hide (the state the agent must infer), "
+                         "so they are never recorded as observations: its observations already are images, so leave "
+                         "out --pixels (their size and colours are the env's own kwargs, e.g. obs_size)")
     env = AddRenderObservation(env, render_only=True)
     if frame_size is not None:
         require("cv2", "pixels", "resizing rendered frames (Gymnasium's ResizeObservation)")
@@ -221,8 +230,16 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
     action_space.seed(seed)
     count = env.num_envs if vector else 1
     cut_at = None
+    frame_bytes = int(np.prod(shape)) * np.dtype(space.dtype).itemsize
+    fitting = MAX_MEMBER_BYTES // frame_bytes - 1  # the longest episode a trajectory file holds (one array per field)
     if max_steps is None and _time_limit(env) is None:
-        max_steps = cut_at = DEFAULT_MAX_STEPS
+        max_steps = cut_at = min(DEFAULT_MAX_STEPS, fitting)
+    longest = max_steps or _time_limit(env)
+    if longest > fitting:
+        raise ValueError(f"episodes of up to {longest:,} steps of {shape} observations would be stored as arrays of "
+                         f"{(longest + 1) * frame_bytes / 2 ** 30:,.1f} GiB, and a trajectory file holds at most "
+                         f"{MAX_MEMBER_BYTES / 2 ** 30:.0f} GiB per array (what train --data reads): cut episodes at "
+                         f"{fitting:,} steps or fewer (--max-steps) or record smaller observations")
     from fernn.budget import check_fits
 
     check_fits(float(episodes) * (max_steps or _time_limit(env) or 1) * int(np.prod(shape)) * 1.2,

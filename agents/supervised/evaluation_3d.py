@@ -37,11 +37,15 @@ def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], con
     return torch.cat(parts)
 
 
-def eval_protocol(config) -> tuple[int, list[int]]:
+def eval_protocol(config, longest: int | None = None) -> tuple[int, list[int]]:
     """``(context, horizons)`` of the evaluation: the config's ``eval_context`` and ``eval_horizons`` or their
-    defaults (``context``; ``predict`` and ``4 predict``)."""
-    return config.eval_context or config.context, sorted(set(config.eval_horizons or [config.predict,
-                                                                                      4 * config.predict]))
+    defaults (``context``; ``predict`` and ``4 predict``, the longer one cut to what held-out episodes of
+    ``longest`` views hold)."""
+    context = config.eval_context or config.context
+    if config.eval_horizons:
+        return context, sorted(set(config.eval_horizons))
+    longer = 4 * config.predict if longest is None else max(config.predict, min(4 * config.predict, longest - context))
+    return context, sorted({config.predict, longer})
 
 
 def truth_state(batch: dict[str, torch.Tensor], steps: slice) -> BlockState:
@@ -86,7 +90,7 @@ def evaluate_world_model_3d(task: WorldModel3DTask, model, run: RunDir, seed: in
     """The evaluations of the module docstring named in ``what`` (test, length, rollout)."""
     c, results, files = task.config, {}, []
     name = f"{c.model} on {c.data}"
-    context, horizons = eval_protocol(c)
+    context, horizons = eval_protocol(c, task.longest_held_out())
     batch = task.dataset("test", seed, seq_len=context + horizons[-1]).sample_batch(c.eval_sequences)
     if batch["frames"].shape[1] <= context:
         raise ValueError(f"the test episodes of {c.data} hold {batch['frames'].shape[1]} views, not more than "

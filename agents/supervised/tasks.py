@@ -449,9 +449,18 @@ class TrajectoryData:
         """Split by episodes for ``config``'s windows (``context + predict`` observations)."""
         longest = int(self.file.lengths.max()) + 1
         if config.context + config.predict > longest:
-            raise ValueError(f"context + predict = {config.context + config.predict} frames, but the longest episode "
-                             f"of {config.data} has {longest}; lower --context / --predict or collect longer episodes")
+            origin = f" (set by --preset {config.preset})" if config.preset else ""
+            raise ValueError(f"context + predict = {config.context + config.predict} frames{origin}, but the longest "
+                             f"episode of {config.data} has {longest}; collect longer episodes (--max-steps)"
+                             + (f", or choose a preset or a --context / --predict that the episodes hold" if origin else
+                                " or lower --context / --predict"))
         window = config.context + config.predict
+        eligible = int((self.file.lengths + 1 >= window).sum())
+        if eligible < 2:
+            raise ValueError(f"{config.data} has {eligible} episode of at least context + predict = {window} frames; a "
+                             "--data run trains on some episodes and reports its test metrics on others it never "
+                             "trained on, so it needs at least 2: collect more episodes (--episodes) or lower "
+                             "--context / --predict")
         self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=window)))
         short = int((self.file.lengths + 1 < window).sum())
         if short:

@@ -64,6 +64,37 @@ MODELS_3D = {
 }
 
 
+def recorded_geometry(meta: dict[str, Any], path: str) -> tuple[int, float]:
+    """The room size and field of view a first-person file was collected with (its ``meta["env_kwargs"]``; the
+    block world's defaults where not given), checked as the block world checks them."""
+    from fernn.envs.block_world import check_fov, check_room_size
+
+    kwargs = meta.get("env_kwargs")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{path}: meta['env_kwargs'] must be a JSON object of gym.make kwargs, got "
+                         f"{type(kwargs).__name__}; the file's meta is damaged or forged: collect it again")
+    try:
+        return check_room_size(kwargs.get("room_size", 16)), check_fov(kwargs.get("fov", 60.0))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: meta['env_kwargs'] records {error}; the file's meta is damaged or forged: collect "
+                         "it again") from error
+
+
+def check_recorded_truth(file: Any, room_size: int, path: str) -> None:
+    """Every episode's recorded ground truth (when the file has any) checked before training: what the evaluation
+    reads to tell the blocks in view from those out of it (:func:`fernn.envs.block_world.check_ground_truth`)."""
+    from fernn.envs.block_world import check_ground_truth
+
+    recorded = [key for key in file.episode(0) if key.startswith("truth_")]
+    if not recorded:
+        return
+    for index in range(len(file.lengths)):
+        truth = {key[len("truth_"):]: file.field(key, index) for key in recorded}
+        check_ground_truth(truth, room_size, f"{path}, episode {index}")  # lengths: checked with the file
+
+
 class ContextRollout3D(nn.Module):
     """A first-person world model whose ``forward`` is one training step's work (so that DDP synchronises its
     gradients): the rollout after the context and, for a model with an ELBO (the RSSM), that loss."""
@@ -100,6 +131,28 @@ class WorldModel3DTask(Task):
                              f"holds {height}x{width}")
         if config.model == "rssm" and height & (height - 1):
             raise ValueError(f"the RSSM takes views whose side is a power of two; {config.data} holds {height}x{width}")
+        self.room_size, self.fov = recorded_geometry(data.file.meta, config.data)
+        self.check_evaluation_fits()
+        check_recorded_truth(data.file, self.room_size, config.data)
+
+    def check_evaluation_fits(self) -> None:
+        """Refuse, before training, an evaluation the held-out episodes cannot hold: ``eval_context`` observed views
+        and the longest of ``eval_horizons`` predicted ones."""
+        from fernn.agents.supervised.evaluation_3d import eval_protocol
+
+        longest = self.longest_held_out()
+        context, horizons = eval_protocol(self.config, longest)
+        if context + horizons[-1] > longest:
+            origin = f" (set by --preset {self.config.preset})" if self.config.preset else ""
+            raise ValueError(f"the evaluation{origin} observes {context} views (--eval-context, default --context) and "
+                             f"predicts up to {horizons[-1]} (--eval-horizons): "
+                             f"{context + horizons[-1]} views, but the longest held-out episode of {self.config.data} "
+                             f"has {longest}; lower --eval-context / --eval-horizons (or --context / --predict) or collect longer episodes "
+                             "(--max-steps)")
+
+    def longest_held_out(self) -> int:
+        """Views in the longest held-out (test) episode."""
+        return int(self.data.parts["test"].lengths.max()) + 1
 
     @classmethod
     def sizes(cls, config: TrainConfig, data: TrajectoryData, device: torch.device) -> dict[str, int]:
@@ -113,9 +166,8 @@ class WorldModel3DTask(Task):
 
     def model_spec(self) -> dict[str, Any]:
         """The view and room the model was built for (saved in the checkpoints; a planner's env must match)."""
-        kwargs = self.data.file.meta.get("env_kwargs") or {}
-        return {"in_channels": self.data.channels, "view_size": self.data.frame_hw[0],
-                "room_size": int(kwargs.get("room_size", 16)), "fov": float(kwargs.get("fov", 60.0))}
+        return {"in_channels": self.data.channels, "view_size": self.data.frame_hw[0], "room_size": self.room_size,
+                "fov": self.fov}
 
     def step_memory(self) -> float:
         c, spec = self.config, self.model_spec()
