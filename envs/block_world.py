@@ -44,7 +44,6 @@ class BlockWorldBatch(EnvBatch):
     def __init__(self, num_envs: int, *, room_size: int = 16, num_blocks: int | tuple[int, int] = (6, 10),
                  obs_size: int = 64, fov: float = 60.0, static: bool = False, textured: bool = False,
                  task: str = "none", device: str = "cpu") -> None:
-        super().__init__(num_envs)
         self.room_size = check_room_size(room_size)
         self.block_range = _block_range(num_blocks, self.room_size)
         self.obs_size = check_count("obs_size", obs_size, minimum=8)
@@ -60,6 +59,7 @@ class BlockWorldBatch(EnvBatch):
         # the render's float intermediates: about six (N, S, S, 3) float32 images at once
         check_fits(24.0 * num_envs * self.obs_size ** 2 * 3, f"rendering {num_envs} views of {self.obs_size}x"
                    f"{self.obs_size} px", "lower obs_size or num_envs", self.device)
+        super().__init__(num_envs)  # the scenes' generators: after every check
         self.static, self.textured, self.task, self.fov = static, textured, task, float(fov)
         self.renderer = FirstPersonRenderer(self.room_size, self.obs_size, self.fov, self.device)
         self.single_observation_space = spaces.Box(0, 255, (self.obs_size, self.obs_size, 3), np.uint8)

@@ -28,6 +28,11 @@ SEED_RANGE = 2**63 - 1
 _IMPORTED_BY = os.getpid()  # an env built in another process with this module already loaded was forked
 
 
+#: the memory of one CPU ``torch.Generator`` (its Mersenne-Twister state and the object: about 2.6 KiB measured, with
+#: margin): every scene of a batch has its own
+GENERATOR_BYTES = 4096
+
+
 class EnvBatch(abc.ABC):
     """N scenes of one env family. Subclasses set ``single_observation_space`` and
     ``single_action_space`` and implement the abstract methods; every array they return is fresh."""
@@ -36,7 +41,11 @@ class EnvBatch(abc.ABC):
     single_action_space: gym.Space
 
     def __init__(self, num_envs: int) -> None:
+        from fernn.budget import check_fits
+
         self.num_envs = num_envs
+        check_fits(float(GENERATOR_BYTES) * num_envs, f"one random generator for each of {num_envs:,} scenes (about "
+                   f"{GENERATOR_BYTES / 1024:.0f} KiB each)", "lower num_envs", "cpu")
         self.generators = [torch.Generator() for _ in range(num_envs)]
 
     @abc.abstractmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +36,12 @@ def _check_json_path(path: Optional[Path]) -> None:
         if parent.exists():
             if not parent.is_dir():
                 fail(f"--json {path} cannot be written: {parent} is a file, not a directory")
+            try:  # the write is a temporary file in the folder, renamed: probe exactly that
+                handle, probe = tempfile.mkstemp(dir=parent, prefix=".fernn-probe.")
+                os.close(handle)
+                os.unlink(probe)
+            except OSError as error:
+                fail(f"--json {path} cannot be written: {parent} does not take new files ({error.strerror})")
             break
 
 
@@ -44,7 +52,7 @@ def _write_json(path: Optional[Path], payload: dict) -> None:
     try:
         write_json(path, payload)
     except OSError as error:
-        fail(f"cannot write --json {path}: {error}")
+        fail(f"cannot write --json {path}: {error.strerror or error}")
     console.print(f"wrote {path}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -118,9 +119,16 @@ def _acting_policy(policy: str, env):
 
 
 def _saved_policy(run_dir: Path, env):
-    """The saved policy of an RL run (loaded without unpickling), acting on ``env``'s observations."""
+    """The saved policy of an RL run (loaded without unpickling), acting on ``env``'s observations: refused, naming
+    the env it was trained on, when ``env``'s observations or actions are not the ones it takes."""
     from fernn.agents.rl import load_policy
 
-    model, envs, _ = load_policy(run_dir)
+    model, envs, config = load_policy(run_dir)
     envs.close()
+    trained, given = tuple(model.observation_space.shape), tuple(env.observation_space.shape)
+    channels_first = given[-1:] + given[:-1] if len(given) == 3 else given  # SB3 sees images channels first
+    if trained not in (given, channels_first) or model.action_space != env.action_space:
+        raise ValueError(f"the policy in {run_dir} was trained on {config.env} {json.dumps(config.env_kwargs)}: "
+                         f"observations {trained} (channels first) and actions {model.action_space}; this env gives "
+                         f"{given} and {env.action_space}: collect from the env and --env-kwargs it was trained on")
     return model

@@ -66,7 +66,7 @@ def run(values: dict[str, Any], typed: set[str], kind: str) -> None:
         launch_torchrun(values["nproc"])
     settings = settings_of(values)
     config = TrainConfig.from_dict(settings, "the flags")
-    explicit = {FIELDS.get(name, name) for name in typed} & set(settings) | ({"data"} if kind == "data" else set())
+    explicit = {FIELDS.get(name, name) for name in typed} & set(settings)
     if values["preset"] is not None:  # a preset's settings are asked for as if typed
         explicit |= set(settings) - {"preset"}
     run_training(config, resume=values["resume"], overwrite=values["overwrite"], quiet=values["quiet"],

@@ -30,6 +30,38 @@ def make_vec_env(config: RLConfig, seed: int | None = None, env_kwargs: dict[str
     return ScaledReward(envs, config.reward_scale) if config.reward_scale != 1 else envs
 
 
+def check_motion_flags(config: RLConfig) -> None:
+    """Refuse, before anything is built or written, the flags that read the agent's own motion from an env that
+    does not report it as 2-D window moves: ``--actor equivariant`` (a move's logit from that move's velocity
+    channel: the env's ``action_moves()``, ``(A, 2)`` window moves) and ``--self-motion`` (the applied move in
+    ``info["action"]``). A first-person env (``motion_kind = "first-person"``: turns and steps) has neither."""
+    if config.actor != "equivariant" and not config.self_motion:
+        return
+    from fernn.envs import make_env
+
+    flags = " and ".join(flag for flag, used in (("--actor equivariant", config.actor == "equivariant"),
+                                                 ("--self-motion", config.self_motion)) if used)
+    probe = make_env(config.env, config.env_kwargs)
+    try:
+        unwrapped = probe.unwrapped
+        if getattr(unwrapped, "motion_kind", "translation") != "translation":
+            raise ValueError(f"{flags} {'read' if ' and ' in flags else 'reads'} the agent's moves as 2-D window moves (dx, dy); {config.env}'s actions are "
+                             f"{unwrapped.motion_kind} motions (turns and steps), which they cannot represent: leave "
+                             f"{'them' if ' and ' in flags else 'it'} out (the pooled actor, no self-motion channels)")
+        if config.actor == "equivariant" and not callable(getattr(unwrapped, "action_moves", None)):
+            raise ValueError(f"--actor equivariant scores each action from the velocity channel of its move, read from "
+                             f"the env's action_moves() ((A, 2) window moves); {config.env} has none: use --actor "
+                             "pooled (the default), or give the env an action_moves() method (docs/your_env.md)")
+        if config.self_motion:
+            _, info = probe.reset(seed=config.seed)
+            if "action" not in info:
+                raise ValueError(f"--self-motion gives the policy the move the env applied, from info['action'] (dx, "
+                                 f"dy); {config.env} reports none: leave --self-motion out, or report the move in "
+                                 "info['action'] (docs/your_env.md)")
+    finally:
+        probe.close()
+
+
 def wrap_env(env, config: RLConfig):
     """The per-env wrappers of a run: an image key of Dict observations, a channel axis, pixel observations, then
     the action channels of self-motion; an observation that is still no image is one error naming the fix."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fernn.agents.rl.config import RLConfig
-from fernn.agents.rl.envs import make_vec_env
+from fernn.agents.rl.envs import check_motion_flags, make_vec_env
 from fernn.agents.rl.evaluation import EvalCheckpointCallback, cached_bounds, policy_equivariance, restore_rngs
 from fernn.agents.rl.figures import learning_curve, read_evaluations
 from fernn.agents.rl.models import load_model, make_model, saved_timesteps
@@ -52,6 +52,7 @@ def train_rl(config: RLConfig, *, resume: bool = False, overwrite: bool = False,
     with run.lock():
         def setup(values: dict[str, Any]) -> tuple[RLConfig, Any, Any]:
             stored = RLConfig(**values)
+            check_motion_flags(stored)
             keep_allocations_warm()
             tensorboard = str(run.path / "tensorboard")
             checkpoint = run.checkpoints / "last.zip"
