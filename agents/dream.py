@@ -186,7 +186,13 @@ class StartStates:
         from fernn.envs import TrajectoryDataset
 
         self.world_model, self.device = world_model, device
-        self.data = TrajectoryDataset.load(data_path, window=context, seed=seed, device=device)
+        self.data = TrajectoryDataset.load(data_path, window=1, seed=seed, device=device)
+        longest = int(self.data.lengths.max()) + 1
+        if context > longest:
+            raise ValueError(f"imagination starts after --context {context} real views of the world model's training "
+                             f"episodes, but the longest episode of {data_path} has {longest}: lower --context (at most "
+                             f"{longest})")
+        self.data.windows(context)
         if not self.data.has_moves:
             raise ValueError(f"{data_path} records no moves: imagination starts from maps the world model built "
                              "from real windows and their moves")

@@ -117,6 +117,8 @@ def test_dream_refusals_come_before_any_fitting(world, tmp_path):
     result = runner.invoke(app, [*dream_args(world / "wm", tmp_path, "--steps", "2"), "--horizon", "100",
                                  "--batch-size", "4096"])
     one_line_error(result, "GiB", "lower --batch-size or --horizon")
+    result = runner.invoke(app, [*dream_args(world / "wm", tmp_path, "--steps", "2"), "--context", "40"])
+    one_line_error(result, "--context 40", "has 15", "lower --context (at most 15)")
     assert not any(p.name.startswith("dream-") for p in tmp_path.iterdir())  # no run left behind
 
 

@@ -19,6 +19,8 @@ def dream(
     horizon: int = typer.Option(15, "--horizon", min=1, max=100, help="Imagined steps per trajectory."),
     steps: int = typer.Option(2000, "--steps", min=1, help="Actor-critic updates."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, max=4096, help="Imagined trajectories per update."),
+    context: int = typer.Option(10, "--context", min=1, max=1000, help="Real views the world model observes before "
+                                                                       "each imagined trajectory starts."),
     lr: float = typer.Option(3e-4, "--lr", min=0.0, help="Adam learning rate."),
     entropy: float = typer.Option(3e-3, "--entropy", min=0.0, help="Weight of the entropy bonus."),
     score: str = typer.Option("target-ink", "--score", help="target-ink | reward-head (fitted to recorded rewards)."),
@@ -42,11 +44,12 @@ def dream(
 
     checked_device(device)
     config = DreamConfig(world_model=str(world_model), env=env, env_kwargs=parse_json_object("--env-kwargs", env_kwargs),
-                         horizon=horizon, steps=steps, batch_size=batch_size, lr=lr, entropy=entropy, score=score,
-                         reward_data=None if reward_data is None else str(reward_data), eval_every=eval_every,
+                         horizon=horizon, steps=steps, batch_size=batch_size, context=context, lr=lr, entropy=entropy,
+                         score=score, reward_data=None if reward_data is None else str(reward_data),
+                         eval_every=eval_every,
                          eval_episodes=eval_episodes, seed=seed, device=device, out=out, name=name or "")
-    typed = {name for name in ("horizon", "steps", "batch_size", "lr", "entropy", "score", "reward_data", "env",
-                               "env_kwargs", "eval_every", "eval_episodes")
+    typed = {name for name in ("horizon", "steps", "batch_size", "context", "lr", "entropy", "score", "reward_data",
+                               "env", "env_kwargs", "eval_every", "eval_episodes")
              if (source := typer_context.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"}
 
     def report(row: dict) -> None:
