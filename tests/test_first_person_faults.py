@@ -62,6 +62,8 @@ def test_grayscale_and_four_channel_views_train_evaluate_and_draw(blocks, tmp_pa
         assert "test" in json.loads((run / "results.json").read_text()) and (run / "rollout.gif").stat().st_size > 0
         assert runner.invoke(app, ["eval", str(run), "-q"]).exit_code == 0
         assert runner.invoke(app, ["rollout", str(run)]).exit_code == 0
+    result = runner.invoke(app, ["eval", str(run), "--what", "velocity"])  # an evaluation 3-D runs do not have
+    one_line_error(result, "velocity does not apply", "test, length, rollout")
 
 
 def test_collect_refuses_episodes_its_file_cannot_hold(tmp_path):
