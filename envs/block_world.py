@@ -253,10 +253,11 @@ class DynamicBlockWorldEnv(CoreEnv):
     ## Starting State
     The agent on a uniform cell and heading; blocks on uniform cells other than the agent's, with uniform
     cardinal velocities. ``info`` holds the ground truth: ``agent_pos`` (2,) int cells ``(x, y)``, ``agent_dir``
-    (facing ``DIRECTIONS[agent_dir]``, ``DIRECTIONS = ((1, 0), (0, 1), (-1, 0), (0, -1))``), ``block_pos`` (N, 2),
-    ``block_vel`` (N, 2), ``block_color`` (N,) indices into ``BLOCK_COLORS`` (N blocks this episode; the vector
-    env pads to the most blocks an episode can have, colour -1), and ``self_motion``: the step's own motion as carried out, ``(turn,
-    forward)`` with turn +1 for a left turn and -1 for a right one, forward 1 for a step taken (a forward step
+    (facing ``DIRECTIONS[agent_dir]``, ``DIRECTIONS = ((1, 0), (0, 1), (-1, 0), (0, -1))``), ``block_pos`` (K, 2),
+    ``block_vel`` (K, 2), ``block_color`` (K,) indices into ``BLOCK_COLORS``, ``num_blocks``: the N blocks of this
+    episode fill the first N of K slots, K the most blocks an episode can have, the rest are padding (colour -1,
+    position and velocity 0), so every step's ``info`` has the same shapes, as Gymnasium's ``sync`` and ``async``
+    vector envs need; and ``self_motion``: the step's own motion as carried out, ``(turn, forward)`` with turn +1 for a left turn and -1 for a right one, forward 1 for a step taken (a forward step
     the wall stops is ``(0, 0)``). ``fernn.envs.collect_episodes`` records ``self_motion`` as the observer's moves.
     The step order: the agent acts, then the blocks move, then the view is rendered.
 
@@ -291,14 +292,6 @@ class DynamicBlockWorldEnv(CoreEnv):
     scripted_policies = tuple(SCRIPTED_POLICIES)
     #: what :meth:`action_moves` holds: a first-person agent's (turn, forward), not window moves
     motion_kind = "first-person"
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        obs, info = super().reset(seed=seed, options=options)
-        return obs, _own_blocks(info)
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        return obs, reward, terminated, truncated, _own_blocks(info)
 
     def action_moves(self) -> np.ndarray:
         """``(4, 2)`` int64: the ``(turn, forward)`` of each action (turn +1 is left), the table a planner imagines
@@ -401,9 +394,3 @@ def _value_range(value: np.ndarray) -> str:
     if value.dtype.kind not in "iuf" or not value.size:
         return "none readable"
     return f"in [{value.min()}, {value.max()}]"
-
-
-def _own_blocks(info: dict[str, Any]) -> dict[str, Any]:
-    """A single env's info with the block arrays cut to the episode's blocks."""
-    count = int(info["num_blocks"])
-    return {key: (value[:count] if key.startswith("block_") else value) for key, value in info.items()}

@@ -116,10 +116,12 @@ def test_episodes_hold_the_palette_rule_and_blocks_start_off_the_agent():
     env = gym.make("DynamicBlockWorld-v0")
     for seed in range(30):
         _, info = env.reset(seed=seed)
-        colors = info["block_color"]
-        assert 6 <= len(colors) <= 10 and set(range(5)) <= set(colors.tolist())
-        assert not (info["block_pos"] == info["agent_pos"]).all(-1).any()
-        assert len({tuple(p) for p in info["block_pos"].tolist()}) == len(colors)
+        count = int(info["num_blocks"])
+        colors, positions = info["block_color"][:count], info["block_pos"][:count]
+        assert 6 <= count <= 10 and set(range(5)) <= set(colors.tolist())
+        assert info["block_color"].shape == (10,) and (info["block_color"][count:] == -1).all()  # padded slots
+        assert not (positions == info["agent_pos"]).all(-1).any()
+        assert len({tuple(p) for p in positions.tolist()}) == len(colors)
     red = gym.make("DynamicBlockWorldFindRed-v0")
     assert all((red.reset(seed=s)[1]["block_color"] == 0).sum() == 1 for s in range(20))
 

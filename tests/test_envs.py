@@ -150,11 +150,20 @@ def test_native_vector_env_autoresets_on_the_next_step():
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_gymnasium_vector_wrappers(mode):
-    vector = gym.make_vec("MNISTWorldTrack-v0", num_envs=2, vectorization_mode=mode)
-    obs, _ = vector.reset(seed=0)
-    obs, rewards, *_ = vector.step(vector.action_space.sample())
-    assert obs.shape == (2, 32, 32, 2) and rewards.shape == (2,)
+def test_gymnasium_vector_modes_work_for_every_registered_id(mode, env_spec):
+    """Gymnasium's own vector envs stack each step's info across envs: every id's info keeps its shapes from
+    episode to episode (the block world pads its per-block arrays to the most blocks an episode can have)."""
+    env_id, kwargs = env_spec
+    if env_id in BLOCK_IDS:
+        kwargs = {**kwargs, "obs_size": 16, "room_size": 6, "num_blocks": [1, 4]}
+    vector = gym.make_vec(env_id, num_envs=3, vectorization_mode=mode, max_episode_steps=3, **kwargs)
+    vector.action_space.seed(0)
+    obs, infos = vector.reset(seed=0)
+    for _ in range(7):  # two autoresets: new episodes of other block counts
+        obs, rewards, terminated, truncated, infos = vector.step(vector.action_space.sample())
+        assert obs.shape == vector.observation_space.shape and rewards.shape == (3,)
+    if env_id in BLOCK_IDS:
+        assert infos["block_color"].shape == (3, 4) and (infos["num_blocks"] <= 4).all()
     vector.close()
 
 
