@@ -89,10 +89,10 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
     except (RuntimeError, TypeError) as error:
         raise RunFileError(f"{path} does not hold the weights of the world model its config describes: "
                            f"{str(error).splitlines()[0]}") from error
-    return model.to(device).eval(), config.to_dict()
+    return model.to(device).eval(), {**config.to_dict(), "model_spec": spec}
 
 
-def env_action_moves(env: gym.Env, model: torch.nn.Module) -> np.ndarray:
+def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] | None = None) -> np.ndarray:
     """The env's table of how its actions move the observer, checked against the world model and in the model's
     terms: ``(A, 2)`` window moves for a :class:`fernn.WorldModel`, ``(A,)`` motions (0 turn left, 1 turn right,
     2 forward, 3 stay) for a first-person one. One clear error for an env whose observations the model cannot
@@ -102,7 +102,11 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module) -> np.ndarray:
     motions, not action ids): an ``(A, 2)`` table, one row per action, of the window's move ``(dx, dy)`` in pixels
     (MNIST World), or of the agent's ``(turn, forward)`` (the block world: turn +1 left, -1 right; forward 1). An env
     of your own plans once it has the method, e.g. ``def action_moves(self): return np.array([[0, 0], [1, 0],
-    ...])``."""
+    ...])``. A first-person world declares its motions, room and field of view
+    (:mod:`fernn.envs.first_person_world`, a wrapper may declare them); with the checkpoint's ``spec`` (its
+    ``model_spec``), the room and field of view must be the world model's."""
+    from fernn.envs.first_person_world import first_person_geometry
+
     space, name = env.observation_space, env.spec.id if env.spec else type(env.unwrapped).__name__
     channels, height, width = model.view_shape
     wanted = (height, width, channels)
@@ -112,6 +116,21 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module) -> np.ndarray:
                          "channels; --pixels --frame-size --grayscale as when it was collected)")
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"the planner searches a Discrete action space; {name} has {env.action_space}")
+    geometry = first_person_geometry(env)
+    if geometry is not None:
+        if model.motion_kind != "first-person":
+            raise ValueError(f"{name} is a first-person world (turns and steps), but this world model imagines "
+                             f"{model.motion_kind} motions; plan in the env it was trained on")
+        trained = {key: (spec or {}).get(key) for key in ("room_size", "fov")}
+        given = {"room_size": geometry.room_size, "fov": geometry.fov}
+        differ = [f"{key} {given[key]} (the world model's: {trained[key]})" for key in given
+                  if trained[key] is not None and float(trained[key]) != float(given[key])]
+        if differ:
+            raise ValueError(f"{name} has {', '.join(differ)}: the world model's map and lift are built for its own "
+                             "room and field of view; plan in the env it was trained on (--env-kwargs room_size / fov)")
+        from fernn.agents.supervised.tasks_3d import motions_of
+
+        return motions_of(torch.as_tensor(np.array(geometry.action_motions))).numpy()
     table = getattr(env.unwrapped, "action_moves", None)
     if table is None:
         raise ValueError(f"{name} does not say how its actions move the observer: the world model imagines the "
@@ -392,7 +411,7 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
                f"{min(parallel, episodes)} episodes at once (the world model's state of {state_bytes / 2 ** 20:.1f} "
                "MiB each, and its transports)", "lower --candidates or --parallel", target)
     probe = build()
-    moves = env_action_moves(probe, model)
+    moves = env_action_moves(probe, model, config["model_spec"])
     probe.close()
     scorer, fit = target_ink, None
     first_person = not isinstance(model, WorldModel)

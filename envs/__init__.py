@@ -27,6 +27,7 @@ from gymnasium.envs.registration import register, registry
 from fernn.envs.block_scenes import BLOCK_COLORS, DIRECTIONS
 from fernn.envs.datasets import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset,
                                  SceneDataset)
+from fernn.envs.first_person_world import FirstPersonGeometry, FirstPersonWorld, first_person_geometry
 from fernn.envs.kth import ACTIONS as KTH_ACTIONS
 from fernn.envs.kth import download_kth, load_kth
 from fernn.envs.mnist import DigitSet, download_mnist, load_mnist
@@ -75,9 +76,11 @@ for _id, (_entry, _vector, _kwargs, _steps) in _ENVS.items():
     if _id not in registry:
         register(id=_id, entry_point=f"fernn.envs.{_entry}", vector_entry_point=f"fernn.envs.{_vector}",
                  kwargs=_kwargs, max_episode_steps=_steps)
+if "MiniWorldFirstPerson-v0" not in registry:  # MiniWorld as a first-person world (the [peers] extra)
+    register(id="MiniWorldFirstPerson-v0", entry_point="fernn.envs.miniworld:make_first_person")
 
 __all__ = [
-    "BLOCK_COLORS", "DIRECTIONS", "ActionChannels", "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
+    "BLOCK_COLORS", "DIRECTIONS", "ActionChannels", "FirstPersonGeometry", "FirstPersonWorld", "first_person_geometry", "ENV_IDS", "KTH_ACTIONS", "DataMissingError", "DigitBank", "DigitSet", "FlowingMNISTDataset", "KTHCameraDataset",
     "MNISTWorldDataset", "RotatingMNISTDataset", "RotationScenes", "SceneBatch", "SceneDataset", "TranslationScenes",
     "WorldBatch", "WorldScenes", "default_data_dir", "download_kth", "download_mnist", "load_kth", "load_mnist",
     "make_generator", "unseen_velocities", "velocity_grid", "TrajectoryDataset", "TrajectoryFileError",

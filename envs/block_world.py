@@ -21,6 +21,7 @@ from fernn.envs.block_scenes import (ACTION_MOTIONS, BLOCK_RGB, DIRECTIONS, MAX_
                                      MIN_ROOM, RED, STAY, BlockState, draw_scene, move_agent, move_blocks,
                                      nearest_of_color)
 from fernn.envs.core import EnvBatch, CoreEnv, CoreVectorEnv
+from fernn.envs.first_person_world import FirstPersonGeometry
 from fernn.envs.first_person import FLOOR_CHOICES, WALL_CHOICES, FirstPersonRenderer
 from fernn.envs.rendering import side_by_side
 from fernn.envs.scenes import check_count
@@ -71,6 +72,10 @@ class BlockWorldBatch(EnvBatch):
         self.textures = blank(2)
         self.motion = blank()
         self.frames = torch.zeros(num_envs, self.obs_size, self.obs_size, 3, dtype=torch.uint8, device=self.device)
+
+    def geometry(self) -> FirstPersonGeometry:
+        """The first-person declaration of these scenes: the four actions' motions, the room, the field of view."""
+        return FirstPersonGeometry(ACTION_MOTIONS, self.room_size, self.fov)
 
     # -- episodes ------------------------------------------------------------------------------------------------
     def reset_envs(self, indices: np.ndarray) -> None:
@@ -298,6 +303,12 @@ class DynamicBlockWorldEnv(CoreEnv):
         with; ``info["self_motion"]`` reports the same pair for the motion carried out."""
         return np.array(ACTION_MOTIONS, np.int64)
 
+    @property
+    def first_person(self) -> FirstPersonGeometry:
+        """The first-person world this env is (:mod:`fernn.envs.first_person_world`): its actions' motions, its
+        room and its field of view."""
+        return self.batch.geometry()
+
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         """Arrow keys for ``gymnasium.utils.play`` and ``fernn-rl play``: left / right turn, up walks; no key: stay."""
         return keys_to_action()
@@ -328,6 +339,11 @@ class DynamicBlockWorldVectorEnv(CoreVectorEnv):
     def action_moves(self) -> np.ndarray:
         """As :meth:`DynamicBlockWorldEnv.action_moves`."""
         return np.array(ACTION_MOTIONS, np.int64)
+
+    @property
+    def first_person(self) -> FirstPersonGeometry:
+        """As :attr:`DynamicBlockWorldEnv.first_person`."""
+        return self.batch.geometry()
 
     def scripted_policy(self, name: str, num_envs: int | None = None, seed: int | None = None):
         """A scripted policy of this world by name, acting for all the envs."""

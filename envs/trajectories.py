@@ -48,6 +48,10 @@ def resolve_env_id(env_id: str) -> str:
     name = ENV_IDS.get(env_id, env_id) if isinstance(env_id, str) else None
     if name is None:
         raise ValueError(f"an env id must be a string, got {env_id!r}")
+    if name.startswith("MiniWorld-") or name.startswith("miniworld:"):  # OpenGL: headless, or one clear line
+        from fernn.envs.miniworld import import_miniworld
+
+        import_miniworld()
     if ":" in name:
         module, _, name = name.partition(":")
         if os.getcwd() not in sys.path and "" not in sys.path:
@@ -207,6 +211,8 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
             ``info["self_motion"]``, the block world's ``(turn, forward)``, when the env reports one), an ``info``
             key, or a function ``(action, info) -> (dx, dy)``. ``meta["moves"]`` records which.
         env_kwargs: ``gym.make`` kwargs when ``env`` is an id.
+        A first-person world's declaration (:mod:`fernn.envs.first_person_world`) is recorded as
+            ``meta["first_person"]``.
         ground_truth: record the hidden state the env reports (``env.unwrapped.ground_truth(info)``: the block
             world's agent pose and blocks) as ``truth_<key>`` arrays per step; ``None``: when the env has it. The
             3-D world model's evaluation uses it to tell blocks that left the view from blocks still in it.
@@ -292,10 +298,15 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
                     info = _batched_info(reset_info, False)
                     current[0] = begin(step_obs[0], reset_info)
         obs = step_obs
+    from fernn.envs.first_person_world import first_person_geometry
+
+    geometry = first_person_geometry(env)
     meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "max_steps": max_steps,
             "policy": policy if isinstance(policy, str) else "random" if policy is None else type(policy).__name__,
             "moves": moves_kind, "ground_truth": truth_of is not None, "cut_at": cut_at,
             "observation_shape": list(shape), "action_space": str(action_space)}
+    if geometry is not None:
+        meta["first_person"] = geometry.to_dict()
     return TrajectoryDataset([e.arrays() for e in done], meta)
 
 

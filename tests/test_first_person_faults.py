@@ -100,9 +100,19 @@ def _as_float_nan(arrays):
 
 
 def _meta(env_kwargs):
+    """A block-world file of the format before meta['first_person']: the room read from the env's kwargs."""
     def change(arrays):
         meta = json.loads(str(arrays["meta"]))
+        meta.pop("first_person")
         arrays["meta"] = np.array(json.dumps({**meta, "env_kwargs": env_kwargs}))
+    return change
+
+
+def _declared(**values):
+    def change(arrays):
+        meta = json.loads(str(arrays["meta"]))
+        first_person = values.get("whole", {**meta["first_person"], **values})
+        arrays["meta"] = np.array(json.dumps({**meta, "first_person": first_person}))
     return change
 
 
@@ -116,6 +126,10 @@ def _meta(env_kwargs):
     (_meta({"room_size": "abc"}), ("room_size must be an integer", "'abc'")),
     (_meta({"room_size": 10 ** 6}), ("room_size", "[4, 64]")),
     (_meta({"fov": 500}), ("fov", "(0, 180)")),
+    (_declared(whole=[6, 60]), ("first_person", "JSON object")),
+    (_declared(room_size="abc"), ("first_person", "room_size must be an integer")),
+    (_declared(fov=500), ("first_person", "fov")),
+    (_declared(turn_degrees=45), ("turns 90 degrees",)),
 ])
 def test_forged_ground_truth_or_meta_is_one_line_before_training(blocks, tmp_path, change, words):
     forged = rewritten(blocks, tmp_path / "forged.npz", change)
@@ -147,3 +161,16 @@ def test_a_file_of_one_episode_is_refused_for_training(blocks, tmp_path):
     result = runner.invoke(app, ["train", "--data", str(single), "--model", "fernn-3d", *TINY, "--out", str(tmp_path),
                                  "--name", "single"])
     one_line_error(result, "has 1 episode", "at least 2", "--episodes")
+
+
+def test_plan_refuses_an_env_of_another_room_or_field_of_view(blocks, tmp_path):
+    result = runner.invoke(app, ["train", "--data", str(blocks), "--model", "fernn-3d", *TINY, "--eval-horizons", "3",
+                                 "--out", str(tmp_path), "--name", "wm"])
+    assert result.exit_code == 0, result.output
+    plan = ["plan", "--env", "dynamic-block-world-find-red", "--world-model", str(tmp_path / "wm"), "--episodes", "1",
+            "--out", str(tmp_path / "plan"), "-q"]
+    for scene, words in (({**SCENE, "room_size": 8}, ("room_size 8", "the world model's: 6")),
+                         ({**SCENE, "fov": 90}, ("fov 90.0", "the world model's: 60.0")),
+                         ({**SCENE, "obs_size": 32}, ("(16, 16, 3)", "(32, 32, 3)"))):
+        one_line_error(runner.invoke(app, [*plan, "--env-kwargs", json.dumps(scene)]), *words)
+    assert not (tmp_path / "plan").exists()

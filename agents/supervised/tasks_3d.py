@@ -65,10 +65,19 @@ MODELS_3D = {
 
 
 def recorded_geometry(meta: dict[str, Any], path: str) -> tuple[int, float]:
-    """The room size and field of view a first-person file was collected with (its ``meta["env_kwargs"]``; the
-    block world's defaults where not given), checked as the block world checks them."""
+    """The room size and field of view of the first-person world a file was collected in: its declaration
+    (``meta["first_person"]``, :mod:`fernn.envs.first_person_world`) or, for block-world files that predate it, the
+    env's kwargs (the block world's defaults where not given); checked as the block world checks them."""
     from fernn.envs.block_world import check_fov, check_room_size
+    from fernn.envs.first_person_world import FirstPersonGeometry
 
+    if "first_person" in meta:
+        geometry = FirstPersonGeometry.from_dict(meta["first_person"], path)
+        return geometry.room_size, geometry.fov
+    if not str(meta.get("env_id") or "").split(":")[-1].startswith("DynamicBlockWorld"):
+        raise ValueError(f"{path} records first-person self-motion but not the world's room and field of view; "
+                         "collect it from an env that declares them (fernn.envs.FirstPersonWorld, the MiniWorld "
+                         "adapter: docs/your_env.md)")
     kwargs = meta.get("env_kwargs")
     if kwargs is None:
         kwargs = {}
