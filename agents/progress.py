@@ -1,10 +1,14 @@
-"""Progress of training runs: a rich progress bar per run (epoch, step, loss, it/s, ETA) on a terminal,
-plain lines when the output is not a terminal, nothing with ``--quiet``."""
+"""Progress of long steps: a rich progress bar per training run (epoch, step, loss, it/s, ETA) and per counted task
+(collecting episodes, evaluating, planning: done / total, elapsed, ETA) on a terminal, plain lines when the output
+is not a terminal, nothing with ``--quiet``. Deep loops (an evaluation's rollouts) report through
+:func:`report_progress`, which the caller that shows them scopes with :func:`progress_hook`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from rich.console import Console
@@ -35,7 +39,16 @@ def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str
         return
     if not console.is_terminal:
         def plain_for(title: str) -> Reporter:
+            shown = {"tenth": -1}
+
             def plain(row: dict[str, Any]) -> None:
+                if row.get("split") == "evaluation":  # a line at each tenth of the evaluation
+                    tenth = 10 * row["done"] // max(row["total"], 1)
+                    if tenth > shown["tenth"] or row["done"] == row["total"]:
+                        shown["tenth"] = tenth
+                        console.print(f"[{title}] evaluating: {row['done']}/{row['total']} sequences",
+                                      highlight=False, markup=False)
+                    return
                 if row.get("split") in ANNOUNCEMENTS:
                     console.print(announcement(title, row), highlight=False, markup=False)
                     return
@@ -52,8 +65,16 @@ def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str
         def rich_for(title: str) -> Reporter:
             bar, last = None, {"step": None, "seconds": 0.0}
 
+            evaluation = None
+
             def report(row: dict[str, Any]) -> None:
-                nonlocal bar
+                nonlocal bar, evaluation
+                if row.get("split") == "evaluation":
+                    if evaluation is None:
+                        evaluation = progress.add_task(f"{title}: evaluating", total=row["total"], epoch="-",
+                                                       loss="-", rate="-")
+                    progress.update(evaluation, completed=row["done"], total=row["total"])
+                    return
                 if row.get("split") in ANNOUNCEMENTS:
                     progress.console.print(announcement(title, row), highlight=False, markup=False)
                     return
@@ -70,3 +91,56 @@ def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str
                 progress.update(bar, completed=row["step"], epoch=row["epoch"], loss=f"{row['loss']:.4g}", rate=rate)
             return report
         yield rich_for
+
+
+Counter = Callable[[int, int], None]
+#: the callback that :func:`report_progress` calls, set by :func:`progress_hook` (none: reports go nowhere)
+_HOOK: ContextVar[Counter | None] = ContextVar("fernn_progress_hook", default=None)
+
+
+@contextmanager
+def progress_hook(counter: Counter | None) -> Iterator[None]:
+    """Within the block, :func:`report_progress` calls ``counter(done, total)``."""
+    token = _HOOK.set(counter)
+    try:
+        yield
+    finally:
+        _HOOK.reset(token)
+
+
+def report_progress(done: int, total: int) -> None:
+    """Report ``done`` of ``total`` units of the current long step to whoever shows progress (or to nobody)."""
+    counter = _HOOK.get()
+    if counter is not None:
+        counter(done, total)
+
+
+@contextmanager
+def counted_progress(console: Console, description: str, total: int, unit: str, *,
+                     quiet: bool = False) -> Iterator[Counter]:
+    """Yield ``update(done, total)`` for a long step of ``total`` ``unit``: a rich bar with the time elapsed and
+    remaining on a terminal; otherwise a plain line at each tenth (done / total, seconds, about how many left)."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    if not console.is_terminal:
+        started, shown = time.perf_counter(), {"tenth": -1}
+
+        def plain(done: int, count: int) -> None:
+            tenth = 10 * done // max(count, 1)
+            if tenth <= shown["tenth"] and done < count:
+                return
+            shown["tenth"] = tenth
+            elapsed = time.perf_counter() - started
+            left = f", about {elapsed / done * (count - done):.0f} s left" if 0 < done < count else ""
+            console.print(f"{description}: {done}/{count} {unit}, {elapsed:.0f} s{left}", highlight=False,
+                          markup=False)
+        if total:
+            plain(0, total)
+        yield plain
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task(description, total=total)
+        yield lambda done, count: progress.update(bar, completed=done, total=count)

@@ -20,6 +20,8 @@ into one ``error:`` line in one place (:func:`fernn.agents.cli.console.guarded`)
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from fernn.agents.cli import data as data_commands
@@ -33,6 +35,20 @@ from fernn.agents.cli.console import guarded
 
 app = typer.Typer(help="Flow-equivariant recurrent networks for world models and RL.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
+
+
+@app.callback()
+def main(threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1024,
+                                               help="CPU threads of torch's operations \\[default: all cores]; 1 to "
+                                                    "run several commands side by side. Goes before the command: "
+                                                    "fernn-rl --threads 1 train ...")) -> None:
+    """Flow-equivariant recurrent networks for world models and RL."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 app.add_typer(bench_app, name="bench")
 app.command()(guarded(envs_commands.envs))
 app.command()(guarded(envs_commands.play))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import gymnasium as gym
 import typer
 
 from fernn.agents.cli.console import console, fail, parse_json_object, resolve_env
@@ -42,8 +43,7 @@ def collect(
     fernn-rl collect --env mnist-world --episodes 200 --max-steps 40 --out world.npz;
     fernn-rl collect --env CartPole-v1 --pixels --frame-size 32 --grayscale --episodes 50 --out cartpole.npz;
     fernn-rl collect --env dynamic-block-world --policy biased-walk --episodes 100 --out blocks.npz."""
-    from rich.progress import Progress
-
+    from fernn.agents.progress import counted_progress
     from fernn.envs import collect_episodes, make_env, pixel_observations
     from fernn.envs.wrappers import ImageKey, with_channel_axis
 
@@ -63,6 +63,9 @@ def collect(
                  "out (the run's own are used)")
         made = _run_wrapped(run, make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if run.pixels else {})))
         pixels, frame_size, grayscale = run.pixels, run.frame_size, run.grayscale
+    elif native_vector(env_id) and not (pixels or obs_key or add_channel):
+        made = gym.make_vec(env_id, num_envs=min(episodes, VECTOR_ENVS), vectorization_mode="vector_entry_point",
+                            **kwargs)  # the env's own batched version: every scene stepped in one call
     else:
         made = make_env(env_id, kwargs, **({"render_mode": "rgb_array"} if pixels else {}))
         if obs_key is not None:
@@ -72,12 +75,9 @@ def collect(
         if add_channel:
             made = with_channel_axis(made)
     acting = _saved_policy(Path(policy), made) if run is not None else _acting_policy(policy, made)
-    with Progress(console=console, disable=quiet, transient=True) as bar:
-        task = bar.add_task(f"collecting {env_id}", total=episodes)
+    with counted_progress(console, f"collecting {env_id}", episodes, "episodes", quiet=quiet) as update:
         dataset = collect_episodes(made, episodes, max_steps=max_steps, policy=acting, seed=seed, moves=moves,
-                                   progress=lambda done, total: bar.update(task, completed=done),
-                                   on_steps=lambda steps: bar.update(task, description=f"collecting {env_id}: "
-                                                                                      f"{steps:,} steps"))
+                                   progress=update)
     dataset.meta.update(env_id=env_id, env_kwargs=kwargs, pixels=pixels, frame_size=frame_size,
                         grayscale=grayscale, policy=policy)
     dataset.save(out)
@@ -87,6 +87,16 @@ def collect(
     if dataset.meta.get("cut_at") is not None:
         console.print(f"note: {env_id} sets no time limit, so episodes were cut at {dataset.meta['cut_at']:,} steps; "
                       "choose another length with --max-steps")
+
+
+#: scenes a native vector env steps at once while collecting (episodes are kept as they end)
+VECTOR_ENVS = 8
+
+
+def native_vector(env_id: str) -> bool:
+    """Whether the env has its own batched version (a ``vector_entry_point``), which ``collect`` steps instead."""
+    spec = gym.registry.get(env_id)
+    return spec is not None and spec.vector_entry_point is not None
 
 
 def _rl_run(policy: str):

@@ -53,9 +53,8 @@ def plan(
     batched call; the map carried across real steps) and write results.json (returns, decisions per second,
     imagined-vs-real error over the horizon) and episode.gif. Example: fernn-rl plan --env mnist-world-track
     --world-model runs/planning/wm-fernn-s0 --horizon 4 --candidates 16 --iterations 1 --episodes 20."""
-    from rich.progress import Progress
-
     from fernn.agents.planning_eval import plan_run
+    from fernn.agents.progress import counted_progress
 
     from fernn.agents.planning_eval import SCORES
 
@@ -71,13 +70,12 @@ def plan(
         fail(f"--elites ({elites}) must be <= --candidates ({candidates})")
     if (frame_size is not None or grayscale) and not pixels:
         fail("--frame-size and --grayscale apply to rendered frames: add --pixels")
-    with Progress(console=console, disable=quiet, transient=True) as bar:
-        task = bar.add_task(f"planning in {env}", total=episodes)
+    with counted_progress(console, f"planning in {env}", episodes, "episodes", quiet=quiet) as update:
         result, folder = plan_run(env, world_model, horizon=horizon, candidates=candidates, iterations=iterations,
                                   elites=elites, episodes=episodes, parallel=parallel, env_kwargs=kwargs, score=score,
                                   reward_data=reward_data, checkpoint=checkpoint, seed=seed, out=out, gif=gif,
                                   device=device, pixels=pixels, frame_size=frame_size, grayscale=grayscale,
-                                  reporter=lambda done, total: bar.update(task, completed=done))
+                                  reporter=update)
     final = result["final_info"]
     extra = f", final red distance {sum(final['red_distance']) / len(final['red_distance']):.2f}" \
         if "red_distance" in final else ""

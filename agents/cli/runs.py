@@ -31,9 +31,13 @@ def evaluate_command(
     from fernn.agents.saved_runs import evaluate_saved
     from fernn.agents.cli.train_supervised import print_results
 
+    from fernn.agents.progress import counted_progress, progress_hook
+
     checked_device(device)
-    kind, results = evaluate_saved(run_dir, what=tuple(w.strip() for w in what.split(",") if w.strip()),
-                                   checkpoint=checkpoint, episodes=episodes, device=device)
+    with counted_progress(console, f"evaluating {run_dir}", 0, "sequences", quiet=quiet) as update, \
+            progress_hook(update):
+        kind, results = evaluate_saved(run_dir, what=tuple(w.strip() for w in what.split(",") if w.strip()),
+                                       checkpoint=checkpoint, episodes=episodes, device=device)
     if kind == "rl":
         result = results["reevaluation"]
         console.print(f"{run_dir}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} over "

@@ -104,7 +104,8 @@ FLAGS: tuple[Flag, ...] = (
     _flag("decoder_layers", I, None, "Decoder hidden conv layers [default: 4].", SD),
     _flag("world_size", I, None, "World-model map side: MNIST World's torus [default: 50]; --data with window moves: "
                                  "larger than the frames [default: frame side + 16].", SD),
-    _flag("eval_sequences", I, None, "Sequences per evaluation cell [default: 64].", SD),
+    _flag("eval_sequences", I, None, "Sequences per evaluation (cell) [default: 64; --data: at most an eighth of the "
+          "sequences trained on, at least 8].", SD),
     _flag("val_batches", I, None, "Validation batches per epoch [default: 4].", SD),
     _flag("log_every", I, None, "Steps per metrics row [default: 10].", SD),
     _flag("checkpoint_every", I, None, "Steps per checkpoint [default: 50].", SD),

@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
 
 #: the fields a task sizes when they are left unset (``None``): to its data and the memory budget
-SIZED = ("hidden", "vmax", "batch_size", "world_size", "context", "predict")
+SIZED = ("hidden", "vmax", "batch_size", "world_size", "context", "predict", "eval_sequences")
 
 
 @dataclass
@@ -117,8 +117,9 @@ class TrainConfig(RunSettings):
     """Teacher forcing at the end of training, reached linearly (a curriculum; None: constant)."""
     val_batches: int = 4
     """Validation batches (fixed seed) per epoch."""
-    eval_sequences: int = 64
-    """Sequences per cell of the velocity-generalisation evaluation."""
+    eval_sequences: int | None = None
+    """Sequences per evaluation (per cell of the velocity-generalisation grid); default 64, and for ``--data`` runs
+    at most an eighth of the sequences the run trains on (at least 8), so a short run evaluates in seconds."""
     eval_context: int | None = None
     """First-person world models: views observed before free-running prediction in the evaluation (default:
     ``context``)."""

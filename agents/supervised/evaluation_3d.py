@@ -21,6 +21,7 @@ import torch
 from fernn.envs.block_scenes import BLOCK_RGB, BlockState, directions
 from fernn.envs.first_person import FirstPersonRenderer
 from fernn.agents import plots
+from fernn.agents.progress import report_progress
 from fernn.agents.runs import RunDir
 from fernn.agents.supervised.metrics import mse, psnr, ssim
 from fernn.agents.supervised.tasks_3d import WorldModel3DTask, motions_of
@@ -30,10 +31,11 @@ CHUNK = 16  # sequences per forward pass
 
 def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor:
     """Free-running predictions after ``context`` views, in chunks of sequences: ``(B, T - context, C, H, W)``."""
-    parts = []
-    for first in range(0, len(batch["frames"]), CHUNK):
+    parts, count = [], len(batch["frames"])
+    for first in range(0, count, CHUNK):
         chunk = {key: value[first:first + CHUNK] for key, value in batch.items()}
         parts.append(task.predict(model, chunk, context=context)[0].float().clamp(0, 1))
+        report_progress(min(first + CHUNK, count), count)
     return torch.cat(parts)
 
 

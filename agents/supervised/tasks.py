@@ -89,6 +89,7 @@ class Task:
         if config.model not in self.models:
             raise ValueError(f"model {config.model!r} is not available for {self.describe()}; accepted: "
                              f"{', '.join(self.models)}")
+        self.check_unused(config)
         if config.relaxed and config.model not in self.relaxable:
             raise ValueError(f"relaxed weight sharing (--relaxed) is available for the translation-flow FERNN models "
                              f"with velocity channels ({', '.join(self.relaxable) or 'none here'}), not for model "
@@ -96,13 +97,32 @@ class Task:
                                  ": rotation flows and first-person (3-D) world models keep exact sharing (see "
                                  "docs/approximate_equivariance.md)" if not self.relaxable else ""))
 
+    #: settings the task does not use, and why: given (not at their defaults), they are refused, never ignored
+    unused: ClassVar[dict[str, str]] = {}
+
+    def check_unused(self, config: TrainConfig) -> None:
+        """Refuse the settings of :attr:`unused` (and ``eval_vmax`` for a task without a velocity grid) that differ
+        from their defaults: a flag is honoured or refused, never recorded as if used."""
+        import dataclasses
+
+        unused = dict(self.unused)
+        if not self.velocity_grid:
+            unused["eval_vmax"] = "its data cannot be generated at chosen velocities, so it has no velocity evaluation"
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        given = [name for name in unused if getattr(config, name) != defaults[name]]
+        if given:
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+            reasons = "; ".join(dict.fromkeys(unused[name] for name in given))
+            raise ValueError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to {self.describe()} "
+                             f"({reasons}): leave {'it' if len(given) == 1 else 'them'} out")
+
     def describe(self) -> str:
         """What the task is, for messages and titles."""
         return self.name
 
     #: the sizes an unset (``None``) field of the config gets (:data:`fernn.agents.supervised.config.SIZED`)
     defaults: ClassVar[dict[str, int]] = {"hidden": 32, "vmax": 2, "batch_size": 16, "world_size": 50, "context": 10,
-                                          "predict": 10}
+                                          "predict": 10, "eval_sequences": 64}
 
     @classmethod
     def frame_side(cls, config: TrainConfig) -> int:
@@ -518,6 +538,7 @@ class TrajectoryPredictionTask(PredictionTask):
 
     name = "trajectories"
     velocity_grid = False
+    unused = {"world_size": "the next-frame predictor keeps no map larger than the frames"}
 
     def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:
         self.data = data
@@ -597,6 +618,13 @@ class TrajectoryWorldModelTask(WorldModelTask):
         return self.data.channels
 
 
+def evaluation_sequences(config: TrainConfig) -> int:
+    """The default evaluation size of a ``--data`` run: 64 sequences, or an eighth of the sequences it trains on
+    (``epochs x steps_per_epoch x batch_size``), at least 8: a short run evaluates in seconds."""
+    trained = config.epochs * config.steps_per_epoch * (config.batch_size or Task.defaults["batch_size"])
+    return max(8, min(Task.defaults["eval_sequences"], trained // 8))
+
+
 def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
     """The task a trajectory file asks for: by the moves it records."""
     from fernn.agents.supervised.tasks_3d import WorldModel3DTask
@@ -617,6 +645,7 @@ def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
     else:
         task = TrajectoryWorldModelTask if data.moves is not None else TrajectoryPredictionTask
     config = config.sized(task.sizes(config, data, device))
+    config = config.sized({"eval_sequences": evaluation_sequences(config)})
     data.split(config)
     return task(config, device, data)
 

@@ -7,7 +7,8 @@ Models (``--model``):
 ``fernn-3d``                   :class:`fernn.WorldModel3D`: FloWM's egocentric map, five cardinal velocity channels
 ``fernn-3d-no-velocities``     the ablation with one (still) velocity channel
 ``fernn-3d-no-self-motion``    the ablation whose map does not turn or walk with the agent (motions as an input)
-``rssm``                       :class:`fernn.rssm.RSSM`, a DreamerV3-style recurrent state-space model
+``rssm``                       :class:`fernn.rssm.RSSM`, a DreamerV3-style recurrent state-space model (a GRU
+                               state of ``4 hidden`` units)
 =============================  =====================================================================================
 
 Every model is trained on the same windows with the same pixel loss: ``context`` views observed, ``predict`` views
@@ -48,7 +49,11 @@ def _flowm(task: WorldModel3DTask, flow: EgocentricFlow | None = None, self_moti
 
 def _rssm(task: WorldModel3DTask) -> nn.Module:
     spec = task.model_spec()
-    return RSSM(spec["in_channels"], spec["view_size"])
+    return RSSM(spec["in_channels"], spec["view_size"], deterministic=RSSM_UNITS_PER_HIDDEN * task.config.hidden)
+
+
+#: ``--hidden`` sizes the RSSM's GRU state: ``4 hidden`` units (the default hidden 16 gives its 64)
+RSSM_UNITS_PER_HIDDEN = 4
 
 
 def build_world_model_3d(task: WorldModel3DTask) -> nn.Module:
@@ -127,6 +132,10 @@ class WorldModel3DTask(Task):
     models: ClassVar[dict] = {name: (lambda task: ContextRollout3D(build_world_model_3d(task))) for name in MODELS_3D}
     velocity_grid = False
     evaluations = ("test", "length", "rollout")
+    unused = {"vmax": "FloWM-3D's velocity channels are its five cardinal ones, fixed by the egocentric flow",
+              "velocities": "FloWM-3D's velocity channels are its five cardinal ones, fixed by the egocentric flow",
+              "world_size": "the map is the room, 2 room_size + 1 cells per side, from the file's world",
+              "decoder_layers": "the first-person models' decoders have a fixed depth"}
     defaults = {"hidden": 16, "batch_size": 8, "context": 16, "predict": 16}
 
     def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:

@@ -31,6 +31,7 @@ from fernn.devices import resolve_device
 from fernn.relaxed import relaxation_penalty
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.interrupts import StopOnFirstInterrupt
+from fernn.agents.progress import progress_hook
 from fernn.agents.runs import RunDir, check_inputs_outside, open_run, run_path, write_json
 from fernn.agents.supervised.tasks import TEST_SEED, VAL_SEED, Task, make_task
 
@@ -268,7 +269,10 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
 
         best = run.load_checkpoint("best.pt" if (run.checkpoints / "best.pt").is_file() else "last.pt", device)
         model.load_state_dict(best["model"])
-        result.results.update(evaluate(task, model, run, seed=TEST_SEED))
+        counter = None if reporter is None else \
+            (lambda done, total: reporter({"split": "evaluation", "done": done, "total": total}))
+        with progress_hook(counter):
+            result.results.update(evaluate(task, model, run, seed=TEST_SEED))
         result.results.update({"config": config.to_dict(), "steps": state["step"], "best_" + metric_name: state["best"]})
         write_json(run.path / "results.json", result.results)
     group.barrier()
