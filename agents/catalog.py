@@ -28,6 +28,22 @@ def _section(doc: str, title: str) -> str:
     return " ".join(match.group(1).split()) if match else ""
 
 
+def _reward(doc: str, env_id: str) -> str:
+    """The Rewards section for ``env_id``: a line of the section that starts with ``<id>:`` (an id of the family
+    with its own reward), else the section without such lines."""
+    match = re.search(r"## Rewards\n(.*?)(\n\s*\n|$)", doc, re.S)
+    lines, own, common = (match.group(1) if match else "").splitlines(), [], []
+    target = None
+    for line in lines:
+        head = re.match(r"\s*([A-Za-z][\w-]*-v\d+):\s*(.*)", line)
+        if head:
+            target = head.group(1)
+            line = head.group(2)
+        (own if target == env_id else common if target is None else []).append(line)
+    text = " ".join(" ".join(own or common).split())
+    return text.replace("``", "").replace(":class:", "")
+
+
 def catalog() -> list[EnvEntry]:
     """Describe every id of :data:`fernn.envs.ENV_IDS` (spaces from a built env, or from the docs when
     the env needs data that is not on disk)."""
@@ -47,6 +63,6 @@ def catalog() -> list[EnvEntry]:
         defaults = {**scene_options(env_class.make_batch), **spec.kwargs}
         for key, value in defaults.items():  # sizes named in the docs -> their default values
             observation = observation.replace(key, str(value))
-        reward = _section(doc, "Rewards").replace("``", "").replace(":class:", "")
+        reward = _reward(doc, env_id)
         entries.append(EnvEntry(env_id, name, observation, action, reward, defaults, spec.max_episode_steps))
     return entries

@@ -92,11 +92,17 @@ def fit_reward_head(data, *, steps: int = 300, batch_size: int = 256, lr: float 
                          f"imagines {view_shape[1]}x{view_shape[2]} views of {view_shape[0]}: a reward head scores "
                          "the views it was fitted on, so give --reward-data a file collected with the world model's "
                          "observations (the flags of its training data)")
+    seen = set()
     for index in range(len(data.lengths)):
         rewards = np.asarray(data.field("rewards", index), np.float64)
         if not np.isfinite(rewards).all():
             raise ValueError(f"{source}: the rewards of episode {index} hold NaN or infinite values; a reward head is "
                              "fitted on finite rewards only (collect the data again)")
+        seen.update(np.unique(rewards[1:]).tolist())  # step 0 holds no reward
+    if len(seen) < 2:
+        raise ValueError(f"{source}: every recorded reward is {next(iter(seen), 0.0):g}; a reward head fitted on them "
+                         "scores every view the same and the planner would act at random: collect from an env that "
+                         "pays the reward to plan for (e.g. dynamic-block-world-find-red)")
     train, held_out = data.split(0.1, min_steps=2, seed=seed)
     torch.manual_seed(seed)
     head = RewardHead(data.observation_shape[2]).to(device)

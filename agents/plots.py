@@ -151,6 +151,10 @@ def strip(path: Path, rows: dict[str, np.ndarray], *, title: str) -> Path:
     return save_figure(figure, path)
 
 
+#: pixels of a GIF's header (the panels' names) and footer (observed or predicted) lines
+CAPTION = 12
+
+
 def rgb_tile(image: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` RGB of an ``(H, W)`` or ``(H, W, C)`` image: one channel (grayscale) is grey, three are RGB, two
     show the first as grey (a window and its target mask), four or more their first three (RGB and extra planes)."""
@@ -164,11 +168,12 @@ def rgb_tile(image: np.ndarray) -> np.ndarray:
 
 
 @optional
-def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6) -> Path:
-    """An animated GIF of the named rows of frames side by side (ground truth | prediction): frames ``(T, H, W)``
-    or ``(T, H, W, C)`` in [0, 1], shown by :func:`rgb_tile`; shorter rows hold their last frame, lower ones are
-    padded."""
-    from PIL import Image
+def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6, observed: int | None = None) -> Path:
+    """An animated GIF of the named rows of frames side by side (ground truth | prediction), each panel headed by
+    its row's name: frames ``(T, H, W)`` or ``(T, H, W, C)`` in [0, 1], shown by :func:`rgb_tile`; shorter rows hold
+    their last frame, lower ones are padded. ``observed``: the first frames are the observed context, the rest
+    predicted; a caption under each frame says which (and the step)."""
+    from PIL import Image, ImageDraw
 
     count = max(len(frames) for frames in rows.values())
     height = max(frames.shape[1] for frames in rows.values())
@@ -182,7 +187,17 @@ def gif(path: Path, rows: dict[str, np.ndarray], *, scale: int = 4, fps: int = 6
         canvas = np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
         image = Image.fromarray((canvas * 255).astype(np.uint8)).resize(
             (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
-        images.append(image)
+        framed = Image.new("RGB", (image.width, image.height + 2 * CAPTION), "white")
+        framed.paste(image, (0, CAPTION))
+        draw = ImageDraw.Draw(framed)
+        left = 0
+        for name, tile in zip(rows, tiles):
+            draw.text((left + 2, 1), name, fill="black")
+            left += (tile.shape[1] + 2) * scale
+        if observed is not None:
+            caption = f"observed {t + 1}" if t < observed else f"predicted +{t + 1 - observed}"
+            draw.text((2, image.height + CAPTION + 1), caption, fill="darkgreen" if t < observed else "darkred")
+        images.append(framed)
     atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                   duration=int(1000 / fps), loop=0))
     return path

@@ -252,8 +252,9 @@ class DynamicBlockWorldEnv(CoreEnv):
     | ``(obs_size, obs_size, 3)`` | uint8 | 0..255 | the first-person RGB view (vertical field of view ``fov``) |
 
     ## Rewards
-    None (0 every step): a world-modelling environment. ``DynamicBlockWorldFindRed-v0`` pays
-    ``exp(-(d - 2)^2 / 2)`` for the agent's distance ``d`` (cells) to the red block, most at two cells.
+    0 every step: a world-modelling environment.
+    DynamicBlockWorldFindRed-v0: ``exp(-(d - 2)^2 / 2)`` for the agent's distance ``d`` (cells) to the red block, most
+    at two cells.
 
     ## Starting State
     The agent on a uniform cell and heading; blocks on uniform cells other than the agent's, with uniform

@@ -160,7 +160,7 @@ def _rollout_files(run: RunDir, truth: torch.Tensor, predictions: torch.Tensor, 
     for i in range(len(truth)):
         rows = {"ground truth": truth[i, context:, 0].cpu().numpy(), "prediction": predictions[i, :, 0].float().cpu().numpy()}
         files.append(plots.strip(run.path / f"rollout_{i}.png", rows, title=f"{name}: rollout after {context} frames"))
-        files.append(plots.gif(run.path / f"rollout_{i}.gif", rows))
+        files.append(plots.gif(run.path / f"rollout_{i}.gif", rows, observed=0))
     return files
 
 

@@ -167,29 +167,30 @@ def egocentric_truth(state: BlockState, room_size: int) -> np.ndarray:
 
 def rollout_gif(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], predictions: torch.Tensor,
                 context: int, path) -> Any:
-    """GIF of the first sequence after ``context`` views: real view | predicted view | true map | the model's map
+    """GIF of the first sequence, its ``context`` observed views then the predicted ones (each frame captioned
+    which): real view | the model's view (the observed one, then its prediction) | true map | the model's map
     (FloWM models)."""
     first = {key: value[:1] for key, value in batch.items()}
     total = first["frames"].shape[1]
-    rows = {"real": first["frames"][0, context:].permute(0, 2, 3, 1).cpu().numpy(),
-            "predicted": predictions[0].permute(0, 2, 3, 1).cpu().numpy()}
-    scale = max(1, rows["real"].shape[1] // (2 * task.model_spec()["room_size"] + 1))
+    real = first["frames"][0].permute(0, 2, 3, 1).cpu().numpy()
+    rows = {"real": real, "model": np.concatenate([real[:context], predictions[0].permute(0, 2, 3, 1).cpu().numpy()])}
+    scale = max(1, real.shape[1] // (2 * task.model_spec()["room_size"] + 1))
     if "truth_block_color" in first:
-        truth = egocentric_truth(truth_state(first, slice(context, total)), task.model_spec()["room_size"])
+        truth = egocentric_truth(truth_state(first, slice(0, total)), task.model_spec()["room_size"])
         rows["true map"] = truth.repeat(scale, 1).repeat(scale, 2)
     world = model.world_model
     if hasattr(world, "readout_map"):
         rows["model map"] = _model_maps(world, first, context).repeat(scale, 1).repeat(scale, 2)
-    return plots.gif(path, rows, scale=3)
+    return plots.gif(path, rows, scale=3, observed=context)
 
 
 @torch.no_grad()
 def _model_maps(world, batch: dict[str, torch.Tensor], context: int) -> np.ndarray:
-    """The model's maps ``(T', S, S, 3)`` while it imagines after ``context`` views, in the layout of
+    """The model's maps ``(T, S, S, 3)`` while it observes ``context`` views and then imagines, in the layout of
     :func:`egocentric_truth`: the norm of the velocity-pooled features, scaled to [0, 1]."""
     motions = motions_of(batch["moves"])
     _, maps = world(batch["frames"][:, :context], motions[:, :context], return_maps=True)
     _, imagined = world.imagine(maps[:, -1], motions[:, context:], return_maps=True)
-    pictures = world.readout_map(imagined[0]).flip(1)  # (T', S, S), the agent's left up
+    pictures = world.readout_map(torch.cat([maps[0], imagined[0]])).flip(1)  # (T, S, S), the agent's left up
     pictures = pictures / pictures.amax().clamp_min(1e-6)
     return pictures[..., None].expand(-1, -1, -1, 3).cpu().numpy()
