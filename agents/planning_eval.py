@@ -131,6 +131,11 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] 
         from fernn.agents.supervised.tasks_3d import motions_of
 
         return motions_of(torch.as_tensor(np.array(geometry.action_motions))).numpy()
+    if model.motion_kind == "first-person":
+        raise ValueError(f"{name} does not declare itself a first-person world, so the planner cannot tell what its "
+                         "actions do to the agent: wrap it in fernn.envs.FirstPersonWorld (MiniWorld: "
+                         "fernn.envs.miniworld.MiniWorldFirstPerson, or the id fernn.envs:MiniWorldFirstPerson-v0) "
+                         "with its actions' (turn, forward), room and field of view (docs/your_env.md)")
     table = getattr(env.unwrapped, "action_moves", None)
     if table is None:
         raise ValueError(f"{name} does not say how its actions move the observer: the world model imagines the "
@@ -139,14 +144,6 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] 
     moves = np.asarray(table(), dtype=np.int64)
     if moves.shape != (env.action_space.n, 2):
         raise ValueError(f"{name}.action_moves() must return shape ({env.action_space.n}, 2); got {moves.shape}")
-    kind = getattr(env.unwrapped, "motion_kind", "translation")
-    if kind != model.motion_kind:
-        raise ValueError(f"{name}'s actions are {kind} motions, but this world model imagines {model.motion_kind} "
-                         "ones: an action the model's group cannot represent; plan in the env it was trained on")
-    if kind == "first-person":
-        from fernn.agents.supervised.tasks_3d import motions_of
-
-        return motions_of(torch.as_tensor(moves)).numpy()
     return moves
 
 

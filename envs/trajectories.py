@@ -376,6 +376,7 @@ class TrajectoryDataset(torch.utils.data.Dataset):
             raise ValueError("a trajectory dataset needs at least one episode")
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device if self.device.type == "cuda" else "cpu").manual_seed(seed)
+        self.action_motions: np.ndarray | None = None
         self.windows(window or int(self.lengths.min()) + 1)
 
     @property
@@ -442,15 +443,35 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         by_episode: dict[int, dict[str, np.ndarray]] = {}
         fields: dict[str, list[np.ndarray]] = {}
         for episode, start in starts:
-            arrays = by_episode.setdefault(int(episode), self.episode(int(episode)))
+            if int(episode) not in by_episode:
+                by_episode[int(episode)] = self._with_acted_moves(self.episode(int(episode)), int(episode))
+            arrays = by_episode[int(episode)]
             for key, value in arrays.items():
                 fields.setdefault(key, []).append(value[start:start + self.window])
         batch = {key: torch.from_numpy(np.stack(values)).to(self.device) for key, values in fields.items()}
         frames = batch.pop("obs").permute(0, 1, 4, 2, 3).float().div_(255)
         out = {"frames": frames, **batch}
-        if "moves" in out and self.meta.get("moves", "action") != "self_motion":
+        if "moves" in out and self.meta.get("moves", "action") not in ("self_motion", None):
             out["positions"] = out["moves"].cumsum(1)  # the window's place, from its moves
         return out
+
+    def moves_from_actions(self, motions: Any) -> TrajectoryDataset:
+        """Serve ``moves`` derived from the recorded actions for a file that records the actions but not the motion:
+        row ``a`` of ``motions`` (``(A, 2)``) for action ``a``, and ``(0, 0)`` at each episode's first step (no
+        action led to it). Returns ``self``."""
+        self.action_motions = np.asarray(motions, np.int64)
+        return self
+
+    def _with_acted_moves(self, arrays: dict[str, np.ndarray], episode: int) -> dict[str, np.ndarray]:
+        if self.action_motions is None or "moves" in arrays:
+            return arrays
+        actions = np.asarray(arrays["actions"]).reshape(len(arrays["actions"]), -1)[:, 0].astype(np.int64)
+        if len(actions) > 1 and not ((actions[1:] >= 0) & (actions[1:] < len(self.action_motions))).all():
+            raise ValueError(f"episode {episode} records actions outside the {len(self.action_motions)} the world "
+                             "declares; the file is damaged or forged: collect it again")
+        moves = self.action_motions[np.clip(actions, 0, len(self.action_motions) - 1)]
+        moves[0] = 0
+        return {**arrays, "moves": moves}
 
     def save(self, path: str | Path) -> Path:
         """Write one compressed ``.npz`` (atomically): per-episode arrays, the lengths, and ``meta`` as JSON."""

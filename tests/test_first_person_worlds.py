@@ -72,3 +72,34 @@ def test_miniworld_turns_a_quarter_steps_one_cell_and_stops_at_walls():
     assert world.min_x < world.agent.pos[0] < world.max_x and world.min_z < world.agent.pos[2] < world.max_z
     with pytest.raises(ValueError, match="square views"):
         MiniWorldFirstPerson(gym.make("MiniWorld-OneRoom-v0", obs_width=16, obs_height=12))
+
+
+def test_the_rssm_trains_on_a_declared_worlds_actions_alone_and_flowm_asks_for_the_motion(tmp_path):
+    """A first-person file that records actions but not the motion carried out: the RSSM takes the actions (their
+    declared motions, staying at each episode's first step); FloWM-3D, whose map moves by the motion carried out,
+    refuses with the remedy."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fernn.agents.cli import app
+
+    geometry = FirstPersonGeometry([[1, 0], [-1, 0], [0, 1]], room_size=4)
+    env = gym.wrappers.TimeLimit(FirstPersonWorld(Corridor(), geometry), 10)
+    data = collect_episodes(env, 4, seed=0)
+    episodes = [{key: value for key, value in data.episode(i).items() if key != "moves"} for i in range(4)]
+    path = fernn.envs.TrajectoryDataset(episodes, {**data.meta, "moves": None}).save(tmp_path / "actions.npz")
+    runner = CliRunner()
+    tiny = ["--data", str(path), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--hidden", "2",
+            "--context", "3", "--predict", "3", "--eval-horizons", "3", "--device", "cpu", "--out", str(tmp_path), "-q"]
+    result = runner.invoke(app, ["train", *tiny, "--model", "fernn-3d", "--name", "flowm"])
+    assert result.exit_code == 2 and "--model rssm" in result.output and "self_motion" in result.output, result.output
+    result = runner.invoke(app, ["train", *tiny, "--model", "rssm", "--name", "rssm"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "rssm" / "results.json").read_text())["test"]["context"] == 3
+    part = fernn.envs.TrajectoryDataset.load(path, window=4).moves_from_actions(geometry.action_motions)
+    batch = part.sample_batch(8)
+    assert batch["moves"].shape == (8, 4, 2)
+    first = part.episode(0)
+    derived = part._with_acted_moves(first, 0)["moves"]
+    assert (derived[0] == 0).all() and (derived[1:] == np.array(geometry.action_motions)[first["actions"][1:]]).all()

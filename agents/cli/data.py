@@ -94,9 +94,11 @@ VECTOR_ENVS = 8
 
 
 def native_vector(env_id: str) -> bool:
-    """Whether the env has its own batched version (a ``vector_entry_point``), which ``collect`` steps instead."""
+    """Whether the env is one of this package's with its batched version (a ``vector_entry_point`` of the same
+    observations), which ``collect`` steps instead. Other packages' vector versions may observe differently (ale-py's
+    stacks and resizes its frames), so theirs are not substituted."""
     spec = gym.registry.get(env_id)
-    return spec is not None and spec.vector_entry_point is not None
+    return spec is not None and str(spec.vector_entry_point or "").startswith("fernn.envs.")
 
 
 def _rl_run(policy: str):

@@ -34,20 +34,23 @@ def check_motion_flags(config: RLConfig) -> None:
     """Refuse, before anything is built or written, the flags that read the agent's own motion from an env that
     does not report it as 2-D window moves: ``--actor equivariant`` (a move's logit from that move's velocity
     channel: the env's ``action_moves()``, ``(A, 2)`` window moves) and ``--self-motion`` (the applied move in
-    ``info["action"]``). A first-person env (``motion_kind = "first-person"``: turns and steps) has neither."""
+    ``info["action"]``). A first-person world (:mod:`fernn.envs.first_person_world`: turns and steps) has neither."""
     if config.actor != "equivariant" and not config.self_motion:
         return
     from fernn.envs import make_env
 
     flags = " and ".join(flag for flag, used in (("--actor equivariant", config.actor == "equivariant"),
                                                  ("--self-motion", config.self_motion)) if used)
+    from fernn.envs.first_person_world import first_person_geometry
+
     probe = make_env(config.env, config.env_kwargs)
     try:
         unwrapped = probe.unwrapped
-        if getattr(unwrapped, "motion_kind", "translation") != "translation":
-            raise ValueError(f"{flags} {'read' if ' and ' in flags else 'reads'} the agent's moves as 2-D window moves (dx, dy); {config.env}'s actions are "
-                             f"{unwrapped.motion_kind} motions (turns and steps), which they cannot represent: leave "
-                             f"{'them' if ' and ' in flags else 'it'} out (the pooled actor, no self-motion channels)")
+        if first_person_geometry(probe) is not None:
+            raise ValueError(f"{flags} {'read' if ' and ' in flags else 'reads'} the agent's moves as 2-D window moves "
+                             f"(dx, dy); {config.env}'s actions are first-person motions (turns and steps), which they "
+                             f"cannot represent: leave {'them' if ' and ' in flags else 'it'} out (the pooled actor, no "
+                             "self-motion channels)")
         if config.actor == "equivariant" and not callable(getattr(unwrapped, "action_moves", None)):
             raise ValueError(f"--actor equivariant scores each action from the velocity channel of its move, read from "
                              f"the env's action_moves() ((A, 2) window moves); {config.env} has none: use --actor "

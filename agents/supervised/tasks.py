@@ -630,7 +630,7 @@ def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
     from fernn.agents.supervised.tasks_3d import WorldModel3DTask
 
     data = TrajectoryData(config.data, device)
-    if data.moves == "self_motion":
+    if data.moves == "self_motion" or "first_person" in data.file.meta:  # a first-person world's episodes
         task = WorldModel3DTask
         if config.model == "fernn":  # FloWM itself: on first-person data, its 3-D form
             config = config.replace(model="fernn-3d", name=config.name)

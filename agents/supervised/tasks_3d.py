@@ -150,6 +150,17 @@ class WorldModel3DTask(Task):
         if config.model == "rssm" and height & (height - 1):
             raise ValueError(f"the RSSM takes views whose side is a power of two; {config.data} holds {height}x{width}")
         self.room_size, self.fov = recorded_geometry(data.file.meta, config.data)
+        if data.moves is None:  # the world is declared, the motions carried out are not recorded
+            if config.model != "rssm":
+                raise ValueError(f"{config.model} moves its map by the motion each step carried out "
+                                 f"(info['self_motion']), which {config.data} does not record: collect it from an env "
+                                 "that reports it (fernn.envs.FirstPersonWorld does; docs/your_env.md), or train "
+                                 "--model rssm, which takes the actions alone")
+            from fernn.envs.first_person_world import FirstPersonGeometry
+
+            motions = FirstPersonGeometry.from_dict(data.file.meta["first_person"], config.data).action_motions
+            for part in data.parts.values():
+                part.moves_from_actions(motions)
         self.check_evaluation_fits()
         check_recorded_truth(data.file, self.room_size, config.data)
 
