@@ -113,3 +113,24 @@ def test_a_trainer_flag_is_recorded_as_given(files, flag):
     field = FIELDS.get(flag, flag)
     settings = {field: values[flag], **({"relaxed": 2} if flag == "relax_alpha" else {})}
     assert getattr(built(files["window-moves"], "fernn", **settings)[3], field) == values[flag]
+
+
+SUPERVISED_VALUES = {"vmax": 1, "world_size": 40, "angular_velocities": [-20.0, 0.0, 20.0], "data_angular_velocities": [0.0, 10.0],
+                     "group_order": 4, "window_size": 24, "clip_len": 8, "frame_size": 24, "velocities": [[0, 0]],
+                     "data_vmax": 1, "eval_vmax": 1, "num_digits": 3,
+                     "source": "full", "decoder_layers": 2}
+
+
+@pytest.mark.parametrize("env", ["flowing-mnist", "rotating-mnist", "kth-camera", "mnist-world"])
+def test_a_supervised_task_refuses_another_tasks_settings(env, kth_root):
+    """Each task's :attr:`unused` settings, given, are one error naming the flag (Flowing MNIST's --boundary and
+    --image-size are refused for the other tasks by the config itself)."""
+    from fernn.agents.supervised.config import TrainConfig
+    from fernn.agents.supervised.tasks import TASKS, make_task
+
+    task_class = TASKS[env]
+    base = {"env": env, "source": "embedded", "data_dir": str(kth_root), "hidden": 2, "batch_size": 2}
+    assert set(task_class.unused) <= set(SUPERVISED_VALUES)
+    for field in sorted(task_class.unused):
+        with pytest.raises(ValueError, match=f"--{field.replace('_', '-')}"):
+            make_task(TrainConfig.from_dict({**base, field: SUPERVISED_VALUES[field]}), torch.device("cpu"))

@@ -56,6 +56,14 @@ def translation_channels(config: TrainConfig, single: bool) -> int:
     return 1 if single else (len(config.velocities) if config.velocities else (2 * config.vmax + 1) ** 2)
 
 
+#: why a task leaves another task's settings unused (:attr:`Task.unused`)
+ROTATION = "rotation flows are Rotating MNIST's (--env rotating-mnist)"
+TRANSLATION = "its flows are rotations (--angular-velocities, --data-angular-velocities), not translations"
+MNIST_WORLD = "the window of MNIST World (--env mnist-world)"
+KTH = "KTH's clips (--env kth-camera)"
+DIGITS = "the MNIST digit scenes' settings, not KTH's"
+
+
 class Task:
     """Base class; see the module docstring. ``batch`` dicts come from :meth:`SceneDataset.sample_batch`.
 
@@ -89,7 +97,6 @@ class Task:
         if config.model not in self.models:
             raise ValueError(f"model {config.model!r} is not available for {self.describe()}; accepted: "
                              f"{', '.join(self.models)}")
-        self.check_unused(config)
         if config.relaxed and config.model not in self.relaxable:
             raise ValueError(f"relaxed weight sharing (--relaxed) is available for the translation-flow FERNN models "
                              f"with velocity channels ({', '.join(self.relaxable) or 'none here'}), not for model "
@@ -100,20 +107,24 @@ class Task:
     #: settings the task does not use, and why: given (not at their defaults), they are refused, never ignored
     unused: ClassVar[dict[str, str]] = {}
 
-    def check_unused(self, config: TrainConfig) -> None:
+    @classmethod
+    def check_unused(cls, config: TrainConfig) -> None:
         """Refuse the settings of :attr:`unused` (and ``eval_vmax`` for a task without a velocity grid) that differ
-        from their defaults: a flag is honoured or refused, never recorded as if used."""
+        from their defaults, before the task sizes what is unset: a flag is honoured or refused, never recorded as
+        if used."""
         import dataclasses
 
-        unused = dict(self.unused)
-        if not self.velocity_grid:
+        unused = dict(cls.unused)
+        if not cls.velocity_grid:
             unused["eval_vmax"] = "its data cannot be generated at chosen velocities, so it has no velocity evaluation"
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        given = [name for name in unused if getattr(config, name) != defaults[name]]
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(TrainConfig)}
+        # a stored (resumed, evaluated) config holds the sizes the task chose for what was unset: those are no flags
+        given = [name for name in unused if getattr(config, name) not in (defaults[name], cls.defaults.get(name))]
         if given:
             flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
             reasons = "; ".join(dict.fromkeys(unused[name] for name in given))
-            raise ValueError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to {self.describe()} "
+            raise ValueError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to {config.data or cls.name} "
                              f"({reasons}): leave {'it' if len(given) == 1 else 'them'} out")
 
     def describe(self) -> str:
@@ -183,6 +194,8 @@ class PredictionTask(Task):
               "grnn-plus": lambda task: _predictor(task, "learned")}
     single_velocity = ("grnn",)
     relaxable = ("fernn",)
+    unused = {"angular_velocities": ROTATION, "data_angular_velocities": ROTATION, "group_order": ROTATION,
+              "window_size": MNIST_WORLD, "world_size": MNIST_WORLD, "clip_len": KTH, "frame_size": KTH}
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
@@ -248,6 +261,9 @@ class RotationPredictionTask(PredictionTask):
     angular = True
     models = {"fernn": _rotation_predictor, "grnn": lambda task: _rotation_predictor(task, single=True)}
     relaxable = ()
+    unused = {"vmax": TRANSLATION, "velocities": TRANSLATION, "data_vmax": TRANSLATION, "eval_vmax": TRANSLATION,
+              "window_size": MNIST_WORLD, "world_size": MNIST_WORLD, "clip_len": KTH,
+              "frame_size": KTH}
 
     def dataset(self, split: str, seed: int, **overrides: Any) -> SceneDataset:
         c = self.config
@@ -282,6 +298,8 @@ class ClassificationTask(Task):
     relaxable = ("fernn",)
     evaluations = ("test", "velocity", "equivariance")
     monitor = ("val_accuracy", "max")
+    unused = {"num_digits": DIGITS, "source": DIGITS, "window_size": MNIST_WORLD, "world_size": MNIST_WORLD, "angular_velocities": ROTATION, "data_angular_velocities": ROTATION,
+              "group_order": ROTATION, "decoder_layers": "the classifier has no frame decoder"}
     columns = ["accuracy", "val_loss", "val_accuracy"]
     validation_split = "val"
 
@@ -370,6 +388,9 @@ class WorldModelTask(Task):
     """MNIST World: FloWM and its ablations (the trained module is a :class:`ContextRollout`)."""
 
     name, kind = "mnist-world", "world-model"
+    unused = {"eval_vmax": "the world model is evaluated on held-out episodes, not on a velocity grid",
+              "clip_len": KTH, "frame_size": KTH,
+              "angular_velocities": ROTATION, "data_angular_velocities": ROTATION, "group_order": ROTATION}
     models = {name: (lambda task: ContextRollout(build_world_model(task.config, task.model_spec())))
               for name in WORLD_MODELS}
     single_velocity = ("grnn", "action-concat")
@@ -577,6 +598,7 @@ class TrajectoryWorldModelTask(WorldModelTask):
 
     name = "trajectories"
     velocity_grid = False
+    unused = {}
 
     def __init__(self, config: TrainConfig, device: torch.device, data: TrajectoryData) -> None:
         self.data = data
@@ -644,6 +666,7 @@ def trajectory_task(config: TrainConfig, device: torch.device) -> Task:
                             "no self-motion (collect from the block world: fernn-rl collect --env dynamic-block-world)"))
     else:
         task = TrajectoryWorldModelTask if data.moves is not None else TrajectoryPredictionTask
+    task.check_unused(config)
     config = config.sized(task.sizes(config, data, device))
     config = config.sized({"eval_sequences": evaluation_sequences(config)})
     data.split(config)
@@ -672,6 +695,7 @@ def make_task(config: TrainConfig, device: torch.device) -> Task:
     sizes filled (``task.config``): the task's defaults, or for a trajectory file sized to its data."""
     task = TASKS[config.env]
     if isinstance(task, type):
+        task.check_unused(config)
         return task(config.sized(task.defaults), device)
     return task(config, device)
 
