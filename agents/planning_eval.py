@@ -136,7 +136,9 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] 
                          "actions do to the agent: wrap it in fernn.envs.FirstPersonWorld (MiniWorld: "
                          "fernn.envs.miniworld.MiniWorldFirstPerson, or the id fernn.envs:MiniWorldFirstPerson-v0) "
                          "with its actions' (turn, forward), room and field of view (docs/your_env.md)")
-    table = getattr(env.unwrapped, "action_moves", None)
+    from fernn.envs.wrappers import declared
+
+    table = declared(env, "action_moves")
     if table is None:
         raise ValueError(f"{name} does not say how its actions move the observer: the world model imagines the "
                          "observer's motions, so the env needs an action_moves() method returning the (A, 2) table "

@@ -76,11 +76,10 @@ class FirstPersonGeometry:
 
 def first_person_geometry(env: gym.Env | gym.vector.VectorEnv) -> FirstPersonGeometry | None:
     """The env's first-person declaration (through its wrappers), or ``None`` for an env that makes none."""
-    try:
-        declared = env.get_wrapper_attr("first_person")
-    except AttributeError:
-        declared = getattr(getattr(env, "unwrapped", env), "first_person", None)
-    return declared if isinstance(declared, FirstPersonGeometry) else None
+    from fernn.envs.wrappers import declared
+
+    geometry = declared(env, "first_person")
+    return geometry if isinstance(geometry, FirstPersonGeometry) else None
 
 
 class FirstPersonWorld(gym.Wrapper):

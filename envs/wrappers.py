@@ -90,3 +90,13 @@ def with_channel_axis(env: gym.Env) -> gym.Env:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 2:
         raise ValueError(f"--add-channel gives 2-D (H, W) images a channel axis; this env observes {space}")
     return gym.wrappers.ReshapeObservation(env, (*space.shape, 1))
+
+
+def declared(env: gym.Env | gym.vector.VectorEnv, name: str) -> Any:
+    """What ``env`` declares as ``name`` (``action_moves``, ``first_person``, ...): from its outermost wrapper that
+    has it, down to the env itself (``get_wrapper_attr``), so a wrapper can declare it for an env it does not own;
+    ``None`` when nothing does."""
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return getattr(getattr(env, "unwrapped", env), name, None)

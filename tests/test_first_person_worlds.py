@@ -103,3 +103,16 @@ def test_the_rssm_trains_on_a_declared_worlds_actions_alone_and_flowm_asks_for_t
     first = part.episode(0)
     derived = part._with_acted_moves(first, 0)["moves"]
     assert (derived[0] == 0).all() and (derived[1:] == np.array(geometry.action_motions)[first["actions"][1:]]).all()
+
+
+def test_a_wrapper_declares_what_planning_reads_through_further_wrappers():
+    from fernn.envs.wrappers import declared
+
+    class WithMoves(gym.Wrapper):
+        def action_moves(self):
+            return np.array([[0, 0], [1, 0], [0, 1]])
+
+    env = gym.wrappers.TimeLimit(WithMoves(Corridor()), 5)
+    assert declared(env, "action_moves")().tolist() == [[0, 0], [1, 0], [0, 1]]
+    assert declared(Corridor(), "action_moves") is None
+    assert declared(gym.make("MNISTWorld-v0"), "action_moves")().shape == (9, 2)  # the env's own, through gym.make

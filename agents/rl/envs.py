@@ -42,16 +42,16 @@ def check_motion_flags(config: RLConfig) -> None:
     flags = " and ".join(flag for flag, used in (("--actor equivariant", config.actor == "equivariant"),
                                                  ("--self-motion", config.self_motion)) if used)
     from fernn.envs.first_person_world import first_person_geometry
+    from fernn.envs.wrappers import declared
 
     probe = make_env(config.env, config.env_kwargs)
     try:
-        unwrapped = probe.unwrapped
         if first_person_geometry(probe) is not None:
             raise ValueError(f"{flags} {'read' if ' and ' in flags else 'reads'} the agent's moves as 2-D window moves "
                              f"(dx, dy); {config.env}'s actions are first-person motions (turns and steps), which they "
                              f"cannot represent: leave {'them' if ' and ' in flags else 'it'} out (the pooled actor, no "
                              "self-motion channels)")
-        if config.actor == "equivariant" and not callable(getattr(unwrapped, "action_moves", None)):
+        if config.actor == "equivariant" and not callable(declared(probe, "action_moves")):
             raise ValueError(f"--actor equivariant scores each action from the velocity channel of its move, read from "
                              f"the env's action_moves() ((A, 2) window moves); {config.env} has none: use --actor "
                              "pooled (the default), or give the env an action_moves() method (docs/your_env.md)")
