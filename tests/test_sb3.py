@@ -446,3 +446,37 @@ def test_self_motion_moves_are_decoded_with_the_image_scaling():
     _, (h, _) = memory.process(frames.flatten(1), (state, torch.zeros(1, 1, 1)), torch.zeros(1))
     before, after = state[0].view(9, 2, 8, 8), h[0].view(9, 2, 8, 8)
     torch.testing.assert_close(after[4], torch.roll(before[4], (3, -2), (-2, -1)))  # channel (0, 0): moved by -(2, -3)
+
+
+CONSTRUCT_UNDER_A_CAP = """
+import resource, sys, warnings
+warnings.filterwarnings("ignore")
+from stable_baselines3.common.env_util import make_vec_env
+from fernn.agents.rl.policies import FERNNRecurrentPPO
+envs = make_vec_env("fernn.envs:MNISTWorldTrack-v0", n_envs=8, seed=0)
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+ppo = FERNNRecurrentPPO("FERNNPolicy", envs, n_steps=128, batch_size=128, device="cpu",
+                        policy_kwargs=dict(fernn_hidden=16, vmax=2))
+state = ppo.policy.lstm_actor.hidden_size
+print(state, ppo.rollout_buffer.nbytes(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_construction_never_allocates_a_state_per_step():
+    """At the default sizes sb3-contrib's buffer would hold 128 steps x 8 envs x the flat state (25 velocities x 16
+    channels x 32 x 32 = 409,600 numbers), four arrays: 6.25 GiB. Built under an address-space cap of 1 GiB more
+    than the process had before, the FERNN model is constructed, and its buffer holds the transitions and one
+    start state per env."""
+    import subprocess
+    import sys
+
+    probe = subprocess.run([sys.executable, "-c", "import resource, sys; "
+                            "from stable_baselines3.common.env_util import make_vec_env; import fernn.agents.rl.policies; "
+                            "print(open('/proc/self/status').read().split('VmPeak:')[1].split()[0])"],
+                           capture_output=True, text=True, check=True)
+    cap = int(probe.stdout.split()[-1]) * 1024 + (1 << 30)  # what imports reserve, and 1 GiB to build the model
+    done = subprocess.run([sys.executable, "-c", CONSTRUCT_UNDER_A_CAP, str(cap)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state, buffer_bytes, _ = map(int, done.stdout.split())
+    assert state == 25 * 16 * 32 * 32
+    assert buffer_bytes < 4 * 128 * 8 * state * 4 / 20  # the transitions and start states, not a state per step

@@ -40,6 +40,7 @@ from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples, RNNStates
 from stable_baselines3.common.torch_layers import MlpExtractor
+from stable_baselines3.common.utils import FloatSchedule
 from torch import nn
 
 from fernn import TranslationFlow
@@ -54,7 +55,8 @@ from fernn.relaxed import check_relaxation, relaxation_penalty
 SB3_CONTRIB_MEMBERS = {
     RecurrentActorCriticPolicy: ("lstm_actor", "lstm_critic", "critic", "lstm_hidden_state_shape", "shared_lstm",
                                  "enable_critic_lstm", "lstm_output_dim"),
-    RecurrentPPO: ("_last_lstm_states", "rollout_buffer"),
+    RecurrentPPO: ("_last_lstm_states", "rollout_buffer", "_setup_lr_schedule", "set_random_seed", "lr_schedule",
+                   "use_sde", "clip_range", "clip_range_vf"),
 }
 
 
@@ -295,10 +297,16 @@ class FERNNRecurrentPPO(RecurrentPPO):
     def _setup_model(self) -> None:
         if self.policy_kwargs.get("actor") == "equivariant" and self.policy_kwargs.get("moves") is None:
             self.policy_kwargs["moves"] = env_moves(self.env)
-        super()._setup_model()
-        if not isinstance(self.policy, FERNNRecurrentPolicy):
-            return  # another recurrent policy: sb3-contrib's buffer (Box or Dict observations) as it is
-        # sb3-contrib sized one state per step from the memory; keep the start states only (SB3_CONTRIB_MEMBERS)
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, FERNNRecurrentPolicy)):
+            super()._setup_model()  # another recurrent policy: sb3-contrib's setup and buffer as they are
+            return
+        # sb3-contrib's RecurrentPPO._setup_model, step for step, except its rollout buffer: it would first allocate
+        # one recurrent state per step (n_steps x n_envs x the flat FERNN state, four arrays; gigabytes at the
+        # default sizes) only for the lean buffer, which keeps each env's start state, to replace it
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
+                                        use_sde=self.use_sde, **self.policy_kwargs).to(self.device)
         memory = self.policy.lstm_actor
         pi = memory.initial_state(self.n_envs, self.device)
         vf = pi if self.policy.shared_core else memory.initial_state(self.n_envs, self.device)
@@ -306,6 +314,9 @@ class FERNNRecurrentPPO(RecurrentPPO):
         self.rollout_buffer = LeanRecurrentRolloutBuffer(self.n_steps, self.observation_space, self.action_space,
                                                          self.device, gae_lambda=self.gae_lambda, gamma=self.gamma,
                                                          n_envs=self.n_envs)
+        self.clip_range = FloatSchedule(self.clip_range)
+        if self.clip_range_vf is not None:
+            self.clip_range_vf = FloatSchedule(self.clip_range_vf)
 
 
 def env_moves(env) -> list[list[int]]:
