@@ -298,14 +298,14 @@ def _train(run: RunDir, config: DreamConfig, world_model: WorldModel, moves: np.
     table = torch.as_tensor(moves, device=device)
     state = {"update": 0, "scale": 1.0, "seconds": 0.0}
     metrics, evaluations = [], []
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)  # sampling stays on the device
     if resume and (run.checkpoints / "last.pt").is_file():
         saved = run.load_checkpoint("last.pt", device)
         agent.load_state_dict(saved["agent"])
         optimizer.load_state_dict(saved["optimizer"])
         state.update(saved["state"])
-        generator.set_state(saved["generator"])
-        starts.data.generator.set_state(saved["data_generator"])
+        generator.set_state(saved["generator"].cpu())  # RNG states are CPU byte tensors, whatever the device
+        starts.data.generator.set_state(saved["data_generator"].cpu())
         metrics = [row for row in run.read_metrics() if int(row["update"]) <= state["update"]]
         evaluations = [row for row in _read_eval(run) if row["update"] <= state["update"]]
     started = time.perf_counter() - state["seconds"]
@@ -371,13 +371,13 @@ def _update(config: DreamConfig, world_model: WorldModel, agent: ImaginationActo
         path, actions, rewards = [maps], [], []
         for _ in range(config.horizon):
             logits = agent.logits(path[-1])
-            action = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator).squeeze(-1)
-            prediction, following = world_model.imagine_step(path[-1], table[action.to(device)])
+            action = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+            prediction, following = world_model.imagine_step(path[-1], table[action])
             actions.append(action)
             rewards.append(reward(prediction))
             path.append(following)
     states = torch.stack(path, 1)  # (B, H + 1, V, C, H, W)
-    taken, earned = torch.stack(actions, 1).to(device), torch.stack(rewards, 1)
+    taken, earned = torch.stack(actions, 1), torch.stack(rewards, 1)
     values = agent.value(states.flatten(0, 1)).view(config.batch_size, config.horizon + 1)
     returns = lambda_returns(earned, values.detach(), config.gamma, config.lambda_)
     spread = float(torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05))

@@ -480,3 +480,18 @@ def test_construction_never_allocates_a_state_per_step():
     state, buffer_bytes, _ = map(int, done.stdout.split())
     assert state == 25 * 16 * 32 * 32
     assert buffer_bytes < 4 * 128 * 8 * state * 4 / 20  # the transitions and start states, not a state per step
+
+
+def test_vectorised_evaluation_returns_what_one_episode_at_a_time_returns():
+    """Episodes stepped side by side (a full wave of 3, then a wave of 2) score the same seeded episodes, and the
+    same returns, as one env stepping them in turn."""
+    from fernn.agents.rl import RLConfig, evaluate_policy, make_vec_env
+
+    config = RLConfig(env="MNISTWorldTrack-v0", env_kwargs={**SMALL_WORLD, "max_episode_steps": 6}, n_envs=2,
+                      fernn_hidden=2, vmax=1, device="cpu")
+    ppo = FERNNRecurrentPPO("FERNNPolicy", make_vec_env(config), n_steps=8, batch_size=8, seed=0, device="cpu",
+                            policy_kwargs=POLICY)
+    act = lambda o, s, e: ppo.predict(o, state=s, episode_start=e, deterministic=True)  # noqa: E731
+    one_at_a_time = evaluate_policy(act, config, 5, parallel=1)
+    assert evaluate_policy(act, config, 5, parallel=3) == one_at_a_time
+    assert evaluate_policy(act, config, 5, parallel=10) == one_at_a_time and len(one_at_a_time) == 5

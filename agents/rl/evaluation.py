@@ -21,23 +21,34 @@ from fernn.agents.runs import RunDir, write_csv, write_json
 from fernn.io import atomic_write
 
 
-def evaluate_policy(act: Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarray, Any]], config: RLConfig,
-                    episodes: int, seed: int = EVAL_SEED) -> list[float]:
-    """Returns of ``episodes`` episodes with seeds ``seed + i`` (one env, frame-stacked when needed).
+#: episodes an RL evaluation steps side by side (its returns are those of one at a time: see evaluate_policy)
+EVAL_PARALLEL = 10
 
-    ``act(obs, state, episode_start) -> (action, state)`` is ``model.predict`` or a scripted policy."""
-    envs = make_vec_env(dataclasses.replace(config, n_envs=1, vec_env="dummy", reward_scale=1.0), seed=seed)
+
+def evaluate_policy(act: Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarray, Any]], config: RLConfig,
+                    episodes: int, seed: int = EVAL_SEED, parallel: int = 1) -> list[float]:
+    """Returns of ``episodes`` episodes with seeds ``seed + i`` (frame-stacked when needed), ``parallel`` of them
+    stepped side by side in one vector env (one batched ``act`` per step): episode ``i`` is the same whatever
+    ``parallel`` is (env ``j`` of a wave starting at episode ``k`` is reset with seed ``seed + k + j``; an env whose
+    episode ended keeps stepping, unrecorded, until the wave's last one ends).
+
+    ``act(obs, state, episode_start) -> (action, state)`` is ``model.predict`` or a scripted policy, on a batch of
+    ``parallel`` envs (the training callback and ``eval`` use :data:`EVAL_PARALLEL`)."""
+    width = max(1, min(int(parallel), episodes))
+    envs = make_vec_env(dataclasses.replace(config, n_envs=width, vec_env="dummy", reward_scale=1.0), seed=seed)
     returns = []
-    for episode in range(episodes):
-        envs.seed(seed + episode)
-        obs, state, start, total = envs.reset(), None, np.ones(1, bool), 0.0
-        while True:
+    for first in range(0, episodes, width):
+        count = min(width, episodes - first)
+        envs.seed(seed + first)  # env j: seed + first + j at the reset below
+        obs, state, start = envs.reset(), None, np.ones(width, bool)
+        totals, running = np.zeros(width), np.arange(width) < count
+        while running.any():
             action, state = act(obs, state, start)
             obs, reward, done, _ = envs.step(action)
-            total, start = total + float(reward[0]), done
-            if done[0]:
-                break
-        returns.append(total)
+            totals += np.where(running, reward, 0.0)
+            running &= ~done
+            start = done
+        returns.extend(float(total) for total in totals[:count])
     envs.close()
     return returns
 
@@ -51,9 +62,10 @@ def policy_bounds(config: RLConfig, episodes: int = 100, *, fixed_moves: bool = 
     space.seed(config.seed)
 
     def random_act(obs, state, start):
-        return np.array([space.sample()]), state
+        return np.array([space.sample() for _ in range(len(obs))]), state
 
-    bounds = {"random": evaluate_policy(random_act, config, episodes)}
+    # one episode at a time: the space's samples then go to the episodes in their order (the recorded figures')
+    bounds = {"random": evaluate_policy(random_act, config, episodes, parallel=1)}
     if hasattr(single.unwrapped, "oracle_action"):
         bounds["oracle"] = _oracle_returns(config.env, episodes, env_kwargs=config.env_kwargs)
     single.close()
@@ -75,7 +87,8 @@ def best_fixed_move(config: RLConfig, episodes: int = 100) -> dict[str, float]:
     space = gym.make(config.env, **config.env_kwargs).action_space
     if not isinstance(space, gym.spaces.Discrete):
         raise ValueError(f"the best fixed move is one of a Discrete action space's actions; {config.env} has {space}")
-    returns = [evaluate_policy(lambda obs, state, start, a=action: (np.array([a]), state), config, episodes)
+    returns = [evaluate_policy(lambda obs, state, start, a=action: (np.full(len(obs), a), state), config, episodes,
+                               parallel=EVAL_PARALLEL)
                for action in range(space.start, space.start + space.n)]
     best = int(np.argmax([np.mean(r) for r in returns]))
     return {"mean": float(np.mean(returns[best])), "std": float(np.std(returns[best])), "episodes": episodes,
@@ -148,7 +161,7 @@ class EvalCheckpointCallback(BaseCallback):
         """Evaluate now, and save the resume point first (a kill between the two loses only the row)."""
         save_resume_point(self.model, self.run)
         returns = evaluate_policy(lambda o, s, e: self.model.predict(o, state=s, episode_start=e, deterministic=True),
-                                  self.config, self.config.eval_episodes)
+                                  self.config, self.config.eval_episodes, parallel=EVAL_PARALLEL)
         row = {"timesteps": self.num_timesteps, "mean_return": float(np.mean(returns)),
                "std_return": float(np.std(returns)), "seconds": time.perf_counter() - self.started}
         self.rows.append(row)
@@ -217,7 +230,7 @@ def evaluate_run(run_dir: Path, *, episodes: int = 20, seed: int = EVAL_SEED, ch
     model, envs, config = load_policy(run_dir, checkpoint=checkpoint, device=device, env_kwargs=env_kwargs)
     envs.close()
     returns = evaluate_policy(lambda o, s, e: model.predict(o, state=s, episode_start=e, deterministic=True),
-                              config, episodes, seed)
+                              config, episodes, seed, parallel=EVAL_PARALLEL)
     result = {"episodes": episodes, "seed": seed, "checkpoint": checkpoint, "env_kwargs": dict(env_kwargs or {}),
               "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns}
     equivariance = policy_equivariance(model, config, seed)
