@@ -26,6 +26,7 @@ def test_a_tiny_3d_run_shows_progress_and_evaluates_at_its_own_size(tmp_path):
     assert "evaluating: 8/8 sequences" in result.output and "first step" in result.output
     config = json.loads((tmp_path / "wm" / "config.json").read_text())
     assert config["eval_sequences"] == 8  # an eighth of what it trained on, at least 8 (not the 64 of a full run)
+    assert not {"vmax", "velocities", "world_size", "decoder_layers", "eval_vmax"} & set(config)  # only what is used
     gif = Image.open(tmp_path / "wm" / "rollout.gif")
     results = json.loads((tmp_path / "wm" / "results.json").read_text())
     context, longest = results["test"]["context"], max(map(int, results["length_generalization"]))

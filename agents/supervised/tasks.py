@@ -108,15 +108,27 @@ class Task:
     unused: ClassVar[dict[str, str]] = {}
 
     @classmethod
+    def unused_settings(cls) -> dict[str, str]:
+        """:attr:`unused`, and ``eval_vmax`` for a task without a velocity grid: setting -> why it is not used."""
+        unused = dict(cls.unused)
+        if not cls.velocity_grid:
+            unused["eval_vmax"] = "its data cannot be generated at chosen velocities, so it has no velocity evaluation"
+        return unused
+
+    def recorded_config(self) -> dict[str, Any]:
+        """The config as ``config.json`` records it: only the settings the task uses (the others are refused when
+        given, so they hold their defaults, which reading the file back restores)."""
+        unused = self.unused_settings()
+        return {key: value for key, value in self.config.to_dict().items() if key not in unused}
+
+    @classmethod
     def check_unused(cls, config: TrainConfig) -> None:
         """Refuse the settings of :attr:`unused` (and ``eval_vmax`` for a task without a velocity grid) that differ
         from their defaults, before the task sizes what is unset: a flag is honoured or refused, never recorded as
         if used."""
         import dataclasses
 
-        unused = dict(cls.unused)
-        if not cls.velocity_grid:
-            unused["eval_vmax"] = "its data cannot be generated at chosen velocities, so it has no velocity evaluation"
+        unused = cls.unused_settings()
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                     for f in dataclasses.fields(TrainConfig)}
         # a stored (resumed, evaluated) config holds the sizes the task chose for what was unset: those are no flags

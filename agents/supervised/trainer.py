@@ -146,7 +146,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
     if group.main:
         _, prepared = open_run(run, config.to_dict(), "supervised", resume=resume, overwrite=overwrite,
                                setup=lambda values: _setup(values, device), explicit=explicit, extend="epochs",
-                               stored=lambda prepared: prepared.config.to_dict())
+                               stored=lambda prepared: prepared.task.recorded_config())
     group.barrier()
     if not group.main:
         prepared = _setup(run.read_config(), device)  # what the main process wrote
@@ -273,7 +273,7 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
             (lambda done, total: reporter({"split": "evaluation", "done": done, "total": total}))
         with progress_hook(counter):
             result.results.update(evaluate(task, model, run, seed=TEST_SEED))
-        result.results.update({"config": config.to_dict(), "steps": state["step"], "best_" + metric_name: state["best"]})
+        result.results.update({"config": task.recorded_config(), "steps": state["step"], "best_" + metric_name: state["best"]})
         write_json(run.path / "results.json", result.results)
     group.barrier()
     return result
