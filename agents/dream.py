@@ -50,9 +50,8 @@ from fernn.budget import check_fits
 from fernn.devices import check_device_name
 
 SCORES = ("target-ink", "reward-head")
-#: the real-env settings a tracking policy is evaluated on (the occlusion grid's cells)
-TRACKING_SETTINGS = {"seen": {}, "unseen": {"target_velocities": "unseen"},
-                     "unseen-gap4": {"target_velocities": "unseen", "gap_every": 10, "gap_length": 4}}
+#: the real-env settings a tracking policy is evaluated on (cells of :data:`fernn.envs.tracking_studies.STUDY_CELLS`)
+TRACKING_SETTINGS = ("seen", "unseen", "unseen-gap4")
 
 
 @dataclass
@@ -425,13 +424,11 @@ def evaluate_policy(world_model: WorldModel, moves: np.ndarray, agent: Imaginati
 def settings_of(config: DreamConfig) -> dict[str, dict[str, Any]]:
     """The real-env settings a policy is evaluated on: for the tracking envs the occlusion grid's seen, unseen and
     unseen-with-gaps cells; for any other env its own settings."""
-    from fernn.envs import unseen_velocities
+    from fernn.envs.tracking_studies import study_kwargs
 
     if not config.env.split(":")[-1].startswith("MNISTWorldTrack"):
         return {"env": {}}
-    unseen = [list(v) for v in unseen_velocities(1, 2)]
-    return {name: {key: (unseen if value == "unseen" else value) for key, value in kwargs.items()}
-            for name, kwargs in TRACKING_SETTINGS.items()}
+    return {name: study_kwargs(name) for name in TRACKING_SETTINGS}
 
 
 def evaluate_settings(world_model: WorldModel, moves: np.ndarray, agent: ImaginationActorCritic, config: DreamConfig,

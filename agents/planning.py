@@ -19,12 +19,13 @@ import torch
 
 from fernn import RSSM, WorldModel, WorldModel3D
 from fernn._validation import check_int
+from fernn.egocentric import STAY
 
 #: the world models a planner imagines with: their ``view_shape``, ``motion_kind``, ``initial_state``, ``forward``
 #: (with ``return_maps``) and ``imagine`` are all it uses
 WORLD_MODELS = (WorldModel, WorldModel3D, RSSM)
 #: the still motion of each kind of motion (the move before the first observation)
-STILL = {"translation": (0, 0), "first-person": 3}
+STILL = {"translation": (0, 0), "first-person": STAY}
 
 
 def target_ink(predictions: torch.Tensor) -> torch.Tensor:

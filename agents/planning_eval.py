@@ -128,9 +128,9 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] 
         if differ:
             raise ValueError(f"{name} has {', '.join(differ)}: the world model's map and lift are built for its own "
                              "room and field of view; plan in the env it was trained on (--env-kwargs room_size / fov)")
-        from fernn.agents.supervised.tasks_3d import motions_of
+        from fernn.egocentric import motion_ids
 
-        return motions_of(torch.as_tensor(np.array(geometry.action_motions))).numpy()
+        return motion_ids(torch.as_tensor(np.array(geometry.action_motions))).numpy()
     if model.motion_kind == "first-person":
         raise ValueError(f"{name} does not declare itself a first-person world, so the planner cannot tell what its "
                          "actions do to the agent: wrap it in fernn.envs.FirstPersonWorld (MiniWorld: "

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fernn.egocentric import FORWARD, MOTION_STEPS, MOTIONS, STAY, TURN_LEFT, TURN_RIGHT  # noqa: F401 (re-exported)
+
 #: the palette, in this order; ``block_color`` in ``info`` indexes it
 BLOCK_COLORS = ("red", "green", "blue", "purple", "yellow", "grey")
 #: RGB of :data:`BLOCK_COLORS` in [0, 1]
@@ -24,11 +26,9 @@ BLOCK_RGB = ((0.86, 0.13, 0.13), (0.16, 0.70, 0.22), (0.16, 0.32, 0.88), (0.58, 
              (0.50, 0.50, 0.50))
 #: headings ``agent_dir = 0, 1, 2, 3`` as ``(x, y)`` cell steps: east, north, west, south
 DIRECTIONS = ((1, 0), (0, 1), (-1, 0), (0, -1))
-#: ``Discrete(4)`` actions
-TURN_LEFT, TURN_RIGHT, FORWARD, STAY = 0, 1, 2, 3
-ACTION_NAMES = ("turn left", "turn right", "forward", "stay")
-#: ``(turn, forward)`` of each action: turn +1 is a left (counter-clockwise) quarter turn
-ACTION_MOTIONS = ((1, 0), (-1, 0), (0, 1), (0, 0))
+#: ``Discrete(4)`` actions: the egocentric map's motions (``fernn.egocentric``), their names and their ``(turn,
+#: forward)`` (turn +1 is a left, counter-clockwise, quarter turn)
+ACTION_NAMES, ACTION_MOTIONS = MOTIONS, MOTION_STEPS
 #: the base colours of which every episode has at least one (red, green, blue, purple, yellow)
 BASE_COLORS = 5
 #: the find-red goal's colour

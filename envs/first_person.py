@@ -26,11 +26,10 @@ import math
 
 import torch
 
+from fernn.egocentric import EYE_HEIGHT, WALL_HEIGHT
 from fernn.envs.block_scenes import BLOCK_RGB, BlockState, directions
 
-EYE_HEIGHT = 1.5
 BLOCK_HEIGHT = 1.5
-WALL_HEIGHT = 2.75
 BLOCK_HALF = 0.35  # a footprint of 0.7 of a cell
 AMBIENT = 0.55  # the light of a face seen edge-on; head-on it is 1
 WALL_RGB = (0.82, 0.80, 0.74)

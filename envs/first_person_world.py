@@ -27,8 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-#: the (turn, forward) motions the egocentric map's group represents
-MOTIONS = ((1, 0), (-1, 0), (0, 1), (0, 0))
+from fernn.egocentric import MOTION_STEPS as MOTIONS  # the (turn, forward) motions the map's group represents
 
 
 @dataclass(frozen=True)

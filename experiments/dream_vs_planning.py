@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-SEEN = [[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]]
 WORLD_MODEL = {"model": "fernn", "vmax": 2, "world_size": 50, "hidden": 8, "decoder_layers": 1, "context": 10,
                "predict": 10, "epochs": 5, "steps_per_epoch": 60, "batch_size": 8, "lr": 2e-3, "teacher_forcing": 1.0,
                "teacher_forcing_end": 0.0, "eval_sequences": 16}
@@ -32,11 +31,13 @@ SETTINGS = ("seen", "unseen", "unseen-gap4")
 def models(args: argparse.Namespace) -> None:
     from fernn.agents import TrainConfig, train
     from fernn.envs import collect_episodes
+    from fernn.envs.tracking_studies import target_velocities
 
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "track_random.npz"
     if not data.is_file():
-        collect_episodes("mnist-world-track", 300, seed=0, env_kwargs={"target_velocities": SEEN}).save(data)
+        seen = {"target_velocities": target_velocities("seen")}
+        collect_episodes("mnist-world-track", 300, seed=0, env_kwargs=seen).save(data)
     for seed in args.seeds:
         name = f"wm-fernn-s{seed}"
         if not (args.out / name / "results.json").is_file():
@@ -47,24 +48,24 @@ def models(args: argparse.Namespace) -> None:
 
 def dream(args: argparse.Namespace) -> None:
     from fernn.agents.dream import DreamConfig, train_dream
+    from fernn.envs.tracking_studies import target_velocities
 
     for seed in args.seeds:
         name = f"dream-s{seed}"
         if (args.out / name / "results.json").is_file():
             continue
         config = DreamConfig(world_model=str(args.out / f"wm-fernn-s{seed}"), env="mnist-world-track",
-                             env_kwargs={"target_velocities": SEEN}, steps=args.steps, lr=args.lr, seed=seed,
+                             env_kwargs={"target_velocities": target_velocities("seen")}, steps=args.steps,
+                             lr=args.lr, seed=seed,
                              device="cpu", out=str(args.out), name=name)
         train_dream(config, resume=(args.out / name / "run.json").is_file())
         print(f"{name}: learned and evaluated", flush=True)
 
 
 def setting_kwargs(setting: str) -> dict:
-    from fernn.envs import unseen_velocities
+    from fernn.envs.tracking_studies import study_kwargs
 
-    unseen = [list(v) for v in unseen_velocities(1, 2)]
-    return {"seen": {"target_velocities": SEEN}, "unseen": {"target_velocities": unseen},
-            "unseen-gap4": {"target_velocities": unseen, "gap_every": 10, "gap_length": 4}}[setting]
+    return study_kwargs(setting)
 
 
 def plan(args: argparse.Namespace) -> None:

@@ -24,21 +24,13 @@ import numpy as np
 MODELS = {"fernn": "FloWM (velocity channels + self-motion)", "grnn": "no velocity channels (V = 1)",
           "fernn-no-self-motion": "no self-motion", "action-concat": "action-concat"}
 ORDER = ["grnn", "action-concat", "fernn", "fernn-no-self-motion"]  # the cheap models (V = 1) first
-SEEN = [[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]]
-SETTINGS = {  # name -> (target velocities, gap length of every 10 steps), in the order they are run
-    "unseen-gap4": ("unseen", 4),
-    "unseen": ("unseen", 0),
-    "seen": ("seen", 0),
-    "seen-gap4": ("seen", 4),
-}
+SETTINGS = ("unseen-gap4", "unseen", "seen", "seen-gap4")  # cells of fernn.envs.tracking_studies, in run order
 
 
 def env_kwargs(setting: str) -> dict:
-    from fernn.envs import unseen_velocities
+    from fernn.envs.tracking_studies import study_kwargs
 
-    velocities, gap = SETTINGS[setting]
-    targets = SEEN if velocities == "seen" else [list(v) for v in unseen_velocities(1, 2)]
-    return {"target_velocities": targets, "gap_every": 10, "gap_length": gap}
+    return study_kwargs(setting)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -79,11 +71,14 @@ def read(root: Path) -> dict[str, dict[str, list[dict]]]:
 
 def rl_cells(root: Path) -> dict[str, dict[str, list[float]]]:
     """The RL policies' returns on the same settings (experiments/rl_occlusion.py's grid.json; same episode seeds)."""
+    from fernn.envs.tracking_studies import STUDY_CELLS
+
     cells: dict[str, dict[str, list[float]]] = {}
     for grid in sorted(root.glob("*-s*/grid.json")):
         policy = grid.parent.name.rsplit("-s", 1)[0]
         evaluations = json.loads(grid.read_text())
-        for setting, (velocities, gap) in SETTINGS.items():
+        for setting in SETTINGS:
+            velocities, gap = STUDY_CELLS[setting]
             cell = evaluations.get(f"{velocities}/gap={gap}")
             if cell is not None:
                 cells.setdefault(policy, {}).setdefault(setting, []).append(cell["mean_return"])

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fernn.envs.tracking_studies import GAP_EVERY, STUDY_GAP
+
 POLICIES = {  # name -> (RLConfig fields, label)
     "fernn": ({"algo": "recurrent-ppo", "policy": "fernn"}, "FERNN RecurrentPPO"),
     "fernn-self-motion": ({"algo": "recurrent-ppo", "policy": "fernn", "self_motion": True},
@@ -46,8 +48,7 @@ POLICIES = {  # name -> (RLConfig fields, label)
     "frame-stack-cnn": ({"algo": "ppo", "policy": "frame-stack-cnn"}, "frame-stack PPO"),
 }
 ENV = "MNISTWorldTrackOccluded-v0"
-GAP_EVERY = 10
-TRAIN_GAP = 4
+TRAIN_GAP = STUDY_GAP
 GIF_GAP = 6
 GIF_VELOCITY = [2, -1]  # one unseen target velocity for the GIFs
 BOUNDS = ("random", "oracle", "best fixed move")
@@ -55,10 +56,9 @@ BOUNDS = ("random", "oracle", "best fixed move")
 
 def velocity_sets() -> dict[str, list[list[int]]]:
     """The seen (training) and unseen target velocities, as JSON-able lists."""
-    from fernn.envs import unseen_velocities, velocity_grid
+    from fernn.envs.tracking_studies import target_velocities
 
-    return {"seen": [list(v) for v in velocity_grid(1) if v != (0, 0)],
-            "unseen": [list(v) for v in unseen_velocities(1, 2)]}
+    return {which: target_velocities(which) for which in ("seen", "unseen")}
 
 
 def cell_name(velocities: str, gap: int) -> str:

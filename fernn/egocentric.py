@@ -37,9 +37,20 @@ from fernn.shifts import shift_pad_maps
 
 #: the paper's five velocity channels: still, and one cell per step ahead, left, back and right
 CARDINAL_VELOCITIES = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
-#: the motions of the block world's ``Discrete(4)`` actions, in its order
+#: the motions the egocentric map's group represents, by id (the block world's ``Discrete(4)`` actions are these, in
+#: this order): their names and their ``(turn, forward)`` (turn +1: a quarter turn left; forward 1: one cell ahead)
 TURN_LEFT, TURN_RIGHT, FORWARD, STAY = 0, 1, 2, 3
 MOTIONS = ("turn left", "turn right", "forward", "stay")
+MOTION_STEPS = ((1, 0), (-1, 0), (0, 1), (0, 0))
+#: the first-person camera the lift assumes and the block world renders with: the eye above the floor and the walls'
+#: height, in cells
+EYE_HEIGHT, WALL_HEIGHT = 1.5, 2.75
+
+
+def motion_ids(moves: torch.Tensor) -> torch.Tensor:
+    """Self-motions ``(..., 2)`` of ``(turn, forward)`` -> motion ids ``(...)`` (:data:`TURN_LEFT` .. :data:`STAY`)."""
+    turn, forward = moves[..., 0], moves[..., 1]
+    return torch.where(forward > 0, FORWARD, torch.where(turn > 0, TURN_LEFT, torch.where(turn < 0, TURN_RIGHT, STAY)))
 
 
 def turn_velocities(velocities: torch.Tensor, quarter_turns: int) -> torch.Tensor:

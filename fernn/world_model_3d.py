@@ -43,10 +43,9 @@ from torch import nn
 
 from fernn._validation import check_action_sequence, check_float_tensor, check_int, check_views
 from fernn.core import Feedback
-from fernn.egocentric import EgocentricFlow, SelfMotion, check_motions
+from fernn.egocentric import EYE_HEIGHT, WALL_HEIGHT, EgocentricFlow, SelfMotion, check_motions
 
 #: the camera of the block world (fernn.envs.first_person): eye height, wall height (in cells)
-EYE_HEIGHT, WALL_HEIGHT = 1.5, 2.75
 
 
 class WorldModel3D(nn.Module):

@@ -309,3 +309,21 @@ def test_an_action_too_large_for_any_integer_is_the_documented_value_error(env_i
     env.reset(seed=0)
     with pytest.raises(ValueError, match="cannot be read as Discrete"):
         env.step(2 ** 70)
+
+
+def test_the_tracking_studies_cells_are_defined_once():
+    """The seen / unseen / gap cells every tracking study evaluates on (RL grid, planner, dream) come from one
+    module: seen = the eight radius-1 velocities the env trains on by default, unseen = a component of 2."""
+    from fernn.agents.dream import TRACKING_SETTINGS
+    from fernn.envs.tracking_studies import GAP_EVERY, STUDY_CELLS, study_kwargs, target_velocities
+
+    seen, unseen = target_velocities("seen"), target_velocities("unseen")
+    assert len(seen) == 8 and all(max(map(abs, v)) == 1 for v in seen)
+    assert unseen and all(max(map(abs, v)) == 2 for v in unseen)
+    assert study_kwargs("unseen-gap4") == {"target_velocities": unseen, "gap_every": GAP_EVERY, "gap_length": 4}
+    assert set(TRACKING_SETTINGS) <= set(STUDY_CELLS)
+    env = gym.make("MNISTWorldTrack-v0", **study_kwargs("seen"))
+    default = gym.make("MNISTWorldTrack-v0")
+    assert np.array_equal(env.reset(seed=3)[0], default.reset(seed=3)[0])  # "seen" is the env's own default
+    with pytest.raises(ValueError, match="unknown tracking study cell"):
+        study_kwargs("both")

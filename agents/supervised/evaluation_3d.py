@@ -24,7 +24,8 @@ from fernn.agents import plots
 from fernn.agents.progress import report_progress
 from fernn.agents.runs import RunDir
 from fernn.agents.supervised.metrics import mse, psnr, ssim
-from fernn.agents.supervised.tasks_3d import WorldModel3DTask, motions_of
+from fernn.agents.supervised.tasks_3d import WorldModel3DTask
+from fernn.egocentric import motion_ids
 
 CHUNK = 16  # sequences per forward pass
 
@@ -188,7 +189,7 @@ def rollout_gif(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], p
 def _model_maps(world, batch: dict[str, torch.Tensor], context: int) -> np.ndarray:
     """The model's maps ``(T, S, S, 3)`` while it observes ``context`` views and then imagines, in the layout of
     :func:`egocentric_truth`: the norm of the velocity-pooled features, scaled to [0, 1]."""
-    motions = motions_of(batch["moves"])
+    motions = motion_ids(batch["moves"])
     _, maps = world(batch["frames"][:, :context], motions[:, :context], return_maps=True)
     _, imagined = world.imagine(maps[:, -1], motions[:, context:], return_maps=True)
     pictures = world.readout_map(torch.cat([maps[0], imagined[0]])).flip(1)  # (T, S, S), the agent's left up

@@ -24,21 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn.egocentric import EgocentricFlow
+from fernn.egocentric import EgocentricFlow, motion_ids
 from fernn.rssm import RSSM
 from fernn.world_model_3d import WorldModel3D
 from fernn.agents.supervised.config import TrainConfig
 from fernn.agents.supervised.tasks import STATE_BYTES, Task, TrajectoryData
 
-#: view-to-motion: the block world's ``(turn, forward)`` self-motion -> the action id of that motion
-TURN_LEFT, TURN_RIGHT, FORWARD, STAY = 0, 1, 2, 3
-
-
-def motions_of(moves: torch.Tensor) -> torch.Tensor:
-    """Recorded self-motions ``(..., 2)`` of ``(turn, forward)`` -> motion ids ``(...)`` (0 turn left, 1 turn right,
-    2 forward, 3 stay)."""
-    turn, forward = moves[..., 0], moves[..., 1]
-    return torch.where(forward > 0, FORWARD, torch.where(turn > 0, TURN_LEFT, torch.where(turn < 0, TURN_RIGHT, STAY)))
+motions_of = motion_ids  # the name this module has exported
 
 
 def _flowm(task: WorldModel3DTask, flow: EgocentricFlow | None = None, self_motion: bool = True) -> nn.Module:
@@ -215,7 +207,7 @@ class WorldModel3DTask(Task):
         with ``elbo``, the model's extra loss (the RSSM's KL; ``None`` for FloWM)."""
         frames, context = batch["frames"], context or self.config.context
         targets = frames[:, context:] if teacher_forcing > 0 else None
-        return model(frames, motions_of(batch["moves"]), context, targets, teacher_forcing, elbo)
+        return model(frames, motion_ids(batch["moves"]), context, targets, teacher_forcing, elbo)
 
     def loss(self, model, batch, progress):
         forcing = self.teacher_forcing(progress)
