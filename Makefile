@@ -26,7 +26,7 @@ demo: setup
 	$(VENV)/bin/fernn-rl demo
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q --durations=15 $(PYTEST_ARGS)
 
 test-all: setup
 	HYPOTHESIS_PROFILE=slow $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -63,3 +63,33 @@ def test_a_reward_head_on_constant_rewards_is_refused(tmp_path):
                                "--max-steps", "6", "--out", str(data), "-q"]).exit_code == 0
     with pytest.raises(ValueError, match="every recorded reward is 0"):
         fit_reward_head(data)
+
+
+def test_debug_shows_the_traceback_and_a_bug_is_never_a_one_line_user_error(monkeypatch):
+    from fernn.agents.cli import console
+
+    bad = ["train", "--env", "pong", "--epochs", "1"]
+    result = runner.invoke(app, bad)
+    assert result.exit_code == 2 and "env must be one of" in result.output
+    result = runner.invoke(app, ["--debug", *bad])
+    assert result.exit_code != 2 and isinstance(result.exception, ValueError)  # the exception itself, traceback and all
+    monkeypatch.setenv("FERNN_DEBUG", "1")
+    assert isinstance(runner.invoke(app, bad).exception, ValueError)
+    monkeypatch.delenv("FERNN_DEBUG")
+    assert runner.invoke(app, bad).exit_code == 2  # --debug holds for its own invocation only
+
+    def buggy():
+        return len(5)  # a TypeError the interpreter raises: a bug
+
+    def checked():
+        raise TypeError("hidden must be an integer, got 'x' (str)")  # a check's message for the user
+
+    assert console.is_a_bug(_raised(buggy)) and not console.is_a_bug(_raised(checked))
+
+
+def _raised(function):
+    try:
+        function()
+    except TypeError as error:
+        return error
+    raise AssertionError("no error")

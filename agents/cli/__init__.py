@@ -41,8 +41,13 @@ app = typer.Typer(help="Flow-equivariant recurrent networks for world models and
 def main(threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1024,
                                                help="CPU threads of torch's operations \\[default: all cores]; 1 to "
                                                     "run several commands side by side. Goes before the command: "
-                                                    "fernn-rl --threads 1 train ...")) -> None:
+                                                    "fernn-rl --threads 1 train ..."),
+         debug: bool = typer.Option(False, "--debug", metavar="", help="Show the full traceback of any error "
+                                                                       "(also FERNN_DEBUG=1).")) -> None:
     """Flow-equivariant recurrent networks for world models and RL."""
+    from fernn.agents.cli import console
+
+    console.DEBUG = debug
     if threads is not None:
         import torch
 

@@ -63,9 +63,35 @@ def parse_pairs(name: str, text: str) -> list[list[int]]:
 EXPECTED = (FERNNError, ValueError, TypeError, OSError)
 
 
+#: ``fernn-rl --debug`` of the command being run (set by the command line's callback on every invocation)
+DEBUG = False
+
+
+def debugging() -> bool:
+    """Whether errors show their full traceback: ``fernn-rl --debug`` or ``FERNN_DEBUG=1``."""
+    import os
+
+    return DEBUG or os.environ.get("FERNN_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def is_a_bug(error: BaseException) -> bool:
+    """A ``TypeError`` the interpreter raised (a bad call or operand: a bug of the code), not one a check raised with
+    its message for the user: the innermost frame's statement is no ``raise``."""
+    import linecache
+    import traceback
+
+    if not isinstance(error, TypeError) or isinstance(error, FERNNError) or error.__traceback__ is None:
+        return False
+    last = traceback.extract_tb(error.__traceback__)[-1]
+    statement = [linecache.getline(last.filename, line).strip() for line in range(max(1, last.lineno - 3),
+                                                                                  last.lineno + 1)]
+    return not any(line.startswith("raise") for line in statement)
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command so that every expected error is one ``error:`` line and exit status 2: the one place the
-    command line catches errors."""
+    command line catches errors. With ``--debug`` (``FERNN_DEBUG=1``) every error shows its traceback, and a bug
+    (:func:`is_a_bug`) always does: it is never dressed as a user's mistake."""
     import gymnasium as gym
 
     @functools.wraps(command)
@@ -73,6 +99,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (*EXPECTED, gym.error.Error) as error:
+            if debugging() or is_a_bug(error):
+                raise
             fail(str(error) or type(error).__name__)
 
     return wrapper
