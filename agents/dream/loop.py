@@ -1,181 +1,25 @@
-"""Learning in imagination: an actor-critic trained only on a world model's imagined rollouts (the Dreamer recipe),
-then acting in the real env at policy speed: ``fernn-rl dream`` is :func:`train_dream`.
-
-Start states are the world model's maps after ``context`` real windows of the episodes it was trained on (random
-episodes: no environment steps beyond them). From each, the actor imagines ``horizon`` steps: it picks a move from
-the map, the world model moves the map by it and predicts the window (:meth:`fernn.WorldModel.imagine_step`), the
-reward is scored on the predicted window (the planner's ``target_ink``, or a reward head fitted to recorded
-rewards). Then, as DreamerV3 does:
-
-* λ-returns ``R_k = r_{k+1} + γ ((1 - λ) v(s_{k+1}) + λ R_{k+1})``, bootstrapped by the critic at the horizon;
-* returns normalised by the running (decay 0.99) range between their 5th and 95th percentiles, at least 1;
-* REINFORCE for the discrete actions, ``-(R_k - v(s_k)) / scale * log π(a_k | s_k)``, and an entropy bonus;
-* the critic regressed on the λ-returns.
-
-The actor reads the map through the equivariant head (:class:`fernn.agents.heads.VelocityActorHead`: a move's
-logit from that move's velocity channel), the critic through a head on the velocity-pooled map. In the real env
-the policy carries the world model's map from step to step as the planner does (observe, then act), but decides
-with one pass of the actor instead of imagining hundreds of candidates.
-
-The run is a run directory of kind ``dream``: ``config.json``, ``metrics.csv`` (per log interval: imagined return,
-losses, entropy), ``eval.csv`` (real-env returns during training), ``checkpoints/last.pt`` (resume) and
-``checkpoints/final.pt``, ``results.json`` (the real-env evaluations of every setting). ``fernn-rl eval`` and
-``rollout`` take it.
-"""
+"""The loop of learning in imagination: start states from real episodes, the reward of imagined views, the
+updates with their logs, evaluations and resume points, and loading a learned policy back."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from fernn import WorldModel
+from fernn.agents.dream.config import TRACKING_SETTINGS, DreamConfig
+from fernn.agents.dream.losses import imagination_update
+from fernn.agents.dream.networks import ImaginationActorCritic, ImaginedPolicy
 from fernn.agents.interrupts import StopOnFirstInterrupt
-from fernn.agents.heads import ReadoutHead, VelocityActorHead
-from fernn.agents.planning import CEMPlanner, target_ink
-from fernn.agents.runs import (EVAL_SEED, RunDir, check_inputs_outside, open_run, run_path, write_csv,
-                               write_json)
-from fernn.agents.settings import (RunSettings, check_choice, check_env_kwargs, check_integers, check_number,
-                                   check_seed, check_strings)
+from fernn.agents.planning import target_ink
+from fernn.agents.runs import EVAL_SEED, RunDir, check_inputs_outside, open_run, run_path, write_csv, write_json
 from fernn.budget import check_fits
-from fernn.devices import check_device_name
-
-SCORES = ("target-ink", "reward-head")
-#: the real-env settings a tracking policy is evaluated on (cells of :data:`fernn.envs.tracking_studies.STUDY_CELLS`)
-TRACKING_SETTINGS = ("seen", "unseen", "unseen-gap4")
-
-
-@dataclass
-class DreamConfig(RunSettings):
-    """A policy learned in a world model's imagination (see the module docstring); saved as ``config.json``."""
-
-    world_model: str = ""
-    """The world-model run (``fernn-rl train --data FILE`` on episodes with window moves), stored as an absolute
-    path."""
-    world_model_digest: str = ""
-    """SHA-256 of the world model's checkpoint the policy was learned in (set when the run starts): a dream refuses
-    a world model that changed since (retrained or overwritten), instead of pairing its policy with another."""
-    env: str = "MNISTWorldTrack-v0"
-    """The real env the policy acts in (its windows and action_moves() must be the world model's)."""
-    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """``gym.make`` keyword arguments of the env."""
-    horizon: int = 15
-    """Imagined steps per trajectory (DreamerV3: 15)."""
-    steps: int = 2000
-    """Actor-critic updates."""
-    batch_size: int = 16
-    """Imagined trajectories per update."""
-    context: int = 10
-    """Real windows the world model observes before each start state."""
-    lr: float = 3e-4
-    """Adam learning rate of the actor and the critic."""
-    gamma: float = 0.99
-    """Discount."""
-    lambda_: float = 0.95
-    """λ of the λ-returns."""
-    entropy: float = 3e-3
-    """Weight of the entropy bonus."""
-    score: str = "target-ink"
-    """target-ink (the tracking reward on imagined windows) | reward-head (fitted to recorded rewards)."""
-    reward_data: str | None = None
-    """score reward-head: the trajectory file to fit it on (default: the world model's training data)."""
-    checkpoint: str = "best"
-    """The world model's checkpoint: best | last."""
-    eval_every: int = 250
-    """Evaluate in the real env every this many updates."""
-    eval_episodes: int = 10
-    """Seeded episodes per evaluation during training (the final evaluation: 20 per setting)."""
-    log_every: int = 25
-    """Updates per metrics row."""
-    seed: int = 0
-    """Seed of the start states, the imagined actions and the networks."""
-    device: str = "auto"
-    """auto | cpu | cuda | cuda:N."""
-    out: str = "runs"
-    """Parent directory of runs."""
-    name: str = ""
-    """Run name (default: dream-<world model run>-s<seed>)."""
-
-    def __post_init__(self) -> None:
-        from fernn.envs import ENV_IDS
-
-        if not isinstance(self.world_model, str) or not self.world_model:
-            raise ValueError("world_model must name a world-model run directory (fernn-rl train --data FILE.npz)")
-        check_strings(self, ("env", "score", "checkpoint", "device", "out", "name", "world_model_digest"))
-        self.world_model = os.path.abspath(self.world_model)  # the run it depends on, wherever eval is run from
-        self.env = ENV_IDS.get(self.env, self.env)  # a short name is stored as its id
-        if not self.name:
-            self.name = f"dream-{Path(self.world_model).name}-s{self.seed}"
-        for name, high in (("horizon", 100), ("steps", 10 ** 7), ("batch_size", 4096), ("context", 1000),
-                           ("eval_every", 10 ** 7), ("eval_episodes", 10 ** 5), ("log_every", 10 ** 7)):
-            check_integers(self, (name,), maximum=high)
-        check_number(self, "lr", high=1, low_open=True)
-        for name, high in (("gamma", 1), ("lambda_", 1), ("entropy", 10)):
-            check_number(self, name, high=high)
-        check_choice(self, "score", SCORES)
-        if self.reward_data is not None and self.score != "reward-head":
-            raise ValueError("reward_data is what the reward-head score is fitted on: use score reward-head")
-        check_choice(self, "checkpoint", ("best", "last"))
-        check_env_kwargs(self.env_kwargs)
-        check_device_name(self.device)
-        check_seed(self)
-
-
-class ImaginationActorCritic(nn.Module):
-    """The actor (:class:`~fernn.agents.heads.VelocityActorHead` on the world model's map, with a pooled head for
-    the moves that are no velocity) and the critic (a head on the velocity-pooled map).
-
-    Shapes: ``maps (N, V, C, H, W)`` -> logits ``(N, A)``, values ``(N,)``.
-    """
-
-    def __init__(self, world_model: WorldModel, moves: np.ndarray, width: int = 64) -> None:
-        super().__init__()
-        channels, (height, world_w) = world_model.rnn.state_channels, world_model.world_hw
-        self.velocity = VelocityActorHead(world_model.flow, moves, channels, height, world_w)
-        self.pooled = nn.Sequential(ReadoutHead(channels, height, world_w, width), nn.Linear(width, len(moves)))
-        self.critic = nn.Sequential(ReadoutHead(channels, height, world_w, width), nn.Linear(width, 1))
-
-    def logits(self, maps: torch.Tensor) -> torch.Tensor:
-        velocity = self.velocity(maps)
-        if bool(self.velocity.matched.all()):
-            return velocity
-        return torch.where(self.velocity.matched, velocity, self.pooled(maps.amax(1)))
-
-    def value(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.critic(maps.amax(1)).squeeze(-1)
-
-
-class ImaginedPolicy(CEMPlanner):
-    """The learned actor acting in a real env: the world model's map carried and observed as the planner does
-    (:meth:`CEMPlanner.observe`), then one pass of the actor (its most likely move) instead of a search."""
-
-    def __init__(self, world_model: WorldModel, moves: np.ndarray, agent: ImaginationActorCritic) -> None:
-        super().__init__(world_model, moves, horizon=1, candidates=1, iterations=1, elites=1)
-        self.agent = agent.eval()
-
-    @torch.no_grad()
-    def plan(self, maps: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
-        return self.agent.logits(maps).argmax(-1).cpu()
-
-
-def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lambda_: float) -> torch.Tensor:
-    """``(B, H)`` λ-returns of rewards ``(B, H)`` (``rewards[:, k]`` follows the action at ``k``) and values
-    ``(B, H + 1)`` (the last bootstraps)."""
-    returns, following = [], values[:, -1]
-    for k in reversed(range(rewards.shape[1])):
-        following = rewards[:, k] + gamma * ((1 - lambda_) * values[:, k + 1] + lambda_ * following)
-        returns.append(following)
-    return torch.stack(returns[::-1], 1)
-
 
 class StartStates:
     """World-model maps after ``context`` real windows of the training episodes: where imagination starts."""
@@ -188,9 +32,9 @@ class StartStates:
         self.data = TrajectoryDataset.load(data_path, window=1, seed=seed, device=device)
         longest = int(self.data.lengths.max()) + 1
         if context > longest:
-            raise ValueError(f"imagination starts after --context {context} real views of the world model's training "
-                             f"episodes, but the longest episode of {data_path} has {longest}: lower --context (at most "
-                             f"{longest})")
+            raise ValueError(f"imagination starts after --context {context} real views of the world model's "
+                             f"training episodes, but the longest episode of {data_path} has {longest}: lower "
+                             f"--context (at most {longest})")
         self.data.windows(context)
         if not self.data.has_moves:
             raise ValueError(f"{data_path} records no moves: imagination starts from maps the world model built "
@@ -262,7 +106,8 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
             agent = ImaginationActorCritic(world_model, moves).to(device)
             starts = StartStates(world_model, world_config["data"], stored.context, stored.seed, device)
             reward, fit = reward_function(stored, world_config, world_model.view_shape, device)
-            return dataclasses.replace(stored, world_model_digest=digest), world_model, moves, agent, starts, reward, fit
+            stored = dataclasses.replace(stored, world_model_digest=digest)
+            return stored, world_model, moves, agent, starts, reward, fit
 
         config_dict, (config, world_model, moves, agent, starts, reward, fit) = open_run(
             run, config.to_dict(), "dream", resume=resume, overwrite=overwrite, setup=setup, explicit=explicit,
@@ -320,7 +165,8 @@ def _train(run: RunDir, config: DreamConfig, world_model: WorldModel, moves: np.
     stop = StopOnFirstInterrupt()
     try:
         while state["update"] < config.steps and not stop.requested:
-            _update(config, world_model, agent, optimizer, starts, reward, table, generator, state, window, device)
+            imagination_update(config, world_model, agent, optimizer, starts, reward, table, generator, state, window,
+                               device)
             if state["update"] % config.log_every == 0 or state["update"] == config.steps:
                 count = window.pop("count")
                 row = {"update": state["update"], **{f"imagined_{k}" if k == "return" else f"{k}_loss"
@@ -358,46 +204,6 @@ def _train(run: RunDir, config: DreamConfig, world_model: WorldModel, moves: np.
 def _empty_window() -> dict[str, float]:
     """The running sums of one log interval (imagined return, losses, entropy) and its number of updates."""
     return {"return": 0.0, "actor": 0.0, "critic": 0.0, "entropy": 0.0, "count": 0}
-
-
-def _update(config: DreamConfig, world_model: WorldModel, agent: ImaginationActorCritic,
-            optimizer: torch.optim.Optimizer, starts: StartStates, reward, table: torch.Tensor,
-            generator: torch.Generator, state: dict[str, Any], window: dict[str, float], device: torch.device) -> None:
-    """One actor-critic update on ``batch_size`` imagined trajectories (the module docstring's recipe); adds the
-    update's figures to ``window`` and advances ``state`` (update count, return scale)."""
-    maps = starts.sample(config.batch_size)
-    with torch.no_grad():  # the world model imagines; the actor acts by sampling
-        path, actions, rewards = [maps], [], []
-        for _ in range(config.horizon):
-            logits = agent.logits(path[-1])
-            action = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
-            prediction, following = world_model.imagine_step(path[-1], table[action])
-            actions.append(action)
-            rewards.append(reward(prediction))
-            path.append(following)
-    states = torch.stack(path, 1)  # (B, H + 1, V, C, H, W)
-    taken, earned = torch.stack(actions, 1), torch.stack(rewards, 1)
-    values = agent.value(states.flatten(0, 1)).view(config.batch_size, config.horizon + 1)
-    returns = lambda_returns(earned, values.detach(), config.gamma, config.lambda_)
-    spread = float(torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05))
-    state["scale"] = 0.99 * state["scale"] + 0.01 * spread if state["update"] else spread
-    scale = max(1.0, state["scale"])
-    logits = agent.logits(states[:, :-1].flatten(0, 1)).view(config.batch_size, config.horizon, -1)
-    log_probs = logits.log_softmax(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1)
-    advantage = (returns - values[:, :-1]).detach() / scale
-    actor_loss = -(advantage * log_probs.gather(-1, taken[..., None]).squeeze(-1)).mean() - \
-        config.entropy * entropy.mean()
-    critic_loss = 0.5 * F.mse_loss(values[:, :-1], returns)
-    optimizer.zero_grad(set_to_none=True)
-    (actor_loss + critic_loss).backward()
-    nn.utils.clip_grad_norm_(agent.parameters(), 100.0)
-    optimizer.step()
-    state["update"] += 1
-    for key, value in (("return", earned.sum(1).mean()), ("actor", actor_loss), ("critic", critic_loss),
-                       ("entropy", entropy.mean())):
-        window[key] += float(value.detach())
-    window["count"] += 1
 
 
 def _read_eval(run: RunDir) -> list[dict[str, float]]:
