@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from fernn.flows import grid_velocities
 from fernn import WorldModel
 from fernn._extras import require
 from fernn._validation import check_int
@@ -76,7 +77,7 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
     else:
         from fernn.budget import check_fits
 
-        check_fits(4.0 * config.hidden * int(np.prod(spec["world_hw"])) * max(1, (2 * (config.vmax or 0) + 1) ** 2),
+        check_fits(4.0 * config.hidden * int(np.prod(spec["world_hw"])) * grid_velocities(config.vmax or 0),
                    f"one map of the world model in {path} (world {spec['world_hw']})",
                    "this checkpoint's recorded sizes cannot be planned with here", device)
         model = build_world_model(config, spec)
@@ -320,7 +321,9 @@ def plan_folder(out: Path | None, world_model: Path, env_id: str) -> Path:
     or reached through one, never a run directory (it has ``run.json``) and never a folder of anyone else's files:
     a folder that exists must be empty or hold a planning run's results (``results.json`` of kind ``plan``), so a
     demo's, a training run's or a user's ``results.json`` is never replaced, whatever its keys."""
-    folder = Path(out) if out is not None else Path(world_model) / f"plan-{env_id.split(':')[-1].split('-v')[0].lower()}"
+    from fernn.agents.runs import env_slug
+
+    folder = Path(out) if out is not None else Path(world_model) / f"plan-{env_slug(env_id)}"
     for part in (folder, *folder.parents):
         if part.is_symlink():
             raise ValueError(f"{folder}: {part} is a symbolic link; plan results are written only into real folders")

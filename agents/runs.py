@@ -116,6 +116,12 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def env_slug(env_id: str) -> str:
+    """The short lower-case name of an env id in default run and folder names: ``fernn.envs:MNISTWorldTrack-v0`` ->
+    ``mnistworldtrack``."""
+    return env_id.split(":")[-1].split("-v")[0].lower()
+
+
 def run_path(out: str | os.PathLike, name: str) -> Path:
     """``<out>/<name>``, or ``ValueError`` unless ``name`` is a relative path that stays inside ``out`` (no
     absolute path, no ``..`` or empty component: ``demo/grnn`` is fine, ``../x`` is not; and no component of the

@@ -16,7 +16,6 @@ frames); randomness comes only from the ``torch.Generator`` passed in.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fernn._validation import check_int
 from fernn.envs.mnist import DigitSet
 from fernn.envs.sprites import composite, render_layers, sprite_canvases
 from fernn.envs.velocities import parse_angular_velocities, parse_velocities
@@ -34,12 +34,9 @@ BOUNDARIES = ("wrap", "bounce")
 
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    """An integer ``>= minimum``, or a ``TypeError``/``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
+    """An integer ``>= minimum`` (a count: 1 unless given), or a ``TypeError``/``ValueError`` naming ``name``: the
+    package's one integer check (:func:`fernn._validation.check_int`)."""
+    return check_int(name, value, minimum=minimum)
 
 
 #: the largest frame or world side: a 4096 x 4096 frame is 16 MiB per uint8 frame, 64 MiB per float frame

@@ -79,6 +79,11 @@ MAX_VELOCITIES = 99 * 99
 MAX_VMAX = 49
 
 
+def grid_velocities(vmax: int) -> int:
+    """How many velocities the grid of radius ``vmax`` holds (``TranslationFlow(vmax)``'s channels): ``(2 vmax + 1)^2``."""
+    return (2 * vmax + 1) ** 2
+
+
 class TranslationFlow(Flow):
     """Integer translation velocities ``(vx, vy)`` in pixels per step.
 
@@ -101,8 +106,8 @@ class TranslationFlow(Flow):
                             f"not both or neither; got vmax={vmax!r}, velocities={velocities!r}")
         if velocities is None:
             vmax = check_int("vmax", vmax, minimum=0)
-            if (2 * vmax + 1) ** 2 > MAX_VELOCITIES:
-                raise ValueError(f"vmax={vmax} gives {(2 * vmax + 1) ** 2:,} velocity channels; at most "
+            if grid_velocities(vmax) > MAX_VELOCITIES:
+                raise ValueError(f"vmax={vmax} gives {grid_velocities(vmax):,} velocity channels; at most "
                                  f"{MAX_VELOCITIES:,} are accepted (vmax <= {MAX_VMAX}); a velocity larger than the "
                                  "frame is the same as a smaller one on a torus")
             grid = torch.arange(-vmax, vmax + 1)

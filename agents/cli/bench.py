@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fernn.agents.cli.console import console, fail, guarded, parse_int_list
 from fernn.agents.runs import write_json
+from fernn.flows import grid_velocities
 
 bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines measured in the same run.",
                         no_args_is_help=True)
@@ -332,7 +333,7 @@ def bench_plan_command(
                           progress=lambda msg: status.update(f"benchmarking {msg}"))
     device = f"CPU, {torch.get_num_threads()} threads"
     table = Table(title=f"CEM planning: K={candidates}, H={horizon}, {iterations} iterations, world {world_size}, "
-                        f"hidden {hidden}, V={(2 * vmax + 1) ** 2} ({device})")
+                        f"hidden {hidden}, V={grid_velocities(vmax)} ({device})")
     for column in ("planner", "decisions/s (median)", "vs one at a time"):
         table.add_column(column, justify="left" if column == "planner" else "right")
     for row in rows:

@@ -104,7 +104,9 @@ class RLConfig(RunSettings):
         if self.reward_scale is None:
             self.reward_scale = scaled_reward_default(self.env)
         if not self.name:
-            self.name = f"{self.env.split(':')[-1].split('-v')[0].lower()}-{self.policy}-s{self.seed}"
+            from fernn.agents.runs import env_slug
+
+            self.name = f"{env_slug(self.env)}-{self.policy}-s{self.seed}"
         check_choice(self, "policy", RL_POLICIES)
         check_choice(self, "algo", RL_ALGOS)
         recurrent = self.policy in ("fernn", "cnn-lstm")

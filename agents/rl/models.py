@@ -46,12 +46,13 @@ def check_memory(config: RLConfig, space) -> None:
     ``n_steps`` states of ``V x C x H x W`` floats each with gradients (about three copies per state)."""
     from fernn.budget import check_fits
     from fernn.envs.image_spaces import read_image_space
+    from fernn.flows import grid_velocities
 
     if not config.policy.endswith("fernn"):
         return
     layout = read_image_space(space, f"the {config.policy} policy", floats=True)  # the policy reports a bad space
     pixels = layout.height * layout.width
-    velocities = (2 * config.vmax + 1) ** 2
+    velocities = grid_velocities(config.vmax)
     envs_per_batch = max(1, config.batch_size // config.n_steps)
     steps = config.n_steps if config.policy == "fernn" else config.frames
     states = velocities * config.fernn_hidden * pixels * steps * envs_per_batch

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fernn.flows import grid_velocities
 from fernn import (FERNN, CNN3DClassifier, NextFramePredictor, RotationFlow, SequenceClassifier, TranslationFlow,
                    WorldModel)
 from fernn.envs import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset, SceneDataset,
@@ -52,8 +53,11 @@ def translation_flow(config: TrainConfig, *, single: bool = False) -> Translatio
     return TranslationFlow(velocities=config.velocities) if config.velocities else TranslationFlow(config.vmax)
 
 
-def translation_channels(config: TrainConfig, single: bool) -> int:
-    return 1 if single else (len(config.velocities) if config.velocities else (2 * config.vmax + 1) ** 2)
+def translation_channels(config: TrainConfig, single: bool, vmax: int | None = None) -> int:
+    """Velocity channels of the translation flow ``config`` asks for (``vmax`` in place of the config's)."""
+    if single:
+        return 1
+    return len(config.velocities) if config.velocities else grid_velocities(config.vmax if vmax is None else vmax)
 
 
 #: why a task leaves another task's settings unused (:attr:`Task.unused`)
@@ -558,7 +562,7 @@ def sized_to_frames(config: TrainConfig, pixels: int, channels: int, steps: int,
     for hidden, vmax, batch in SIZE_LADDER:
         hidden, vmax = config.hidden or hidden, config.vmax if config.vmax is not None else vmax
         batch = config.batch_size or batch
-        velocities = 1 if single else (len(config.velocities) if config.velocities else (2 * vmax + 1) ** 2)
+        velocities = translation_channels(config, single, vmax)
         states = batch * steps * velocities * pixels
         flops = 3 * 2 * 9 * states * hidden * (hidden + channels)
         if STATE_BYTES * states * hidden <= budget and flops <= SIZED_FLOPS:

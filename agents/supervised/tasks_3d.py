@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn.egocentric import EgocentricFlow, motion_ids
+from fernn.egocentric import CARDINAL_VELOCITIES, EgocentricFlow, motion_ids
 from fernn.rssm import RSSM
 from fernn.world_model_3d import WorldModel3D
 from fernn.agents.supervised.config import TrainConfig
@@ -193,7 +193,7 @@ class WorldModel3DTask(Task):
     def step_memory(self) -> float:
         c, spec = self.config, self.model_spec()
         size = 2 * spec["room_size"] + 1
-        velocities = 1 if c.model == "fernn-3d-no-velocities" else 5
+        velocities = 1 if c.model == "fernn-3d-no-velocities" else len(CARDINAL_VELOCITIES)
         maps = c.batch_size * (c.context + c.predict) * velocities * c.hidden * size * size
         views = c.batch_size * (c.context + c.predict) * 48 * (spec["view_size"] // 2) ** 2  # the encoder's features
         return STATE_BYTES * 3 * (maps + views)  # each step's map, its moved and mixed copies
