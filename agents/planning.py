@@ -125,6 +125,13 @@ def fit_reward_head(data, *, steps: int = 300, batch_size: int = 256, lr: float 
                   "r2": 1 - error / variance if variance > 0 else float("nan")}
 
 
+def top_elites(scores: torch.Tensor, elites: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``elites`` best scores of each row of ``(B, K)`` and their candidate indices, best first; tied scores in
+    candidate order (a stable sort: ``topk`` leaves ties to the kernel, so two machines could plan differently)."""
+    top, index = torch.sort(scores, dim=1, descending=True, stable=True)
+    return top[:, :elites], index[:, :elites]
+
+
 @dataclass
 class PlannerState:
     """What a planner carries across real steps: the maps ``(B, V, hidden, H, W)``, the last moves ``(B, 2)``, the
@@ -251,7 +258,7 @@ class CEMPlanner:
             cumulative = probabilities.cumsum(-1)[:, None]  # (B, 1, H, A)
             sequences = (draws[..., None] >= cumulative).sum(-1).clamp_max(actions - 1)  # (B, K, H)
             scores = self.score_candidates(maps, sequences)
-            top, index = scores.topk(self.elites, dim=1)
+            top, index = top_elites(scores, self.elites)
             better = top[:, 0] > best_score
             best_score = torch.where(better, top[:, 0], best_score)
             best_first = torch.where(better, sequences[torch.arange(batch), index[:, 0], 0], best_first)
@@ -332,7 +339,7 @@ class BoxCEMPlanner(CEMPlanner):
                                         .clamp(1e-7, 1 - 1e-7))
             sequences = torch.maximum(torch.minimum(mean[:, None] + std[:, None] * noise, self.high), self.low)
             scores = self.score_candidates(maps, sequences)
-            top, index = scores.topk(self.elites, dim=1)
+            top, index = top_elites(scores, self.elites)
             better = top[:, 0] > best_score
             best_score = torch.where(better, top[:, 0], best_score)
             best_first = torch.where(better[:, None], sequences[torch.arange(batch), index[:, 0], 0], best_first)

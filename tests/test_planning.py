@@ -220,3 +220,24 @@ def test_box_planner_bad_settings_are_named():
     planner = BoxCEMPlanner(model, [-1, -1], [1, 1], lambda a: a, horizon=1, candidates=2, elites=1)
     with pytest.raises(ValueError, match="to_moves must return integer moves"):
         planner.predict(np.zeros((1, 12, 12, 2), np.uint8))
+
+
+def test_tied_scores_keep_the_candidates_in_order():
+    """A world that scores every candidate the same (nothing to track yet): the elites are the first candidates, in
+    order, and the plan is the first candidate's first action, on any machine; a strict best still wins."""
+    from fernn.agents.planning import top_elites
+
+    tied = torch.zeros(2, 6)
+    top, index = top_elites(tied, 3)
+    assert index.tolist() == [[0, 1, 2], [0, 1, 2]] and (top == 0).all()
+    scores = torch.tensor([[0.0, 1.0, 1.0, 0.5], [2.0, 2.0, 2.0, 3.0]])
+    assert top_elites(scores, 2)[1].tolist() == [[1, 2], [3, 0]]
+    plan = planner()
+    plan.score = lambda imagined: torch.zeros(imagined.shape[0])  # every candidate ties
+    maps = plan.world_model.initial_state(2, device="cpu")
+    generators = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    first = plan.plan(maps, generators)
+    draws = [torch.rand((plan.candidates, plan.horizon), generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    expected = [int((d[0, 0] >= torch.arange(1, len(plan.moves) + 1) / len(plan.moves)).sum().clamp_max(
+        len(plan.moves) - 1)) for d in draws]
+    assert first.tolist() == expected  # candidate 0's first action of the first round
