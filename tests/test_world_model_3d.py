@@ -163,3 +163,36 @@ def test_red_ink_scores_the_red_block_and_nothing_else_of_the_block_world():
     assert 0 < red_ink(half).item() < red_ink(view(BLOCK_RGB[0])).item()
     two_steps = torch.cat([view(BLOCK_RGB[0]), view(WALL_RGB)], 1)  # (1, 2, 3, 4, 4): summed over the horizon
     assert red_ink(two_steps).shape == (1,) and red_ink(two_steps).item() == pytest.approx(red_ink(view(BLOCK_RGB[0])).item())
+
+
+@pytest.mark.parametrize("fov", [60.0, 90.0])
+def test_the_lift_looks_where_the_renderer_draws_a_block(fov):
+    """The lift's geometry agrees with the block world's camera: for every cell of the field-of-view cone (clearly
+    inside the picture), the point the lift samples for a block on that cell is drawn as that block, when the block
+    world renders one there; and the readout's rays cross the map where the cells are (the same cell layout)."""
+    from fernn.envs.block_scenes import BLOCK_RGB, BlockState
+    from fernn.envs.first_person import FirstPersonRenderer
+
+    room, view = 12, 48
+    model = WorldModel3D(3, 2, room_size=room, view_size=view, fov=fov)
+    renderer = FirstPersonRenderer(room, view, fov, "cpu")
+    agent, size, checked = (0, room // 2), model.map_size, 0
+    for cell, point in zip(model.cone_cells.tolist(), model.cone_points[:, 1].tolist()):
+        left, ahead = cell // size - room, cell % size - room
+        x, y = agent[0] + ahead, agent[1] + left  # facing east: ahead is +x, left is +y
+        if not (0 <= x < room and 0 <= y < room) or max(map(abs, point)) > 0.9 or ahead > 6:
+            continue
+        scene = BlockState(torch.tensor([agent]), torch.tensor([0]), torch.tensor([[[x, y]]]), torch.zeros(1, 1, 2,
+                           dtype=torch.long), torch.tensor([[2]]), torch.ones(1, 1, dtype=torch.bool))
+        picture = renderer.render(scene)[0].float() / 255
+        column = round((point[0] + 1) / 2 * view - 0.5)
+        row = round((point[1] + 1) / 2 * view - 0.5)
+        colour = picture[row, column]
+        blue = torch.tensor(BLOCK_RGB[2])
+        assert torch.allclose(colour / colour.max(), blue / blue.max(), atol=0.05), (ahead, left, row, column)
+        checked += 1
+    assert checked >= 20
+    # the readout's first ray step of the middle columns is the cell straight ahead, one cell away
+    middle = model.ray_points[0, view // 4]
+    to_cell = lambda coordinate: round((float(coordinate) + 1) / 2 * size - 0.5) - room  # noqa: E731
+    assert (to_cell(middle[0]), to_cell(middle[1])) == (1, 0)
