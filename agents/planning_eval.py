@@ -387,13 +387,13 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     env_id = resolve_env_id(env)
     kwargs = dict(env_kwargs or {})
     if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be best or last; got {checkpoint!r}")
+        raise ValueError(f"--checkpoint must be best or last; got {checkpoint!r}")
     if score != "auto" and score not in SCORES:
-        raise ValueError(f"score must be auto or one of {', '.join(SCORES)}; got {score!r}")
+        raise ValueError(f"--score must be auto or one of {', '.join(SCORES)}; got {score!r}")
     if reward_data is not None and score != "reward-head":
-        raise ValueError("reward data is what the reward-head score is fitted on: add --score reward-head")
+        raise ValueError("--reward-data is what --score reward-head is fitted on: add --score reward-head")
     if elites > candidates:
-        raise ValueError(f"elites ({elites}) must be <= candidates ({candidates})")
+        raise ValueError(f"--elites ({elites}) must be <= --candidates ({candidates})")
     if (frame_size is not None or grayscale) and not pixels:
         raise ValueError("--frame-size and --grayscale apply to rendered frames: add --pixels")
     folder = plan_folder(Path(out) if out is not None else None, Path(world_model), env_id)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fernn.agents.cli.console import checked_device, console, fail, parse_json_object
+from fernn.agents.cli.console import checked_device, console, parse_json_object
 
 
 def plan(
@@ -56,20 +56,8 @@ def plan(
     from fernn.agents.planning_eval import plan_run
     from fernn.agents.progress import counted_progress
 
-    from fernn.agents.planning_eval import SCORES
-
     checked_device(device)
-    kwargs = parse_json_object("--env-kwargs", env_kwargs)
-    if checkpoint not in ("best", "last"):
-        fail(f"--checkpoint must be best or last; got {checkpoint!r}")
-    if score != "auto" and score not in SCORES:
-        fail(f"--score must be auto or one of {', '.join(SCORES)}; got {score!r}")
-    if reward_data is not None and score != "reward-head":
-        fail("--reward-data is what --score reward-head is fitted on: add --score reward-head")
-    if elites > candidates:
-        fail(f"--elites ({elites}) must be <= --candidates ({candidates})")
-    if (frame_size is not None or grayscale) and not pixels:
-        fail("--frame-size and --grayscale apply to rendered frames: add --pixels")
+    kwargs = parse_json_object("--env-kwargs", env_kwargs)  # the flags' checks are plan_run's, made before any work
     with counted_progress(console, f"planning in {env}", episodes, "episodes", quiet=quiet) as update:
         result, folder = plan_run(env, world_model, horizon=horizon, candidates=candidates, iterations=iterations,
                                   elites=elites, episodes=episodes, parallel=parallel, env_kwargs=kwargs, score=score,
