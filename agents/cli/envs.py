@@ -58,15 +58,11 @@ def bounds(
     move: the RL reference lines."""
     from pathlib import Path
 
-    from fernn.agents.rl import RLConfig, policy_bounds
+    from fernn.agents.rl.evaluation import env_bounds
     from fernn.agents.runs import write_json
 
-    try:
-        figures = policy_bounds(RLConfig(env=resolve_env(env), policy="frame-stack-cnn", algo="ppo",
-                                         env_kwargs=parse_json_object("--env-kwargs", env_kwargs)), episodes,
-                                fixed_moves=fixed_moves)
-    except ValueError as error:
-        fail(str(error))
+    figures = env_bounds(resolve_env(env), env_kwargs=parse_json_object("--env-kwargs", env_kwargs), episodes=episodes,
+                         fixed_moves=fixed_moves)
     table = Table(title=f"{resolve_env(env)}: returns over {episodes} seeded episodes")
     for column in ("policy", "mean return", "std"):
         table.add_column(column, justify="left" if column == "policy" else "right")

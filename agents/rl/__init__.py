@@ -24,8 +24,8 @@ require("sb3_contrib", "rl", "recurrent PPO (sb3-contrib)")
 
 from fernn.agents.rl.config import EVAL_SEED, RL_ALGOS, RL_POLICIES, RL_READOUTS, RLConfig  # noqa: E402
 from fernn.agents.rl.envs import ScaledReward, make_vec_env  # noqa: E402
-from fernn.agents.rl.evaluation import (EvalCheckpointCallback, best_fixed_move, evaluate_policy,  # noqa: E402
-                                        evaluate_run, policy_bounds)
+from fernn.agents.rl.evaluation import (EvalCheckpointCallback, best_fixed_move, env_bounds,  # noqa: E402
+                                        evaluate_policy, evaluate_run, policy_bounds)
 from fernn.agents.rl.figures import episode_gif, learning_curve, read_evaluations, training_seconds  # noqa: E402
 from fernn.agents.rl.memory import ACTORS, FERNNMemory  # noqa: E402
 from fernn.agents.rl.policies import (FERNNCore, FERNNFrameStackExtractor, FERNNRecurrentPolicy,  # noqa: E402
@@ -35,7 +35,7 @@ from fernn.agents.rl.training import train_rl  # noqa: E402
 
 __all__ = [
     "EVAL_SEED", "RL_ALGOS", "RL_POLICIES", "RL_READOUTS", "RLConfig", "ScaledReward", "make_vec_env",
-    "EvalCheckpointCallback", "best_fixed_move", "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif",
+    "EvalCheckpointCallback", "best_fixed_move", "env_bounds", "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif",
     "learning_curve", "read_evaluations", "training_seconds", "ACTORS", "FERNNCore", "FERNNMemory",
     "FERNNFrameStackExtractor", "FERNNRecurrentPolicy", "FERNNRecurrentPPO", "LeanRecurrentRolloutBuffer",
     "SmallCNN", "load_model", "load_policy", "make_model", "train_rl",

@@ -76,6 +76,16 @@ def policy_bounds(config: RLConfig, episodes: int = 100, *, fixed_moves: bool = 
     return figures
 
 
+def env_bounds(env: str, *, env_kwargs: dict[str, Any] | None = None, episodes: int = 100,
+               fixed_moves: bool = False) -> dict[str, dict[str, float]]:
+    """:func:`policy_bounds` of an env by id (what ``fernn-rl bounds`` prints): its observations as a run of the
+    default settings sees them."""
+    from fernn.envs import resolve_env_id
+
+    return policy_bounds(RLConfig(env=resolve_env_id(env), env_kwargs=dict(env_kwargs or {})), episodes,
+                         fixed_moves=fixed_moves)
+
+
 def best_fixed_move(config: RLConfig, episodes: int = 100) -> dict[str, float]:
     """The return of the best *fixed* move: the one action that, repeated every step, scores best over the
     ``episodes`` seeded episodes (``{"mean", "std", "episodes", "action"}``). It sees nothing, so a policy at or
