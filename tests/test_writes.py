@@ -21,7 +21,7 @@ WRITERS = {"write_text", "write_bytes", "save", "savefig", "dump"}
 #: writers allowed outside atomic_write: a resumable download's .part file (renamed only when verified), the
 #: run lock file (no data), and videos written into a temporary directory before they are zipped atomically
 ALLOWED = {("envs/storage.py", "open"), ("agents/runs.py", "open"), ("envs/kth_synthetic.py", "open"),
-           ("agents/cli/data.py", "save")}  # TrajectoryDataset.save, itself an atomic_write
+           ("agents/collect.py", "save")}  # TrajectoryDataset.save, itself an atomic_write
 
 
 def _writes_outside_atomic_write(path: Path) -> list[str]:
