@@ -141,3 +141,11 @@ def test_ctrl_c_in_a_dream_saves_a_resume_point_and_resuming_equals_an_unbroken_
     assert columns("broken") == columns("unbroken")  # every figure but the wall-clock seconds
     returns = lambda results: {name: setting["returns"] for name, setting in results["final"].items()}
     assert returns(resumed) == returns(unbroken)
+
+
+def test_a_dream_in_an_env_of_moves_the_world_model_never_saw_is_one_line(world, tmp_path):
+    """The world model learned from one-pixel window moves; an env whose actions move two pixels cannot be imagined."""
+    result = runner.invoke(app, [*dream_args(world / "wm", tmp_path, "--steps", "2"), "--env-kwargs",
+                                 json.dumps({**SMALL, "step_size": 2})])
+    one_line_error(result, "never saw", "(2, 0)", "dream in the env")
+    assert not any(p.name.startswith("dream-") for p in tmp_path.iterdir())

@@ -29,10 +29,10 @@ evaluations and resume points).
 
 from fernn.agents.dream.config import SCORES, TRACKING_SETTINGS, DreamConfig
 from fernn.agents.dream.losses import imagination_update, lambda_returns
-from fernn.agents.dream.loop import (StartStates, check_world_model_identity, evaluate_policy, evaluate_settings,
-                                     load_dream, reward_function, settings_of, train_dream)
+from fernn.agents.dream.loop import (StartStates, check_action_set, check_world_model_identity, evaluate_policy,
+                                     evaluate_settings, load_dream, reward_function, settings_of, train_dream)
 from fernn.agents.dream.networks import ImaginationActorCritic, ImaginedPolicy
 
 __all__ = ["SCORES", "TRACKING_SETTINGS", "DreamConfig", "ImaginationActorCritic", "ImaginedPolicy", "StartStates",
-           "check_world_model_identity", "evaluate_policy", "evaluate_settings", "imagination_update",
-           "lambda_returns", "load_dream", "reward_function", "settings_of", "train_dream"]
+           "check_action_set", "check_world_model_identity", "evaluate_policy", "evaluate_settings",
+           "imagination_update", "lambda_returns", "load_dream", "reward_function", "settings_of", "train_dream"]

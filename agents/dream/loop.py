@@ -105,6 +105,7 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
             torch.manual_seed(stored.seed)
             agent = ImaginationActorCritic(world_model, moves).to(device)
             starts = StartStates(world_model, world_config["data"], stored.context, stored.seed, device)
+            check_action_set(moves, starts.data, stored.env, world_config["data"])
             reward, fit = reward_function(stored, world_config, world_model.view_shape, device)
             stored = dataclasses.replace(stored, world_model_digest=digest)
             return stored, world_model, moves, agent, starts, reward, fit
@@ -113,6 +114,18 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
             run, config.to_dict(), "dream", resume=resume, overwrite=overwrite, setup=setup, explicit=explicit,
             extend="steps", stored=lambda prepared: prepared[0].to_dict())
         return _train(run, config, world_model, moves, agent, starts, reward, fit, device, resume, reporter)
+
+
+def check_action_set(moves: np.ndarray, data, env: str, source: str) -> None:
+    """Refuse an env whose actions move the window in ways the world model never saw: each of the env's moves
+    ``(A, 2)`` must be among the moves recorded in the world model's training episodes ``data``."""
+    seen = {tuple(int(v) for v in move) for index in range(len(data.lengths))
+            for move in np.asarray(data.field("moves", index))[1:].reshape(-1, 2)}
+    unseen = [tuple(int(v) for v in move) for move in moves if tuple(int(v) for v in move) not in seen]
+    if unseen:
+        raise ValueError(f"{env}'s actions move the window by {', '.join(map(str, unseen))}, which the world model "
+                         f"never saw in its training episodes ({source}: {len(seen)} moves); it cannot imagine "
+                         "them: dream in the env (and --env-kwargs) its data was collected from")
 
 
 def check_world_model_identity(config: DreamConfig) -> str:
