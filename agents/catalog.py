@@ -22,23 +22,25 @@ class EnvEntry:
     max_episode_steps: int | None
 
 
+def _paragraph(doc: str, title: str) -> str:
+    """The first paragraph of a Gymnasium-style docstring section, as written (its lines)."""
+    match = re.search(rf"## {title}\n(.*?)(\n\s*\n|$)", doc, re.S)
+    return match.group(1) if match else ""
+
+
 def _section(doc: str, title: str) -> str:
     """The first paragraph of a Gymnasium-style docstring section, on one line."""
-    match = re.search(rf"## {title}\n(.*?)(\n\s*\n|$)", doc, re.S)
-    return " ".join(match.group(1).split()) if match else ""
+    return " ".join(_paragraph(doc, title).split())
 
 
 def _reward(doc: str, env_id: str) -> str:
     """The Rewards section for ``env_id``: a line of the section that starts with ``<id>:`` (an id of the family
     with its own reward), else the section without such lines."""
-    match = re.search(r"## Rewards\n(.*?)(\n\s*\n|$)", doc, re.S)
-    lines, own, common = (match.group(1) if match else "").splitlines(), [], []
-    target = None
-    for line in lines:
+    own, common, target = [], [], None
+    for line in _paragraph(doc, "Rewards").splitlines():
         head = re.match(r"\s*([A-Za-z][\w-]*-v\d+):\s*(.*)", line)
         if head:
-            target = head.group(1)
-            line = head.group(2)
+            target, line = head.group(1), head.group(2)
         (own if target == env_id else common if target is None else []).append(line)
     text = " ".join(" ".join(own or common).split())
     return text.replace("``", "").replace(":class:", "")

@@ -22,10 +22,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from fernn.flows import grid_velocities
 from fernn import WorldModel
 from fernn._extras import require
 from fernn._validation import check_int
+from fernn.flows import grid_velocities
 from fernn.agents.planning import CEMPlanner
 from fernn.agents.runs import EVAL_SEED
 from fernn.envs.image_spaces import read_image_space

@@ -39,15 +39,13 @@ def progress_display(console: Console, *, quiet: bool) -> Iterator[Callable[[str
         return
     if not console.is_terminal:
         def plain_for(title: str) -> Reporter:
-            shown = {"tenth": -1}
+            evaluating = None
 
             def plain(row: dict[str, Any]) -> None:
-                if row.get("split") == "evaluation":  # a line at each tenth of the evaluation
-                    tenth = 10 * row["done"] // max(row["total"], 1)
-                    if tenth > shown["tenth"] or row["done"] == row["total"]:
-                        shown["tenth"] = tenth
-                        console.print(f"[{title}] evaluating: {row['done']}/{row['total']} sequences",
-                                      highlight=False, markup=False)
+                nonlocal evaluating
+                if row.get("split") == "evaluation":  # its clock starts with the evaluation
+                    evaluating = evaluating or plain_counter(console, f"[{title}] evaluating", "sequences")
+                    evaluating(row["done"], row["total"])
                     return
                 if row.get("split") in ANNOUNCEMENTS:
                     console.print(announcement(title, row), highlight=False, markup=False)
@@ -124,17 +122,7 @@ def counted_progress(console: Console, description: str, total: int, unit: str, 
         yield lambda done, total: None
         return
     if not console.is_terminal:
-        started, shown = time.perf_counter(), {"tenth": -1}
-
-        def plain(done: int, count: int) -> None:
-            tenth = 10 * done // max(count, 1)
-            if tenth <= shown["tenth"] and done < count:
-                return
-            shown["tenth"] = tenth
-            elapsed = time.perf_counter() - started
-            left = f", about {elapsed / done * (count - done):.0f} s left" if 0 < done < count else ""
-            console.print(f"{description}: {done}/{count} {unit}, {elapsed:.0f} s{left}", highlight=False,
-                          markup=False)
+        plain = plain_counter(console, description, unit)
         if total:
             plain(0, total)
         yield plain
@@ -144,3 +132,19 @@ def counted_progress(console: Console, description: str, total: int, unit: str, 
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task(description, total=total)
         yield lambda done, count: progress.update(bar, completed=done, total=count)
+
+
+def plain_counter(console: Console, description: str, unit: str) -> Counter:
+    """``update(done, total)`` printing a plain line at each tenth of the way and at the end: done / total, the
+    seconds since the first call and about how many are left."""
+    started, shown = time.perf_counter(), {"tenth": -1}
+
+    def plain(done: int, count: int) -> None:
+        tenth = 10 * done // max(count, 1)
+        if tenth <= shown["tenth"] and done < count:
+            return
+        shown["tenth"] = tenth
+        elapsed = time.perf_counter() - started
+        left = f", about {elapsed / done * (count - done):.0f} s left" if 0 < done < count else ""
+        console.print(f"{description}: {done}/{count} {unit}, {elapsed:.0f} s{left}", highlight=False, markup=False)
+    return plain

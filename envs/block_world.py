@@ -263,8 +263,8 @@ class DynamicBlockWorldEnv(CoreEnv):
     ``block_vel`` (K, 2), ``block_color`` (K,) indices into ``BLOCK_COLORS``, ``num_blocks``: the N blocks of this
     episode fill the first N of K slots, K the most blocks an episode can have, the rest are padding (colour -1,
     position and velocity 0), so every step's ``info`` has the same shapes, as Gymnasium's ``sync`` and ``async``
-    vector envs need; and ``self_motion``: the step's own motion as carried out, ``(turn, forward)`` with turn +1 for a left turn and -1 for a right one, forward 1 for a step taken (a forward step
-    the wall stops is ``(0, 0)``). ``fernn.envs.collect_episodes`` records ``self_motion`` as the observer's moves.
+    vector envs need; and ``self_motion``: the step's own motion as carried out, ``(turn, forward)`` with turn +1
+    for a left turn and -1 for a right one, forward 1 for a step taken (a forward step the wall stops is ``(0, 0)``). ``fernn.envs.collect_episodes`` records ``self_motion`` as the observer's moves.
     The step order: the agent acts, then the blocks move, then the view is rendered.
 
     ## Episode End

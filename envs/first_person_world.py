@@ -61,16 +61,17 @@ class FirstPersonGeometry:
         return {**dataclasses.asdict(self), "action_motions": [list(m) for m in self.action_motions]}
 
     @classmethod
-    def from_dict(cls, values: Any, where: str) -> FirstPersonGeometry:
-        """The declaration recorded in ``where`` (a file's meta), or a ``ValueError`` naming it."""
+    def from_dict(cls, values: Any, where: str, entry: str = "first_person") -> FirstPersonGeometry:
+        """The declaration recorded in ``where`` (a file's ``meta[entry]``), or a ``ValueError`` naming both."""
         if not isinstance(values, dict):
-            raise ValueError(f"{where}: meta['first_person'] must be a JSON object, got {type(values).__name__}; "
-                             "collect the file again")
+            raise ValueError(f"{where}: meta['{entry}'] must be a JSON object, got {type(values).__name__}; the "
+                             "file's meta is damaged or forged: collect the file again")
         fields = {field.name for field in dataclasses.fields(cls)}
         try:
             return cls(**{key: value for key, value in values.items() if key in fields})
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{where}: meta['first_person'] {error}; collect the file again") from error
+            raise ValueError(f"{where}: meta['{entry}'] records {error}; the file's meta is damaged or forged: collect "
+                             "the file again") from error
 
 
 def first_person_geometry(env: gym.Env | gym.vector.VectorEnv) -> FirstPersonGeometry | None:

@@ -88,20 +88,22 @@ class MiniWorldFirstPerson(FirstPersonWorld):
         return world.render_obs()
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
-        _, info = self.env.reset(**kwargs)
-        return self._snap(), {**info, "self_motion": np.zeros(2, np.int64)}
+        _, info = super().reset(**kwargs)
+        return self._snap(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        position, heading = self._pose()
-        _, reward, terminated, truncated, info = self.env.step(action)
-        moved, turned = self._pose()
+        self._before = self._pose()
+        _, reward, terminated, truncated, info = super().step(action)  # info["self_motion"]: carried_out
+        return self._snap(), reward, terminated, truncated, info
+
+    def carried_out(self, action: int, info: dict[str, Any]) -> tuple[int, int]:
+        """The quarter turns and cells the step moved the agent, measured from its pose before the step (a step
+        that would leave the floor plan is undone: MiniWorld tests only the point a step lands on)."""
+        (position, heading), (moved, turned) = self._before, self._pose()
         world = self.env.unwrapped
-        if not any(room.point_inside(world.agent.pos) for room in world.rooms):  # a one-unit step past a wall
-            world.agent.pos, moved = position.copy(), position          # MiniWorld tests only where it lands
-        turn = int(round((turned - heading) / QUARTER))
-        forward = int(round(float(np.linalg.norm((moved - position)[[0, 2]]))))
-        obs = self._snap()
-        return obs, reward, terminated, truncated, {**info, "self_motion": np.array([turn, forward], np.int64)}
+        if not any(room.point_inside(world.agent.pos) for room in world.rooms):
+            world.agent.pos, moved = position.copy(), position
+        return int(round((turned - heading) / QUARTER)), int(round(float(np.linalg.norm((moved - position)[[0, 2]]))))
 
 
 def make_first_person(world: str = "MiniWorld-OneRoom-v0", obs_size: int = 32, room_size: int | None = None,

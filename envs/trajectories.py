@@ -248,8 +248,8 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
                          f"{fitting:,} steps or fewer (--max-steps) or record smaller observations")
     from fernn.budget import check_fits
 
-    check_fits(float(episodes) * (max_steps or _time_limit(env) or 1) * int(np.prod(shape)) * 1.2,
-               f"{episodes:,} episodes of up to {(max_steps or _time_limit(env)):,} steps of {shape} frames, held in memory "
+    check_fits(float(episodes) * longest * int(np.prod(shape)) * 1.2,
+               f"{episodes:,} episodes of up to {longest:,} steps of {shape} frames, held in memory "
                "until saved", "collect fewer or shorter episodes (--episodes, --max-steps), several files if need be")
     act = _policy_function(policy, action_space, env, count, seed)
     obs, info = env.reset(seed=seed)

@@ -28,10 +28,9 @@ def evaluate_command(
 ) -> None:
     """Rerun the evaluations of a trained run on its checkpoint and merge them into results.json (RL runs:
     the saved policy over seeded episodes)."""
-    from fernn.agents.saved_runs import evaluate_saved
     from fernn.agents.cli.train_supervised import print_results
-
     from fernn.agents.progress import counted_progress, progress_hook
+    from fernn.agents.saved_runs import evaluate_saved
 
     checked_device(device)
     with counted_progress(console, f"evaluating {run_dir}", 0, "sequences", quiet=quiet) as update, \

@@ -119,9 +119,10 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
 def check_action_set(moves: np.ndarray, data, env: str, source: str) -> None:
     """Refuse an env whose actions move the window in ways the world model never saw: each of the env's moves
     ``(A, 2)`` must be among the moves recorded in the world model's training episodes ``data``."""
-    seen = {tuple(int(v) for v in move) for index in range(len(data.lengths))
-            for move in np.asarray(data.field("moves", index))[1:].reshape(-1, 2)}
-    unseen = [tuple(int(v) for v in move) for move in moves if tuple(int(v) for v in move) not in seen]
+    seen = np.unique(np.concatenate([np.asarray(data.field("moves", index))[1:].reshape(-1, 2)
+                                     for index in range(len(data.lengths))]), axis=0)  # (M, 2)
+    known = (np.asarray(moves)[:, None] == seen[None]).all(-1).any(-1)
+    unseen = [tuple(int(v) for v in move) for move in np.asarray(moves)[~known]]
     if unseen:
         raise ValueError(f"{env}'s actions move the window by {', '.join(map(str, unseen))}, which the world model "
                          f"never saw in its training episodes ({source}: {len(seen)} moves); it cannot imagine "

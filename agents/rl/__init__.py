@@ -35,8 +35,8 @@ from fernn.agents.rl.training import train_rl  # noqa: E402
 
 __all__ = [
     "EVAL_SEED", "RL_ALGOS", "RL_POLICIES", "RL_READOUTS", "RLConfig", "ScaledReward", "make_vec_env",
-    "EvalCheckpointCallback", "best_fixed_move", "env_bounds", "evaluate_policy", "evaluate_run", "policy_bounds", "episode_gif",
-    "learning_curve", "read_evaluations", "training_seconds", "ACTORS", "FERNNCore", "FERNNMemory",
+    "EvalCheckpointCallback", "best_fixed_move", "env_bounds", "evaluate_policy", "evaluate_run", "policy_bounds",
+    "episode_gif", "learning_curve", "read_evaluations", "training_seconds", "ACTORS", "FERNNCore", "FERNNMemory",
     "FERNNFrameStackExtractor", "FERNNRecurrentPolicy", "FERNNRecurrentPPO", "LeanRecurrentRolloutBuffer",
     "SmallCNN", "load_model", "load_policy", "make_model", "train_rl",
 ]

@@ -38,12 +38,11 @@ def check_motion_flags(config: RLConfig) -> None:
     if config.actor != "equivariant" and not config.self_motion:
         return
     from fernn.envs import make_env
-
-    flags = " and ".join(flag for flag, used in (("--actor equivariant", config.actor == "equivariant"),
-                                                 ("--self-motion", config.self_motion)) if used)
     from fernn.envs.first_person_world import first_person_geometry
     from fernn.envs.wrappers import declared
 
+    flags = " and ".join(flag for flag, used in (("--actor equivariant", config.actor == "equivariant"),
+                                                 ("--self-motion", config.self_motion)) if used)
     probe = make_env(config.env, config.env_kwargs)
     try:
         if first_person_geometry(probe) is not None:

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn.flows import grid_velocities
 from fernn import (FERNN, CNN3DClassifier, NextFramePredictor, RotationFlow, SequenceClassifier, TranslationFlow,
                    WorldModel)
+from fernn.flows import grid_velocities
 from fernn.envs import (FlowingMNISTDataset, KTHCameraDataset, MNISTWorldDataset, RotatingMNISTDataset, SceneDataset,
                         TrajectoryDataset)
 from fernn.agents.supervised.config import TrainConfig
@@ -314,8 +314,9 @@ class ClassificationTask(Task):
     relaxable = ("fernn",)
     evaluations = ("test", "velocity", "equivariance")
     monitor = ("val_accuracy", "max")
-    unused = {"num_digits": DIGITS, "source": DIGITS, "window_size": MNIST_WORLD, "world_size": MNIST_WORLD, "angular_velocities": ROTATION, "data_angular_velocities": ROTATION,
-              "group_order": ROTATION, "decoder_layers": "the classifier has no frame decoder"}
+    unused = {"num_digits": DIGITS, "source": DIGITS, "window_size": MNIST_WORLD, "world_size": MNIST_WORLD,
+              "angular_velocities": ROTATION, "data_angular_velocities": ROTATION, "group_order": ROTATION,
+              "decoder_layers": "the classifier has no frame decoder"}
     columns = ["accuracy", "val_loss", "val_accuracy"]
     validation_split = "val"
 

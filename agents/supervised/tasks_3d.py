@@ -64,8 +64,8 @@ MODELS_3D = {
 def recorded_geometry(meta: dict[str, Any], path: str) -> tuple[int, float]:
     """The room size and field of view of the first-person world a file was collected in: its declaration
     (``meta["first_person"]``, :mod:`fernn.envs.first_person_world`) or, for block-world files that predate it, the
-    env's kwargs (the block world's defaults where not given); checked as the block world checks them."""
-    from fernn.envs.block_world import check_fov, check_room_size
+    env's kwargs (the block world's defaults where not given); checked as every declaration is."""
+    from fernn.envs.block_scenes import ACTION_MOTIONS
     from fernn.envs.first_person_world import FirstPersonGeometry
 
     if "first_person" in meta:
@@ -75,17 +75,12 @@ def recorded_geometry(meta: dict[str, Any], path: str) -> tuple[int, float]:
         raise ValueError(f"{path} records first-person self-motion but not the world's room and field of view; "
                          "collect it from an env that declares them (fernn.envs.FirstPersonWorld, the MiniWorld "
                          "adapter: docs/your_env.md)")
-    kwargs = meta.get("env_kwargs")
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"{path}: meta['env_kwargs'] must be a JSON object of gym.make kwargs, got "
-                         f"{type(kwargs).__name__}; the file's meta is damaged or forged: collect it again")
-    try:
-        return check_room_size(kwargs.get("room_size", 16)), check_fov(kwargs.get("fov", 60.0))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: meta['env_kwargs'] records {error}; the file's meta is damaged or forged: collect "
-                         "it again") from error
+    kwargs = {} if meta.get("env_kwargs") is None else meta["env_kwargs"]
+    if isinstance(kwargs, dict):
+        kwargs = {"action_motions": ACTION_MOTIONS, "room_size": kwargs.get("room_size", 16),
+                  "fov": kwargs.get("fov", 60.0)}
+    geometry = FirstPersonGeometry.from_dict(kwargs, path, entry="env_kwargs")
+    return geometry.room_size, geometry.fov
 
 
 def check_recorded_truth(file: Any, room_size: int, path: str) -> None:
