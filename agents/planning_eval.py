@@ -22,11 +22,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from fernn import WorldModel
+from fernn.imagination import WorldModelProtocol
 from fernn._extras import require
 from fernn._validation import check_int
 from fernn.flows import grid_velocities
-from fernn.agents.planning import CEMPlanner
+from fernn.agents.planning import ModelPolicy
 from fernn.agents.runs import EVAL_SEED
 from fernn.envs.image_spaces import read_image_space
 from fernn.io import atomic_write
@@ -93,17 +93,16 @@ def load_world_model(run_dir: str | Path, *, checkpoint: str = "best",
     return model.to(device).eval(), {**config.to_dict(), "model_spec": spec}
 
 
-def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] | None = None) -> np.ndarray:
+def env_action_moves(env: gym.Env, model: WorldModelProtocol, spec: dict[str, Any] | None = None) -> np.ndarray:
     """The env's table of how its actions move the observer, checked against the world model and in the model's
-    terms: ``(A, 2)`` window moves for a :class:`fernn.WorldModel`, ``(A,)`` motions (0 turn left, 1 turn right,
-    2 forward, 3 stay) for a first-person one. One clear error for an env whose observations the model cannot
-    take or whose actions it cannot imagine.
+    terms (``model.motions.env_table``): ``(A, 2)`` window moves for :class:`fernn.WorldModel`, ``(A,)`` motions
+    (0 turn left, 1 turn right, 2 forward, 3 stay) for a first-person one. One clear error for an env whose
+    observations the model cannot take or whose actions it cannot imagine.
 
     ``action_moves()`` is how an env tells a planner what its actions do to the observer (the world model imagines
     motions, not action ids): an ``(A, 2)`` table, one row per action, of the window's move ``(dx, dy)`` in pixels
-    (MNIST World), or of the agent's ``(turn, forward)`` (the block world: turn +1 left, -1 right; forward 1). An env
-    of your own plans once it has the method, e.g. ``def action_moves(self): return np.array([[0, 0], [1, 0],
-    ...])``. A first-person world declares its motions, room and field of view
+    (MNIST World). An env of your own plans once it has the method, e.g. ``def action_moves(self): return
+    np.array([[0, 0], [1, 0], ...])``. A first-person world declares its motions, room and field of view
     (:mod:`fernn.envs.first_person_world`, a wrapper may declare them); with the checkpoint's ``spec`` (its
     ``model_spec``), the room and field of view must be the world model's."""
     from fernn.envs.first_person_world import first_person_geometry
@@ -118,39 +117,18 @@ def env_action_moves(env: gym.Env, model: torch.nn.Module, spec: dict[str, Any] 
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"the planner searches a Discrete action space; {name} has {env.action_space}")
     geometry = first_person_geometry(env)
-    if geometry is not None:
-        if model.motion_kind != "first-person":
-            raise ValueError(f"{name} is a first-person world (turns and steps), but this world model imagines "
-                             f"{model.motion_kind} motions; plan in the env it was trained on")
-        trained = {key: (spec or {}).get(key) for key in ("room_size", "fov")}
+    if geometry is not None and spec:
+        trained = {key: spec.get(key) for key in ("room_size", "fov")}
         given = {"room_size": geometry.room_size, "fov": geometry.fov}
         differ = [f"{key} {given[key]} (the world model's: {trained[key]})" for key in given
                   if trained[key] is not None and float(trained[key]) != float(given[key])]
         if differ:
             raise ValueError(f"{name} has {', '.join(differ)}: the world model's map and lift are built for its own "
                              "room and field of view; plan in the env it was trained on (--env-kwargs room_size / fov)")
-        from fernn.egocentric import motion_ids
-
-        return motion_ids(torch.as_tensor(np.array(geometry.action_motions))).numpy()
-    if model.motion_kind == "first-person":
-        raise ValueError(f"{name} does not declare itself a first-person world, so the planner cannot tell what its "
-                         "actions do to the agent: wrap it in fernn.envs.FirstPersonWorld (MiniWorld: "
-                         "fernn.envs.miniworld.MiniWorldFirstPerson, or the id fernn.envs:MiniWorldFirstPerson-v0) "
-                         "with its actions' (turn, forward), room and field of view (docs/your_env.md)")
-    from fernn.envs.wrappers import declared
-
-    table = declared(env, "action_moves")
-    if table is None:
-        raise ValueError(f"{name} does not say how its actions move the observer: the world model imagines the "
-                         "observer's motions, so the env needs an action_moves() method returning the (A, 2) table "
-                         "of (dx, dy) window moves per action, as MNISTWorld-v0 has (see docs/planning.md)")
-    moves = np.asarray(table(), dtype=np.int64)
-    if moves.shape != (env.action_space.n, 2):
-        raise ValueError(f"{name}.action_moves() must return shape ({env.action_space.n}, 2); got {moves.shape}")
-    return moves
+    return model.motions.env_table(env, name)
 
 
-def evaluate_planner(planner: CEMPlanner, env_id: str, *, env_kwargs: dict[str, Any] | None = None,
+def evaluate_planner(planner: ModelPolicy, env_id: str, *, env_kwargs: dict[str, Any] | None = None,
                      episodes: int = 20, parallel: int = 10, seed: int = EVAL_SEED, error_every: int = 10,
                      gif: Path | None = None, reporter: Callable[[int, int], None] | None = None,
                      make_env: Callable[[], gym.Env] | None = None) -> dict[str, Any]:
@@ -196,7 +174,7 @@ def evaluate_planner(planner: CEMPlanner, env_id: str, *, env_kwargs: dict[str, 
             "one_step_mse": float(np.mean(one_step)) if one_step else None, "final_info": final}
 
 
-def _run_batch(planner: CEMPlanner, make_env: Callable[..., gym.Env], seeds: list[int], error_every: int,
+def _run_batch(planner: ModelPolicy, make_env: Callable[..., gym.Env], seeds: list[int], error_every: int,
                gif: Path | None) -> dict[str, Any]:
     """One batch of episodes side by side, each run to its own end: returns, lengths, timing, the final infos and
     the sums of the imagined-vs-real errors. An env whose episode has ended keeps being stepped (its next episode
@@ -220,7 +198,7 @@ def _run_batch(planner: CEMPlanner, make_env: Callable[..., gym.Env], seeds: lis
         if len(actions) and shown.any():  # the first prediction comes from the empty map: not a model error
             one_step.append(float((state.predictions.cpu()[shown] - real[shown]).pow(2).mean()))
         if len(actions) % error_every == 0:
-            snapshots[len(actions)] = (state.maps.clone(), running.copy())
+            snapshots[len(actions)] = (state.model_state.clone(), running.copy())
         if gif is not None and running[0]:
             frames.append(_gif_frame(envs.render()[0], obs[0], state.predictions[0].cpu()))
         obs, reward, terminated, truncated, info = envs.step(action)
@@ -250,18 +228,18 @@ def _run_batch(planner: CEMPlanner, make_env: Callable[..., gym.Env], seeds: lis
 
 
 @torch.no_grad()
-def _imagination_errors(planner: CEMPlanner, snapshots: dict[int, torch.Tensor], windows: list[np.ndarray],
+def _imagination_errors(planner: ModelPolicy, snapshots: dict[int, torch.Tensor], windows: list[np.ndarray],
                         actions: list[np.ndarray], visible: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Sums and counts, per horizon step, of the MSE between the windows imagined from each snapshot along the
     actions taken and the visible windows that arrived."""
     horizon = planner.horizon
     errors, counts = np.zeros(horizon), np.zeros(horizon)
-    for t, (maps, alive) in snapshots.items():
+    for t, (states, alive) in snapshots.items():
         if t + horizon > len(actions):
             continue
         taken = np.stack(actions[t:t + horizon], 1)  # (B, H)
-        moves = planner.moves_of(torch.as_tensor(taken)).to(maps.device)
-        imagined = planner.world_model.imagine(maps, moves).cpu()  # (B, H, C, h, w)
+        moves = planner.moves_of(torch.as_tensor(taken)).to(states.device)
+        imagined = planner.world_model.imagine(states, moves).cpu()  # (B, H, C, h, w)
         real = torch.as_tensor(np.stack(windows[t + 1:t + 1 + horizon], 1)).permute(0, 1, 4, 2, 3).float().div(255)
         shown = torch.as_tensor(np.stack(visible[t + 1:t + 1 + horizon], 1) & alive[:, None])  # (B, H)
         squared = (imagined - real).pow(2).mean((-3, -2, -1))  # (B, H)
@@ -366,7 +344,7 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
 
     Args:
         env: a short name, registered id or ``module:Id``; pixel flags as ``fernn-rl collect``'s.
-        score: ``auto`` (``target-ink`` for a 2-D world model, ``red-ink`` for a first-person one), ``target-ink``
+        score: ``auto`` (``red-ink`` in a first-person world, ``target-ink`` in any other env), ``target-ink``
             (the tracking reward on imagined windows), ``red-ink`` (the red block's share of
             imagined first-person views: the find-red task) or ``reward-head`` (a reward fitted to a trajectory
             file's recorded rewards: ``reward_data``, default the world model's training data).
@@ -379,7 +357,7 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     from fernn.budget import check_fits
     from fernn.devices import resolve_device
     from fernn.envs import make_env, pixel_observations
-    from fernn.agents.planning import fit_reward_head, red_ink, target_ink
+    from fernn.agents.planning import CEMPlanner, fit_reward_head, red_ink, target_ink
     from fernn.agents.runs import write_json
 
     from fernn.envs import resolve_env_id
@@ -412,11 +390,13 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     check_fits(6.0 * state_bytes * candidates * min(parallel, episodes), f"imagining {candidates} candidates for "
                f"{min(parallel, episodes)} episodes at once (the world model's state of {state_bytes / 2 ** 20:.1f} "
                "MiB each, and its transports)", "lower --candidates or --parallel", target)
+    from fernn.envs.first_person_world import first_person_geometry
+
     probe = build()
     moves = env_action_moves(probe, model, config["model_spec"])
+    first_person = first_person_geometry(probe) is not None  # the env's kind decides the default score
     probe.close()
     scorer, fit = target_ink, None
-    first_person = not isinstance(model, WorldModel)
     if score == "auto":
         score = "red-ink" if first_person else "target-ink"
     if score == "target-ink" and (first_person or model.view_shape[0] < 2):

@@ -26,6 +26,7 @@ from torch import nn
 
 from fernn._validation import check_action_sequence, check_float_tensor, check_int, check_views
 from fernn.core import Feedback
+from fernn.imagination import FIRST_PERSON_MOTIONS
 
 UNIMIX = 0.01
 FREE_NATS = 1.0
@@ -76,6 +77,8 @@ class RSSM(nn.Module):
 
     #: the actions are the block world's first-person motions (any discrete actions work the same)
     motion_kind = "first-person"
+    #: the motions it imagines (:class:`fernn.imagination.WorldModelProtocol`)
+    motions = FIRST_PERSON_MOTIONS
 
     @property
     def view_shape(self) -> tuple[int, int, int]:
@@ -142,6 +145,11 @@ class RSSM(nn.Module):
         predictions, states, *_ = self._observe(obs, actions, state)
         return (predictions, states) if return_maps else predictions
 
+    def observe(self, views: torch.Tensor, motions: torch.Tensor, state: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:class:`~fernn.imagination.WorldModelProtocol`'s observation: :meth:`forward` with ``return_maps``."""
+        return self(views, motions, state, return_maps=True)
+
     def elbo_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """DreamerV3's world-model loss on observed views: reconstruction MSE (from posterior samples) plus the
         balanced KL (0.5 dynamics, 0.1 representation, one free nat)."""
@@ -172,10 +180,23 @@ class RSSM(nn.Module):
 
     def imagine(self, state: torch.Tensor, future_actions: torch.Tensor) -> torch.Tensor:
         """Free-running predictions from states ``(B, H + S K)``: ``(B, K, C, view, view)``."""
+        self._check_state(state)
+        return self._imagine(state, self._check_actions("future_actions", future_actions, state.shape[0]), Feedback())
+
+    def imagine_step(self, state: torch.Tensor, motions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One imagined step from states ``(B, H + S K)`` after the motions ``(B,)``: the view decoded from the prior
+        ``(B, C, view, view)`` and the state after it (the prior's sample): ``(view, next_state)``."""
+        self._check_state(state)
+        motions = self._check_actions("motions", motions[:, None], state.shape[0])[:, 0]
+        h = self._advance(state, motions)
+        prior = self._distribution(self.prior(h))
+        prediction = self._decode(h, self._sample(prior))
+        return prediction, torch.cat([h, self._sample(prior)], -1)
+
+    def _check_state(self, state: torch.Tensor) -> None:
         check_float_tensor("state", state, ndim=2, layout="(B, H + S K)")
         if state.shape[1] != self.state_size:
             raise ValueError(f"state must have shape (B, {self.state_size}), got {tuple(state.shape)}")
-        return self._imagine(state, self._check_actions("future_actions", future_actions, state.shape[0]), Feedback())
 
     def _imagine(self, state: torch.Tensor, future: torch.Tensor, feedback: Feedback) -> torch.Tensor:
         predictions = []

@@ -37,6 +37,7 @@ from fernn._validation import check_channels, check_choice, check_float_tensor, 
 from fernn.cell import FERNN
 from fernn.core import Feedback
 from fernn.flows import TranslationFlow
+from fernn.imagination import WINDOW_MOVES
 from fernn.models import POOLS, frame_decoder, pool_velocities_window
 
 
@@ -89,6 +90,8 @@ class WorldModel(nn.Module):
 
     #: how the agent's motions enter: window moves ``(dx, dy)`` on the torus
     motion_kind = "translation"
+    #: the motions it imagines (:class:`fernn.imagination.WorldModelProtocol`)
+    motions = WINDOW_MOVES
 
     @property
     def flow(self) -> TranslationFlow:
@@ -130,6 +133,11 @@ class WorldModel(nn.Module):
         if return_maps:
             return predictions, self.rnn.core.states_to_public(torch.stack(maps, 1))
         return predictions
+
+    def observe(self, views: torch.Tensor, motions: torch.Tensor, state: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:class:`~fernn.imagination.WorldModelProtocol`'s observation: :meth:`forward` with ``return_maps``."""
+        return self(views, motions, state, return_maps=True)
 
     def rollout(self, obs: torch.Tensor, actions: torch.Tensor, future_actions: torch.Tensor, *,
                 targets: torch.Tensor | None = None, teacher_forcing: float = 0.0,

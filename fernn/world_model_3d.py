@@ -44,6 +44,7 @@ from torch import nn
 from fernn._validation import check_action_sequence, check_float_tensor, check_int, check_views
 from fernn.core import Feedback
 from fernn.egocentric import EYE_HEIGHT, WALL_HEIGHT, EgocentricFlow, SelfMotion, check_motions
+from fernn.imagination import FIRST_PERSON_MOTIONS
 
 #: the camera of the block world (fernn.envs.first_person): eye height, wall height (in cells)
 
@@ -166,6 +167,8 @@ class WorldModel3D(nn.Module):
     # -- public API ----------------------------------------------------------------------------------------------
     #: how the agent's motions enter: the first-person motions 0 turn left, 1 turn right, 2 forward, 3 stay
     motion_kind = "first-person"
+    #: the motions it imagines (:class:`fernn.imagination.WorldModelProtocol`)
+    motions = FIRST_PERSON_MOTIONS
 
     @property
     def view_shape(self) -> tuple[int, int, int]:
@@ -208,6 +211,23 @@ class WorldModel3D(nn.Module):
         if return_maps:
             return predictions, self._public(torch.stack(maps, 1))
         return predictions
+
+    def observe(self, views: torch.Tensor, motions: torch.Tensor, state: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:class:`~fernn.imagination.WorldModelProtocol`'s observation: :meth:`forward` with ``return_maps``."""
+        return self(views, motions, state, return_maps=True)
+
+    def imagine_step(self, state: torch.Tensor, motions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One imagined step from maps ``state (B, V, C, S, S)`` after the motions ``(B,)``: the view predicted
+        ``(B, C_in, view, view)`` and the maps after it is taken in as the observation (clipped to [0, 1]), as
+        :meth:`imagine` feeds its predictions back. Returns ``(view, next_state)``."""
+        check_float_tensor("state", state, ndim=5, layout="(B, V, C, S, S)")
+        motions = self._check_actions("motions", motions[:, None], state.shape[0])[:, 0]
+        moved = self._transport(self._internal(self._check_state(state, state)), motions, state.shape[0],
+                                state.device)
+        prediction = self._readout(moved)
+        following = self._write(moved, self._lift(prediction.clamp(0, 1)[:, None])[:, 0], motions)
+        return prediction, self._public(following)
 
     def rollout(self, obs: torch.Tensor, actions: torch.Tensor, future_actions: torch.Tensor, *,
                 targets: torch.Tensor | None = None, teacher_forcing: float = 0.0, detach_feedback: bool = True,

@@ -196,3 +196,29 @@ def test_the_lift_looks_where_the_renderer_draws_a_block(fov):
     middle = model.ray_points[0, view // 4]
     to_cell = lambda coordinate: round((float(coordinate) + 1) / 2 * size - 0.5) - room  # noqa: E731
     assert (to_cell(middle[0]), to_cell(middle[1])) == (1, 0)
+
+
+def test_a_policy_dreamed_in_first_person_world_models(tmp_path):
+    """dream takes FloWM-3D and the RSSM through the world-model protocol: random find-red episodes -> tiny world
+    models -> a policy learned on a reward head -> evaluated in the real env; target-ink is refused there."""
+    runner = CliRunner()
+    scene = json.dumps({"obs_size": VIEW, "room_size": 6, "num_blocks": [2, 3]})
+    data = tmp_path / "red.npz"
+    result = runner.invoke(app, ["collect", "--env", "dynamic-block-world-find-red", "--env-kwargs", scene,
+                                 "--episodes", "4", "--max-steps", "12", "--out", str(data), "-q"])
+    assert result.exit_code == 0, result.output
+    for model in ("fernn-3d", "rssm"):
+        result = runner.invoke(app, ["train", "--data", str(data), "--model", model, "--epochs", "1",
+                                     "--steps-per-epoch", "1", "--batch-size", "2", "--hidden", "2", "--context", "3",
+                                     "--predict", "2", "--eval-sequences", "2", "--val-batches", "1", "--out",
+                                     str(tmp_path), "--name", model, "--device", "cpu", "-q"])
+        assert result.exit_code == 0, result.output
+        dream = ["dream", "--world-model", str(tmp_path / model), "--env", "dynamic-block-world-find-red",
+                 "--env-kwargs", scene, "--horizon", "2", "--batch-size", "2", "--steps", "1", "--eval-every", "1",
+                 "--eval-episodes", "1", "--context", "3", "--device", "cpu", "--out", str(tmp_path), "-q"]
+        result = runner.invoke(app, [*dream, "--score", "reward-head"])
+        assert result.exit_code == 0, result.output
+        results = json.loads((tmp_path / f"dream-{model}-s0" / "results.json").read_text())
+        assert results["updates"] == 1 and results["reward_head_fit"]["steps"] > 0 and "env" in results["final"]
+    result = runner.invoke(app, [*dream, "--score", "target-ink", "--name", "ink"])
+    assert result.exit_code == 2 and "first-person world: use --score reward-head" in result.output, result.output

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn.agents.planning import CEMPlanner
+from fernn.agents.planning import CandidateScores, CEMPlanner, ModelPolicy
 from fernn.models import NextFramePredictor
 from fernn.rotation import orientation_shift_matrix
 
@@ -233,15 +233,31 @@ def frame_by_frame_world(images: torch.Tensor, batch_size: int, *, seq_len: int 
 
 
 
-class NaivePlanner(CEMPlanner):
-    """The reference for :class:`fernn.agents.planning.CEMPlanner`: the same planner (same arguments, same
-    sampling, so the same actions on the same seeds), but every candidate of every env imagined on its own."""
+class OneAtATimeScores(CandidateScores):
+    """The reference for :class:`fernn.agents.planning.CandidateScores`: every candidate of every env imagined on
+    its own."""
 
-    def score_candidates(self, maps: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+    def __call__(self, states: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         batch, count = sequences.shape[:2]
         scores = torch.empty(batch, count)
         for b in range(batch):
             for k in range(count):
-                moves = self.moves_of(sequences[b, k]).to(maps.device)[None]
-                scores[b, k] = self.score(self.world_model.imagine(maps[b:b + 1], moves)).float().cpu()[0]
+                moves = self.motions_of(sequences[b, k]).to(states.device)[None]
+                scores[b, k] = self.score(self.world_model.imagine(states[b:b + 1], moves)).float().cpu()[0]
         return scores
+
+
+def one_at_a_time(planner: ModelPolicy) -> ModelPolicy:
+    """``planner`` with its candidates scored one at a time (:class:`OneAtATimeScores`): the same planner (same
+    sampling, so the same actions on the same seeds) for either CEM planner."""
+    planner.candidate_scores = OneAtATimeScores(planner.world_model, planner.score, planner.moves_of)
+    return planner
+
+
+class NaivePlanner(CEMPlanner):
+    """The reference for :class:`fernn.agents.planning.CEMPlanner`: the same planner, but every candidate of every
+    env imagined on its own (:func:`one_at_a_time`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        one_at_a_time(self)

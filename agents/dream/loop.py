@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fernn import WorldModel
+from fernn.imagination import WorldModelProtocol
 from fernn.agents.dream.config import TRACKING_SETTINGS, DreamConfig
 from fernn.agents.dream.losses import imagination_update
 from fernn.agents.dream.networks import ImaginationActorCritic, ImaginedPolicy
@@ -22,9 +22,10 @@ from fernn.agents.runs import EVAL_SEED, RunDir, check_inputs_outside, open_run,
 from fernn.budget import check_fits
 
 class StartStates:
-    """World-model maps after ``context`` real windows of the training episodes: where imagination starts."""
+    """World-model states after ``context`` real views of the training episodes: where imagination starts (the
+    recorded moves in the model's terms, ``world_model.motions.from_recorded``)."""
 
-    def __init__(self, world_model: WorldModel, data_path: str, context: int, seed: int,
+    def __init__(self, world_model: WorldModelProtocol, data_path: str, context: int, seed: int,
                  device: torch.device) -> None:
         from fernn.envs import TrajectoryDataset
 
@@ -37,14 +38,15 @@ class StartStates:
                              f"--context (at most {longest})")
         self.data.windows(context)
         if not self.data.has_moves:
-            raise ValueError(f"{data_path} records no moves: imagination starts from maps the world model built "
-                             "from real windows and their moves")
+            raise ValueError(f"{data_path} records no moves: imagination starts from states the world model built "
+                             "from real views and their moves")
 
     @torch.no_grad()
     def sample(self, count: int) -> torch.Tensor:
+        """``count`` start states ``(count, ...)``."""
         batch = self.data.sample_batch(count)
-        _, maps = self.world_model(batch["frames"], batch["moves"], return_maps=True)
-        return maps[:, -1]
+        _, states = self.world_model.observe(batch["frames"], self.world_model.motions.from_recorded(batch["moves"]))
+        return states[:, -1]
 
 
 def reward_function(config: DreamConfig, world_config: dict[str, Any], view_shape: tuple[int, int, int],
@@ -69,7 +71,7 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
     return ``results.json``'s content.
 
     Raises:
-        ValueError: a run that is not a 2-D world model, an env whose windows or actions differ from the model's,
+        ValueError: a run that is not a world model, an env whose views or actions differ from the model's,
             settings out of range.
     """
     from fernn.devices import resolve_device
@@ -85,15 +87,18 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
             world_model, world_config = load_world_model(stored.world_model, checkpoint=stored.checkpoint,
                                                          device=device)
             digest = check_world_model_identity(stored)
-            if not isinstance(world_model, WorldModel):
-                raise ValueError(f"{stored.world_model} is a first-person world model; imagination learning needs a "
-                                 "2-D one (fernn.WorldModel: train --data on episodes with window moves)")
             if stored.score == "target-ink" and world_model.view_shape[0] < 2:
                 raise ValueError(f"--score target-ink scores the target channel (channel 1) of MNISTWorldTrack-v0's "
                                  f"windows; {stored.world_model} sees one channel: use --score reward-head")
+            from fernn.envs.first_person_world import first_person_geometry
+
             probe = make_env(stored.env, stored.env_kwargs)
             moves = env_action_moves(probe, world_model)
+            first_person = first_person_geometry(probe) is not None
             probe.close()
+            if stored.score == "target-ink" and first_person:
+                raise ValueError(f"--score target-ink scores the target channel of MNISTWorldTrack-v0's windows; "
+                                 f"{stored.env} is a first-person world: use --score reward-head")
             if world_config.get("data") is None:
                 raise ValueError(f"{stored.world_model} was not trained on a trajectory file; imagination starts from "
                                  "the episodes the world model was trained on (train it with --data FILE.npz)")
@@ -105,7 +110,7 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
             torch.manual_seed(stored.seed)
             agent = ImaginationActorCritic(world_model, moves).to(device)
             starts = StartStates(world_model, world_config["data"], stored.context, stored.seed, device)
-            check_action_set(moves, starts.data, stored.env, world_config["data"])
+            check_action_set(world_model, moves, starts.data, stored.env, world_config["data"])
             reward, fit = reward_function(stored, world_config, world_model.view_shape, device)
             stored = dataclasses.replace(stored, world_model_digest=digest)
             return stored, world_model, moves, agent, starts, reward, fit
@@ -116,17 +121,21 @@ def train_dream(config: DreamConfig, *, resume: bool = False, overwrite: bool = 
         return _train(run, config, world_model, moves, agent, starts, reward, fit, device, resume, reporter)
 
 
-def check_action_set(moves: np.ndarray, data, env: str, source: str) -> None:
-    """Refuse an env whose actions move the window in ways the world model never saw: each of the env's moves
-    ``(A, 2)`` must be among the moves recorded in the world model's training episodes ``data``."""
-    seen = np.unique(np.concatenate([np.asarray(data.field("moves", index))[1:].reshape(-1, 2)
-                                     for index in range(len(data.lengths))]), axis=0)  # (M, 2)
-    known = (np.asarray(moves)[:, None] == seen[None]).all(-1).any(-1)
-    unseen = [tuple(int(v) for v in move) for move in np.asarray(moves)[~known]]
+def check_action_set(world_model: WorldModelProtocol, moves: np.ndarray, data, env: str, source: str) -> None:
+    """Refuse an env whose actions move the observer in ways the world model never saw: each of the env's motions
+    ``(A, *M)`` (in the model's terms) must be among the moves recorded in its training episodes ``data``."""
+    recorded = np.concatenate([np.asarray(data.field("moves", index))[1:].reshape(-1, 2)
+                               for index in range(len(data.lengths))])
+    motions = world_model.motions.from_recorded(torch.as_tensor(recorded)).numpy()
+    table = np.asarray(moves).reshape(len(moves), -1)
+    seen = np.unique(motions.reshape(len(motions), -1), axis=0)  # (M, prod(shape))
+    known = (table[:, None] == seen[None]).all(-1).any(-1)
+    unseen = [tuple(int(v) for v in move) if len(move) > 1 else int(move[0]) for move in table[~known]]
     if unseen:
-        raise ValueError(f"{env}'s actions move the window by {', '.join(map(str, unseen))}, which the world model "
-                         f"never saw in its training episodes ({source}: {len(seen)} moves); it cannot imagine "
-                         "them: dream in the env (and --env-kwargs) its data was collected from")
+        raise ValueError(f"{env}'s actions carry out {world_model.motions.name} {', '.join(map(str, unseen))}, "
+                         f"which the world model never saw in its training episodes ({source}: {len(seen)} "
+                         "distinct); it cannot imagine them: dream in the env (and --env-kwargs) its data was "
+                         "collected from")
 
 
 def check_world_model_identity(config: DreamConfig) -> str:
@@ -149,7 +158,7 @@ def check_world_model_identity(config: DreamConfig) -> str:
     return digest
 
 
-def _train(run: RunDir, config: DreamConfig, world_model: WorldModel, moves: np.ndarray,
+def _train(run: RunDir, config: DreamConfig, world_model: WorldModelProtocol, moves: np.ndarray,
            agent: ImaginationActorCritic, starts: StartStates, reward, fit, device: torch.device, resume: bool,
            reporter) -> dict[str, Any]:
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
@@ -230,7 +239,7 @@ def _read_eval(run: RunDir) -> list[dict[str, float]]:
         return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
-def evaluate_policy(world_model: WorldModel, moves: np.ndarray, agent: ImaginationActorCritic, config: DreamConfig,
+def evaluate_policy(world_model: WorldModelProtocol, moves: np.ndarray, agent: ImaginationActorCritic, config: DreamConfig,
                     episodes: int, env_kwargs: dict[str, Any] | None = None, gif: Path | None = None) -> dict[str, Any]:
     """The learned policy over ``episodes`` seeded real episodes (the RL evaluations' seeds, 50000 + i):
     returns and decisions per second (:func:`fernn.agents.planning_eval.evaluate_planner`)."""
@@ -251,7 +260,7 @@ def settings_of(config: DreamConfig) -> dict[str, dict[str, Any]]:
     return {name: study_kwargs(name) for name in TRACKING_SETTINGS}
 
 
-def evaluate_settings(world_model: WorldModel, moves: np.ndarray, agent: ImaginationActorCritic, config: DreamConfig,
+def evaluate_settings(world_model: WorldModelProtocol, moves: np.ndarray, agent: ImaginationActorCritic, config: DreamConfig,
                       episodes: int = 20) -> dict[str, Any]:
     """The final evaluation: every setting of :func:`settings_of`, ``episodes`` seeded episodes each."""
     return {name: evaluate_policy(world_model, moves, agent, config, episodes, kwargs)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fernn import WorldModel
+from fernn.imagination import WorldModelProtocol
 from fernn.agents.dream.config import DreamConfig
 from fernn.agents.dream.networks import ImaginationActorCritic
 
@@ -26,15 +26,15 @@ def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, gamma: float, la
     return torch.stack(returns[::-1], 1)
 
 
-def imagination_update(config: DreamConfig, world_model: WorldModel, agent: ImaginationActorCritic,
+def imagination_update(config: DreamConfig, world_model: WorldModelProtocol, agent: ImaginationActorCritic,
                        optimizer: torch.optim.Optimizer, starts: StartStates, reward, table: torch.Tensor,
                        generator: torch.Generator, state: dict[str, Any], window: dict[str, float],
                        device: torch.device) -> None:
     """One actor-critic update on ``batch_size`` imagined trajectories (the package docstring's recipe); adds the
     update's figures to ``window`` and advances ``state`` (update count, return scale)."""
-    maps = starts.sample(config.batch_size)
+    start = starts.sample(config.batch_size)
     with torch.no_grad():  # the world model imagines; the actor acts by sampling
-        path, actions, rewards = [maps], [], []
+        path, actions, rewards = [start], [], []
         for _ in range(config.horizon):
             logits = agent.logits(path[-1])
             action = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
@@ -42,7 +42,7 @@ def imagination_update(config: DreamConfig, world_model: WorldModel, agent: Imag
             actions.append(action)
             rewards.append(reward(prediction))
             path.append(following)
-    states = torch.stack(path, 1)  # (B, H + 1, V, C, H, W)
+    states = torch.stack(path, 1)  # (B, H + 1, *state)
     taken, earned = torch.stack(actions, 1), torch.stack(rewards, 1)
     values = agent.value(states.flatten(0, 1)).view(config.batch_size, config.horizon + 1)
     returns = lambda_returns(earned, values.detach(), config.gamma, config.lambda_)
