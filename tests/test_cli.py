@@ -20,7 +20,7 @@ def test_help_lists_commands():
 def test_bench_step_tiny(tmp_path):
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", "step", "--image-size", "6", "--hidden", "2", "--vmax", "0,1",
-                                 "--repeats", "1", "--batch-size", "2", "--json", str(out)])
+                                 "--repeats", "1", "--batch-size", "2", "--in-process", "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     names = {r["name"] for r in report["results"]}
@@ -86,9 +86,10 @@ def test_envs_play_and_bounds_commands(tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["rotation", "--image-size", "4", "--pad", "1", "--hidden", "1", "--group-order", "4", "--angular-velocities",
-     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2", "--repeats", "1", "--rounds", "2"],
+     "-90,0,90", "--context", "1", "--predicted", "1", "--batch-size", "2", "--repeats", "1", "--rounds", "2",
+     "--in-process"],
     ["world-model", "--world-size", "8", "--window-size", "4", "--hidden", "1", "--vmax", "1", "--frames", "2",
-     "--max-action", "2", "--repeats", "1", "--batch-size", "2"],
+     "--max-action", "2", "--repeats", "1", "--batch-size", "2"],  # fresh processes, the default
     ["scenes", "--batch-size", "2", "--seconds", "0.1", "--num-envs", "2"],
     ["rl", "--n-envs", "1", "--n-steps", "8", "--hidden", "1", "--vmax", "1", "--repeats", "1"],
     ["plan", "--world-size", "8", "--window-size", "4", "--hidden", "1", "--horizon", "2", "--candidates", "3",

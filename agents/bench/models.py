@@ -113,26 +113,38 @@ def _predictor_loss(run: Callable[[torch.Tensor, int], torch.Tensor], frames: to
 
 
 def _measure_rows(measure: Callable[..., StepTiming], rows: Sequence[tuple], common: dict, rounds: int,
-                  progress: Callable[[str], None] | None, label: Callable[[tuple], str]) -> list[StepTiming]:
+                  progress: Callable[[str], None] | None, label: Callable[[tuple], str],
+                  fresh_processes: bool = True) -> list[StepTiming]:
     """``measure(*row, **common)`` for every row, each call in a fresh process (``spawn``), ``rounds`` times
     round-robin; each row reports the median over its rounds (:func:`median_timing`).
 
     Fresh processes: a step at the papers' sizes keeps several GiB for backward, and a process that already
     ran another configuration holds its freed heap (with warm allocations, see :mod:`fernn.allocator`),
-    which skews timings and, round after round, runs a 24 GiB machine out of memory. Rounds: a shared machine's
-    speed drifts over minutes; measured round-robin, a slow minute slows every row alike instead of whichever
-    ran in it.
+    which skews timings and, round after round, runs a 24 GiB machine out of memory. ``fresh_processes=False``
+    measures in this process instead: seconds faster to start (no interpreter and torch import per row), for
+    small sizes where the held heap does not matter. A worker that dies (killed for memory) raises an error
+    naming the row instead of waiting for it. Rounds: a shared machine's speed drifts over minutes; measured
+    round-robin, a slow minute slows every row alike instead of whichever ran in it.
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     check_int("rounds", rounds, minimum=1)
     say = progress or (lambda _msg: None)
     measured: dict[tuple, list[StepTiming]] = {row: [] for row in rows}
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for round_ in range(rounds):
-            for row in rows:
-                say(label(row) + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
-                measured[row].append(pool.apply(measure, row, common))
+    for round_ in range(rounds):
+        for row in rows:
+            say(label(row) + (f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""))
+            if not fresh_processes:
+                measured[row].append(measure(*row, **common))
+                continue
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                try:
+                    measured[row].append(pool.submit(measure, *row, **common).result())
+                except BrokenProcessPool as error:
+                    raise RuntimeError(f"the process measuring {label(row)} died before it reported (killed for "
+                                       "memory?): lower the sizes, or measure fewer rows") from error
     return [median_timing(measured[row]) for row in rows]
 
 
@@ -155,7 +167,7 @@ def _start_measurement(warm_allocations: bool, seed: int) -> None:
 def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: int = 32,
                vmaxes: tuple[int, ...] = (0, 1, 2), context: int = 10, predicted: int = 10, repeats: int = 3,
                rounds: int = 1, device: str = "cpu", bf16: bool = True, grnn_floor: bool = True, seed: int = 0,
-               relaxed: int = 0, warm_allocations: bool = True,
+               relaxed: int = 0, warm_allocations: bool = True, fresh_processes: bool = True,
                progress: Callable[[str], None] | None = None) -> list[StepTiming]:
     """Time the translation predictor's training step for each grid radius in ``vmaxes`` (every row in a
     fresh process, ``rounds`` times round-robin: see :func:`_measure_rows`); ``relaxed=L`` adds the relaxed FERNN
@@ -175,7 +187,7 @@ def bench_step(*, batch_size: int = 16, image_size: int = 28, hidden_channels: i
     common = dict(batch_size=batch_size, image_size=image_size, hidden_channels=hidden_channels, context=context,
                   predicted=predicted, repeats=repeats, device=device, seed=seed, warm_allocations=warm_allocations)
     return _measure_rows(_measure_translation, rows, common, rounds, progress,
-                         lambda row: f"V={TranslationFlow(row[0]).num_velocities}: {row[1]}")
+                         lambda row: f"V={TranslationFlow(row[0]).num_velocities}: {row[1]}", fresh_processes)
 
 
 def _measure_translation(vmax: int, name: str, *, batch_size: int, image_size: int, hidden_channels: int,
@@ -207,7 +219,7 @@ ROTATION_IMPLEMENTATIONS = ("fernn", "grid_sample loop (paper)", "no-flow floor"
 def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, hidden_channels: Sequence[int] = (32,),
                    group_order: int = 8, angular_velocities: Sequence[float] = (-40, -30, -20, -10, 0, 10, 20, 30, 40),
                    context: int = 5, predicted: int = 5, repeats: int = 2, rounds: int = 1, device: str = "cpu",
-                   seed: int = 0, warm_allocations: bool = True,
+                   seed: int = 0, warm_allocations: bool = True, fresh_processes: bool = True,
                    progress: Callable[[str], None] | None = None) -> list[StepTiming]:
     """Time the rotation predictor's training step (ours, the per-velocity ``grid_sample`` loop, the no-flow
     floor) and the transport alone (forward + backward of every velocity channel's rotation), for each
@@ -218,7 +230,8 @@ def bench_rotation(*, batch_size: int = 16, image_size: int = 28, pad: int = 6, 
     common = dict(batch_size=batch_size, image_size=image_size, pad=pad, group_order=group_order,
                   angular_velocities=list(angular_velocities), context=context, predicted=predicted,
                   repeats=repeats, device=device, seed=seed, warm_allocations=warm_allocations)
-    return _measure_rows(_measure_rotation, rows, common, rounds, progress, lambda row: f"{row[1]} fields: {row[0]}")
+    return _measure_rows(_measure_rotation, rows, common, rounds, progress, lambda row: f"{row[1]} fields: {row[0]}",
+                         fresh_processes)
 
 
 def _measure_rotation(name: str, hidden: int, *, batch_size: int, image_size: int, pad: int, group_order: int,
@@ -263,7 +276,8 @@ WORLD_MODEL_IMPLEMENTATIONS = ("fernn", "per-sample loop (paper)", "no self-moti
 def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size: int = 32,
                       hidden_channels: int = 64, vmax: int = 2, frames: int = 8, max_action: int = 10,
                       repeats: int = 2, rounds: int = 1, device: str = "cpu", seed: int = 0,
-                      warm_allocations: bool = True, progress: Callable[[str], None] | None = None) -> list[StepTiming]:
+                      warm_allocations: bool = True, fresh_processes: bool = True,
+                      progress: Callable[[str], None] | None = None) -> list[StepTiming]:
     """Time the FloWM training step: ours against the per-sample loop and the no-self-motion floor (every
     row in a fresh process, ``rounds`` times round-robin: see :func:`_measure_rows`)."""
     common = dict(batch_size=batch_size, world_size=world_size, window_size=window_size,
@@ -271,7 +285,7 @@ def bench_world_model(*, batch_size: int = 16, world_size: int = 50, window_size
                   device=device, seed=seed, warm_allocations=warm_allocations)
     group = f"V={TranslationFlow(vmax).num_velocities}"
     return _measure_rows(_measure_world_model, [(name,) for name in WORLD_MODEL_IMPLEMENTATIONS], common, rounds,
-                         progress, lambda row: f"{group}: {row[0]}")
+                         progress, lambda row: f"{group}: {row[0]}", fresh_processes)
 
 
 def _measure_world_model(name: str, *, batch_size: int, world_size: int, window_size: int, hidden_channels: int,

@@ -107,6 +107,9 @@ DEVICE_OPTION = typer.Option("cpu", "--device", callback=_resolved, help="cpu, c
 JSON_OPTION = typer.Option(None, "--json", help="Also write the figures to this JSON file (atomically).")
 ROUNDS_OPTION = typer.Option(1, "--rounds", min=1, help="Measure every row this many times, round-robin, and report "
                                                         "the median over rounds (drift then slows all rows alike).")
+FRESH_OPTION = typer.Option(True, "--fresh-processes/--in-process", metavar="",
+                            help="Measure every row in a fresh process (default: no row inherits another's heap) or "
+                                 "all in this one (starts seconds faster; for small sizes).")
 
 
 @bench_app.command("step")
@@ -124,6 +127,7 @@ def bench_step_command(
                                     help="Also time G-RNN at batch B x V (the literal floor)."),
     relaxed: int = typer.Option(0, "--relaxed", min=0, help="Also time the relaxed FERNN with this many filter banks "
                                                             "(0: don't)."),
+    fresh_processes: bool = FRESH_OPTION,
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """Translation predictor: one training step (10 context + 10 predicted frames, MSE, backward, Adam).
@@ -141,7 +145,8 @@ def bench_step_command(
     with console.status("benchmarking") as status:
         results = bench_step(batch_size=batch_size, image_size=image_size, hidden_channels=hidden, vmaxes=vmaxes,
                              repeats=repeats, rounds=rounds, device=device, bf16=bf16, grnn_floor=grnn_floor,
-                             relaxed=relaxed, progress=lambda msg: status.update(f"benchmarking {msg}"))
+                             relaxed=relaxed, fresh_processes=fresh_processes,
+                             progress=lambda msg: status.update(f"benchmarking {msg}"))
     _report_timings(f"Predictor step: batch {batch_size}, {image_size}x{image_size}, hidden {hidden}, 10+10 frames",
                     results, "'vs ours' > 1 means slower than ours. Targets at V = 25: roll-loop >= 2x, "
                     "fernn <= 1.15x of the floor (i.e. floor column >= 0.87x)"
@@ -168,10 +173,11 @@ def bench_rotation_command(
     allocator: str = typer.Option("warm", "--allocator", help="warm (large allocations kept, as fernn-rl train "
                                                               "runs) or default (glibc's defaults)."),
     device: str = DEVICE_OPTION,
+    fresh_processes: bool = FRESH_OPTION,
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop, and the
-    transport alone; every row is measured in a fresh process."""
+    transport alone."""
     _check_json_path(json_out)
     from fernn.agents.bench.models import bench_rotation
 
@@ -187,6 +193,7 @@ def bench_rotation_command(
                                  group_order=group_order, angular_velocities=velocities, context=context,
                                  predicted=predicted, repeats=repeats, rounds=rounds,
                                  device=device, warm_allocations=allocator == "warm",
+                                 fresh_processes=fresh_processes,
                                  progress=lambda msg: status.update(f"benchmarking {msg}"))
     size = image_size + 2 * pad
     _report_timings(f"Rotation predictor step: batch {batch_size}, {size}x{size}, C_{group_order} fields, "
@@ -212,6 +219,7 @@ def bench_world_model_command(
     repeats: int = typer.Option(2, "--repeats", min=1, help="Timed repeats per measurement (median reported)."),
     rounds: int = ROUNDS_OPTION,
     device: str = DEVICE_OPTION,
+    fresh_processes: bool = FRESH_OPTION,
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """FloWM world model: our fused velocity+action gather against the per-sample roll loop."""
@@ -225,6 +233,7 @@ def bench_world_model_command(
         results = bench_world_model(batch_size=batch_size, world_size=world_size, window_size=window_size,
                                     hidden_channels=hidden, vmax=vmax, frames=frames, max_action=max_action,
                                     repeats=repeats, rounds=rounds, device=device,
+                                    fresh_processes=fresh_processes,
                                     progress=lambda msg: status.update(f"benchmarking {msg}"))
     _report_timings(f"World-model step: batch {batch_size}, world {world_size}, window {window_size}, hidden {hidden}, "
                     f"{frames} frames", results, "Target: the per-sample loop >= 3x our training step.", json_out,
