@@ -8,6 +8,8 @@ ESCNN ?= escnn==1.0.11
 # The stamp changes with the torch spec, so a different TORCH re-runs setup.
 STAMP := $(VENV)/.setup-$(shell printf '%s|%s' '$(TORCH)' '$(ESCNN)' | md5sum | cut -c1-10)
 PYTEST_ARGS ?=
+# `make test` runs the tests in this many processes (pytest-xdist), one thread each: one per core of a 2-core machine
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-all test-gpu bench clean
 
@@ -26,7 +28,7 @@ demo: setup
 	$(VENV)/bin/fernn-rl demo
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q -n $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-all: setup
 	HYPOTHESIS_PROFILE=slow $(PY) -m pytest -q $(PYTEST_ARGS)

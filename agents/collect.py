@@ -38,7 +38,7 @@ def collect_file(env: str, out: str | Path, *, episodes: int = 100, max_steps: i
 
     env_id, kwargs, out = resolve_env_id(env), dict(env_kwargs or {}), Path(out)
     if (frame_size is not None or grayscale) and not pixels:
-        raise ValueError("--frame-size and --grayscale apply to rendered frames: add --pixels")
+        raise ValueError("--pixel-size and --grayscale apply to rendered frames: add --pixels")
     if out.suffix != ".npz":
         raise ValueError(f"--out must name a .npz file, got {out}")
     run = _rl_run(policy)

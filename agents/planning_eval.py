@@ -113,7 +113,7 @@ def env_action_moves(env: gym.Env, model: WorldModelProtocol, spec: dict[str, An
     if read_image_space(space, f"the world model ({name})", channels_last=True).hwc != wanted:
         raise ValueError(f"the world model takes uint8 views of shape (h, w, C) = {wanted}; {name} observes "
                          f"{space.dtype} {space.shape}. Plan in the env the model was trained on (same window / view size and "
-                         "channels; --pixels --frame-size --grayscale as when it was collected)")
+                         "channels; --pixels --pixel-size --grayscale as when it was collected)")
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"the planner searches a Discrete action space; {name} has {env.action_space}")
     geometry = first_person_geometry(env)
@@ -373,7 +373,7 @@ def plan_run(env: str, world_model: str | Path, *, horizon: int = 6, candidates:
     if elites > candidates:
         raise ValueError(f"--elites ({elites}) must be <= --candidates ({candidates})")
     if (frame_size is not None or grayscale) and not pixels:
-        raise ValueError("--frame-size and --grayscale apply to rendered frames: add --pixels")
+        raise ValueError("--pixel-size and --grayscale apply to rendered frames: add --pixels")
     folder = plan_folder(Path(out) if out is not None else None, Path(world_model), env_id)
     target = resolve_device(device)
     if target.type == "cpu":

@@ -5,11 +5,16 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("PYGLET_HEADLESS", "1")  # MiniWorld (the block-world benchmark peer) renders with EGL
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each, in subprocesses too
+    os.environ["OMP_NUM_THREADS"] = "1"
 warnings.filterwarnings("ignore", message=".*py3nj.*")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 # Hypothesis: few examples per property in `make test` (bounded CI time), many in `make test-all`.
 settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True)

@@ -62,7 +62,7 @@ def test_bench_json_that_cannot_be_written_is_refused_before_the_benchmark():
 
 def test_rl_motion_flags_are_refused_before_a_run_exists(tmp_path, monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    pixels = ["--env", "CartPole-v1", "--pixels", "--frame-size", "16", "--grayscale"]
+    pixels = ["--env", "CartPole-v1", "--pixels", "--pixel-size", "16", "--grayscale"]
     blocks = ["--env", "dynamic-block-world-find-red", "--env-kwargs", '{"obs_size": 16, "room_size": 6}']
     for env, flag, words in ((pixels, ["--actor", "equivariant"], ("action_moves()", "--actor pooled")),
                              (pixels, ["--self-motion"], ("info['action']", "leave --self-motion out")),
@@ -101,3 +101,19 @@ def test_a_plain_resume_of_a_data_run_keeps_its_data(tmp_path):
     other.write_bytes(data.read_bytes())
     one_line_error(runner.invoke(app, ["train", "--resume", "--out", str(tmp_path), "--name", "wm", "--data",
                                        str(other), "--epochs", "3"]), "other.npz", "drop those flags")
+
+
+def test_pixel_size_is_the_one_name_of_the_rendered_frame_side(tmp_path, monkeypatch):
+    """--pixel-size resizes rendered frames in collect, plan and RL training; --frame-size there is its old name (a
+    note says so; both at once is refused), and in train's supervised runs it is KTH's frame side only."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    collect = ["collect", "--env", "CartPole-v1", "--pixels", "--grayscale", "--episodes", "2", "--max-steps", "3"]
+    result = runner.invoke(app, [*collect, "--pixel-size", "16", "--out", str(tmp_path / "a.npz"), "-q"])
+    assert result.exit_code == 0 and "(16, 16, 1)" in result.output and "old name" not in result.output, result.output
+    result = runner.invoke(app, [*collect, "--frame-size", "16", "--out", str(tmp_path / "b.npz"), "-q"])
+    assert result.exit_code == 0 and "(16, 16, 1)" in result.output and "old name of --pixel-size" in result.output
+    one_line_error(runner.invoke(app, [*collect, "--frame-size", "16", "--pixel-size", "16", "--out",
+                                       str(tmp_path / "c.npz")]), "give --pixel-size only")
+    assert not (tmp_path / "c.npz").exists()
+    for command in ("collect", "plan", "train"):
+        assert "--pixel-size" in " ".join(runner.invoke(app, [command, "--help"]).output.split())

@@ -75,7 +75,7 @@ def test_collect_refuses_episodes_its_file_cannot_hold(tmp_path):
 
 def test_pixels_never_record_a_rendered_frame_that_shows_the_hidden_state(tmp_path):
     for env in ("dynamic-block-world", "mnist-world"):
-        result = runner.invoke(app, ["collect", "--env", env, "--pixels", "--frame-size", "16", "--episodes", "1",
+        result = runner.invoke(app, ["collect", "--env", env, "--pixels", "--pixel-size", "16", "--episodes", "1",
                                      "--max-steps", "3", "--out", str(tmp_path / "p.npz"), "-q"])
         one_line_error(result, "show what its observations hide", "leave out --pixels")
     assert not (tmp_path / "p.npz").exists()

@@ -25,6 +25,18 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def pixel_size_flag(pixel_size: int | None, frame_size: int | None) -> int | None:
+    """The side rendered frames are resized to: ``--pixel-size``, or ``--frame-size``, its old name in the pixel
+    commands (``--frame-size`` is KTH's frame side in ``train``), with a note; both at once is refused."""
+    if frame_size is None:
+        return pixel_size
+    if pixel_size is not None:
+        fail("--frame-size is the old name of --pixel-size: give --pixel-size only")
+    Console(stderr=True).print("note: --frame-size is the old name of --pixel-size here (--frame-size is KTH's "
+                               "frame side in fernn-rl train); use --pixel-size", highlight=False)
+    return frame_size
+
+
 def parse_list(name: str, text: str, kind: type = int) -> tuple:
     """Parse comma-separated ``kind`` values (``"0,1,2"``), or fail with a clear message."""
     example = "0,1,2" if kind is int else "-40,0,40"

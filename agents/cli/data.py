@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fernn.agents.cli.console import console, parse_json_object, resolve_env
+from fernn.agents.cli.console import console, parse_json_object, pixel_size_flag, resolve_env
 
 
 def collect(
@@ -22,8 +22,10 @@ def collect(
                                                           "directory whose saved policy acts (deterministic)."),
     pixels: bool = typer.Option(False, "--pixels", metavar="", help="Observe the env's rendered frames (render_mode="
                                                         "'rgb_array'): for state-based envs."),
-    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512,
+    pixel_size: Optional[int] = typer.Option(None, "--pixel-size", min=8, max=512,
                                              help="Resize pixel observations to this side (with --pixels)."),
+    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512, hidden=True,
+                                             help="The old name of --pixel-size."),
     grayscale: bool = typer.Option(False, "--grayscale", metavar="", help="Grayscale pixel observations (with --pixels)."),
     add_channel: bool = typer.Option(False, "--add-channel", metavar="", help="Give 2-D (H, W) image observations a "
                                                                               "channel axis."),
@@ -39,13 +41,14 @@ def collect(
     """Collect episodes (observations, actions, rewards, terminations, and the observer's moves when the env
     reports them) into one compressed .npz that `fernn-rl train --data FILE` trains on. Examples:
     fernn-rl collect --env mnist-world --episodes 200 --max-steps 40 --out world.npz;
-    fernn-rl collect --env CartPole-v1 --pixels --frame-size 32 --grayscale --episodes 50 --out cartpole.npz;
+    fernn-rl collect --env CartPole-v1 --pixels --pixel-size 32 --grayscale --episodes 50 --out cartpole.npz;
     fernn-rl collect --env dynamic-block-world --policy biased-walk --episodes 100 --out blocks.npz."""
     from fernn.agents.collect import collect_file
     from fernn.agents.progress import counted_progress
 
     env_id = resolve_env(env)
     kwargs = parse_json_object("--env-kwargs", env_kwargs)
+    frame_size = pixel_size_flag(pixel_size, frame_size)
     with counted_progress(console, f"collecting {env_id}", episodes, "episodes", quiet=quiet) as update:
         dataset = collect_file(env_id, out, episodes=episodes, max_steps=max_steps, env_kwargs=kwargs, policy=policy,
                                pixels=pixels, frame_size=frame_size, grayscale=grayscale, add_channel=add_channel,

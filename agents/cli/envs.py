@@ -15,7 +15,8 @@ def envs() -> None:
     from fernn.agents.catalog import catalog
 
     table = Table(title="fernn.envs (import fernn.envs, then gym.make(id, **kwargs))", show_lines=True)
-    for column in ("id / CLI name", "observation", "action", "reward", "defaults (gym.make kwargs)"):
+    table.add_column("id / CLI name", no_wrap=True)  # ids are copied into commands: never broken across lines
+    for column in ("observation", "action", "reward", "defaults (gym.make kwargs)"):
         table.add_column(column, overflow="fold")
     for entry in catalog():
         defaults = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())

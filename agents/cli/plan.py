@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fernn.agents.cli.console import checked_device, console, parse_json_object
+from fernn.agents.cli.console import checked_device, console, parse_json_object, pixel_size_flag
 
 
 def plan(
@@ -29,11 +29,13 @@ def plan(
                                                                         "'{\"gap_length\": 6}'."),
     pixels: bool = typer.Option(False, "--pixels", metavar="", help="Observe the env's rendered frames, as collected with "
                                                         "fernn-rl collect --pixels."),
-    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512, help="With --pixels: the side of "
+    pixel_size: Optional[int] = typer.Option(None, "--pixel-size", min=8, max=512, help="With --pixels: the side of "
                                                                                         "the resized frames."),
+    frame_size: Optional[int] = typer.Option(None, "--frame-size", min=8, max=512, hidden=True,
+                                             help="The old name of --pixel-size."),
     grayscale: bool = typer.Option(False, "--grayscale", metavar="", help="With --pixels: grayscale frames."),
-    score: str = typer.Option("auto", "--score", help="auto (target-ink for a 2-D world model, red-ink for a "
-                                                      "first-person one) | target-ink (the tracking reward applied "
+    score: str = typer.Option("auto", "--score", help="auto (red-ink in a first-person world, target-ink in any "
+                                                      "other env) | target-ink (the tracking reward applied "
                                                       "to the imagined windows) | red-ink (the red block's share of "
                                                       "imagined first-person views: find-red) | reward-head (a "
                                                       "reward learned from recorded rewards: any env)."),
@@ -58,6 +60,7 @@ def plan(
 
     checked_device(device)
     kwargs = parse_json_object("--env-kwargs", env_kwargs)  # the flags' checks are plan_run's, made before any work
+    frame_size = pixel_size_flag(pixel_size, frame_size)
     with counted_progress(console, f"planning in {env}", episodes, "episodes", quiet=quiet) as update:
         result, folder = plan_run(env, world_model, horizon=horizon, candidates=candidates, iterations=iterations,
                                   elites=elites, episodes=episodes, parallel=parallel, env_kwargs=kwargs, score=score,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fernn.agents.cli.console import console, parse_json_object
+from fernn.agents.cli.console import console, parse_json_object, pixel_size_flag
 
 #: flag name -> RLConfig field (where they differ)
 FIELDS = {"hidden": "fernn_hidden", "pixel_size": "frame_size", "frame_size": "frame_size"}
@@ -19,6 +19,7 @@ def config_of(values: dict[str, Any]):
     """The RLConfig the flags give (``--env`` defaults to mnist-world-track)."""
     from fernn.agents.rl import RLConfig
 
+    values = {**values, "pixel_size": pixel_size_flag(values["pixel_size"], values["frame_size"]), "frame_size": None}
     settings = {FIELDS.get(name, name): values[name] for name in PASSED if values[name] is not None}
     settings.update({name: True for name in SWITCHES if values[name]})
     settings["env"] = values["env"] or "mnist-world-track"

@@ -184,6 +184,11 @@ class Task:
         """The task's evaluations named in ``what``; files go to ``run.path``."""
         raise NotImplementedError
 
+    def equivariance_sequences(self) -> int:
+        """Sequences of the equivariance measurement: :data:`EQUIVARIANCE_SEQUENCES`, or fewer when the run
+        evaluates fewer (``--eval-sequences``: at large frames, every flow element is one more pass over them)."""
+        return min(EQUIVARIANCE_SEQUENCES, self.config.eval_sequences or EQUIVARIANCE_SEQUENCES)
+
     def equivariance_inputs(self, model: nn.Module, seed: int) -> tuple[FERNN, torch.Tensor] | None:
         """The model's FERNN layer and a batch ``(B, T, C, H, W)`` of its inputs from the test split, on which
         :func:`fernn.equivariance_error` measures it; ``None`` for a model without velocity channels."""
@@ -255,7 +260,7 @@ class PredictionTask(Task):
     def equivariance_inputs(self, model, seed):
         if model.rnn.num_velocities < 2:
             return None
-        frames = self.dataset("test", seed).sample_batch(EQUIVARIANCE_SEQUENCES)["frames"]
+        frames = self.dataset("test", seed).sample_batch(self.equivariance_sequences())["frames"]
         return model.rnn, frames[:, :self.config.context]
 
     def evaluate(self, model, run, seed, what):
@@ -362,7 +367,7 @@ class ClassificationTask(Task):
     def equivariance_inputs(self, model, seed):
         if not isinstance(model, SequenceClassifier) or model.rnn.num_velocities < 2:
             return None
-        clips = self.dataset("test", seed).sample_batch(EQUIVARIANCE_SEQUENCES)["frames"]
+        clips = self.dataset("test", seed).sample_batch(self.equivariance_sequences())["frames"]
         features = model.encoder(clips.flatten(0, 1))  # circular convolutions: they commute with translations
         return model.rnn, features.view(*clips.shape[:2], *features.shape[1:])
 
@@ -468,7 +473,7 @@ class WorldModelTask(Task):
         world_model = model.world_model
         if world_model.num_velocities < 2:
             return None
-        frames = self.dataset("test", seed).sample_batch(EQUIVARIANCE_SEQUENCES)["frames"][:, :self.config.context]
+        frames = self.dataset("test", seed).sample_batch(self.equivariance_sequences())["frames"][:, :self.config.context]
         (height, width), (h, w) = self.world_hw, self.window_hw
         # the windows as the map's FERNN sees them: encoded where the window is, on an empty world
         return world_model.rnn, F.pad(frames, (0, width - w, 0, height - h))
