@@ -7,6 +7,11 @@ also has :meth:`SceneDataset.sample_batch`, which generates a whole batch in one
 
 Items and batches are dicts of tensors; ``frames`` are float32 ``(T, C, H, W)`` (items) or
 ``(B, T, C, H, W)`` (batches) in [0, 1].
+
+**Splits of the digit scenes.** ``"train"`` and ``"val"`` scenes are made of MNIST's training digits, ``"test"``
+scenes of its test digits (:func:`scene_digits`); what keeps validation scenes apart from training scenes is the
+seed: the trainer draws them from a seed of their own (``fernn.agents.supervised.tasks.VAL_SEED``), so a model is
+selected on scenes it never trained on and never on a test digit.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ from fernn.envs.velocities import parse_velocities
 from fernn.envs.world_scenes import WorldScenes
 
 PathLike = str | os.PathLike | None
+#: the splits of the digit scenes, and the MNIST digits each is made of
+SCENE_SPLITS = {"train": "train", "val": "train", "test": "test"}
+
+
+def scene_digits(split: str) -> str:
+    """The MNIST split whose digits make the scenes of ``split`` (see the module docstring)."""
+    if split not in SCENE_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SCENE_SPLITS)}, got {split!r}")
+    return SCENE_SPLITS[split]
 
 
 class SceneDataset(torch.utils.data.Dataset):
@@ -56,7 +70,8 @@ class FlowingMNISTDataset(SceneDataset):
     """Flowing MNIST (translation): ``frames (B, T, 1, H, W)``, ``labels (B, K)``, ``velocities (B, K, 2)``.
 
     Args:
-        split: ``"train"`` or ``"test"`` digits.
+        split: ``"train"``, ``"val"`` (scenes of the training digits, drawn from another seed) or ``"test"``
+            (the test digits).
         source, data_dir, download: see :func:`fernn.envs.load_mnist`.
         image_size, num_digits, seq_len, velocities, boundary: see :class:`fernn.envs.TranslationScenes`.
         length: number of items for the map-style interface.
@@ -69,7 +84,7 @@ class FlowingMNISTDataset(SceneDataset):
                  boundary: str = "wrap", length: int = 10_000, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(length, seed, device)
-        bank = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download), self.device)
+        bank = DigitBank(load_mnist(scene_digits(split), source=source, data_dir=data_dir, download=download), self.device)
         self.scenes = TranslationScenes(bank, image_size=image_size, num_digits=num_digits, seq_len=seq_len,
                                         velocities=velocities, boundary=boundary)
 
@@ -90,7 +105,7 @@ class RotatingMNISTDataset(SceneDataset):
                  angular_velocities: Any = (-40, -30, -20, -10, 0, 10, 20, 30, 40), length: int = 10_000,
                  seed: int = 0, device: torch.device | str = "cpu") -> None:
         super().__init__(length, seed, device)
-        bank = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download), self.device)
+        bank = DigitBank(load_mnist(scene_digits(split), source=source, data_dir=data_dir, download=download), self.device)
         self.scenes = RotationScenes(bank, image_size=image_size, pad=pad, num_digits=num_digits, seq_len=seq_len,
                                      angular_velocities=angular_velocities)
 
@@ -114,7 +129,7 @@ class MNISTWorldDataset(SceneDataset):
                  velocities: Any = 1, step_size: int = 10, length: int = 10_000, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(length, seed, device)
-        bank = DigitBank(load_mnist(split, source=source, data_dir=data_dir, download=download), self.device)
+        bank = DigitBank(load_mnist(scene_digits(split), source=source, data_dir=data_dir, download=download), self.device)
         self.scenes = WorldScenes(bank, world_size=world_size, window_size=window_size, num_digits=num_digits,
                                   seq_len=seq_len, velocities=velocities, step_size=step_size)
 

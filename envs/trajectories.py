@@ -424,6 +424,26 @@ class TrajectoryDataset(torch.utils.data.Dataset):
                                    seed=seed, device=self.device) for indices in (kept, held)]
         return parts[0], parts[1]
 
+    def train_val_test(self, fraction: float = 0.1, *, min_steps: int = 0, seed: int = 0
+                       ) -> tuple[TrajectoryDataset, TrajectoryDataset, TrajectoryDataset]:
+        """``(train, validation, test)`` by episodes, no episode in two parts: of the episodes with at least
+        ``min_steps`` observations, the last ``fraction`` (at least one) are the test set and the ``fraction`` before
+        them (at least one) the validation set; the rest, and the shorter episodes, train.
+
+        Raises:
+            ValueError: fewer than 3 such episodes (each part needs one).
+        """
+        eligible = [i for i, length in enumerate(self.lengths) if length + 1 >= min_steps]
+        if len(eligible) < 3:
+            raise ValueError(f"{len(eligible)} episode(s) have at least {min_steps} observations; training, "
+                             "validation and test need one each, so at least 3")
+        held = max(1, int(round(len(eligible) * fraction)))
+        held = min(held, (len(eligible) - 1) // 2)
+        test, validation = eligible[-held:], eligible[-2 * held:-held]
+        train = [i for i in range(len(self.lengths)) if i not in test and i not in validation]
+        return tuple(TrajectoryDataset(_Subset(self._episodes, indices), self.meta, window=self.window, seed=seed,
+                                       device=self.device) for indices in (train, validation, test))
+
     def __len__(self) -> int:
         return len(self.starts)
 

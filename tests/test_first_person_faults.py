@@ -160,7 +160,7 @@ def test_a_file_of_one_episode_is_refused_for_training(blocks, tmp_path):
     single = rewritten(blocks, tmp_path / "single.npz", first_only)
     result = runner.invoke(app, ["train", "--data", str(single), "--model", "fernn-3d", *TINY, "--out", str(tmp_path),
                                  "--name", "single"])
-    one_line_error(result, "has 1 episode", "at least 2", "--episodes")
+    one_line_error(result, "has 1 episode", "at least 3", "--episodes")
 
 
 def test_plan_refuses_an_env_of_another_room_or_field_of_view(blocks, tmp_path):

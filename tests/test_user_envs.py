@@ -27,7 +27,7 @@ def invoke(*args: str):
 def test_atari_breakout_collect_train_eval_rollout_with_the_defaults(tmp_path):
     pytest.importorskip("ale_py")
     data = tmp_path / "breakout.npz"
-    result = invoke("collect", "--env", "ALE/Breakout-v5", "--episodes", "2", "--max-steps", "20", "--out", str(data),
+    result = invoke("collect", "--env", "ALE/Breakout-v5", "--episodes", "3", "--max-steps", "20", "--out", str(data),
                     "-q")
     assert result.exit_code == 0 and data.is_file(), result.output
     result = invoke("train", "--data", str(data), *TINY_TRAIN, "--out", str(tmp_path))

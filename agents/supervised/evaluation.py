@@ -311,6 +311,9 @@ def evaluate_saved_run(run_dir: str | Path, *, what: tuple[str, ...] = EVALUATIO
     except (RuntimeError, TypeError, KeyError) as error:
         raise RunFileError(f"{run.checkpoints / (checkpoint + '.pt')} does not hold the weights of the model its "
                            f"config.json describes: {str(error).splitlines()[0]}") from error
-    results = evaluate(task, model, run, seed=TEST_SEED, what=tuple(what))
+    splits = task.split_record()
+    if checkpoint == "last":  # the last checkpoint: chosen by no validation
+        splits["selection"] = {"checkpoint": "last", "split": None}
+    results = {**evaluate(task, model, run, seed=TEST_SEED, what=tuple(what)), "splits": splits}
     run.merge_results(results)
     return results

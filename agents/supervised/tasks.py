@@ -76,7 +76,9 @@ class Task:
         single_velocity: the models of :attr:`models` with one velocity channel (G-RNN and kin).
         monitor: ``(metric, "min" | "max")``: the validation metric that selects ``best.pt``.
         columns: the task's extra columns of ``metrics.csv``.
-        validation_split: the split validated on every epoch.
+        validation_split: the split validated on every epoch, which selects ``best.pt``: never the test split (a
+            generated task's ``"val"`` scenes come from the training digits or persons and a seed of their own; a
+            trajectory file's from episodes of their own).
         velocity_grid: whether data can be generated at any velocity of a grid (the velocity evaluation).
         relaxable: the models of :attr:`models` that take ``relaxed`` (a translation-flow FERNN with velocity
             channels: :mod:`fernn.relaxed`).
@@ -89,7 +91,7 @@ class Task:
     single_velocity: ClassVar[tuple[str, ...]] = ()
     monitor: ClassVar[tuple[str, str]] = ("val_mse", "min")
     columns: ClassVar[list[str]] = ["teacher_forcing", "val_mse"]
-    validation_split: ClassVar[str] = "test"
+    validation_split: ClassVar[str] = "val"
     velocity_grid: ClassVar[bool] = True
     relaxable: ClassVar[tuple[str, ...]] = ()
     evaluations: ClassVar[tuple[str, ...]] = ("test", "length", "velocity", "rollout", "equivariance")
@@ -183,6 +185,17 @@ class Task:
     def evaluate(self, model: nn.Module, run, seed: int, what: tuple[str, ...]) -> dict[str, Any]:
         """The task's evaluations named in ``what``; files go to ``run.path``."""
         raise NotImplementedError
+
+    def split_record(self) -> dict[str, Any]:
+        """What ``results.json`` says of the splits: the split, metric and seed that selected ``best.pt``, the split
+        every metric is on, and for a trajectory file the episodes of each part."""
+        metric, mode = self.monitor
+        record = {"selection": {"checkpoint": "best", "split": self.validation_split, "metric": metric, "mode": mode},
+                  "metrics": "test", "seeds": {"val": VAL_SEED, "test": TEST_SEED}}
+        data = getattr(self, "data", None)
+        if isinstance(data, TrajectoryData):
+            record["episodes"] = data.split_sizes()
+        return record
 
     def equivariance_sequences(self) -> int:
         """Sequences of the equivariance measurement: :data:`EQUIVARIANCE_SEQUENCES`, or fewer when the run
@@ -323,7 +336,6 @@ class ClassificationTask(Task):
               "angular_velocities": ROTATION, "data_angular_velocities": ROTATION, "group_order": ROTATION,
               "decoder_layers": "the classifier has no frame decoder"}
     columns = ["accuracy", "val_loss", "val_accuracy"]
-    validation_split = "val"
 
     @classmethod
     def frame_side(cls, config: TrainConfig) -> int:
@@ -486,7 +498,8 @@ class WorldModelTask(Task):
 
 class TrajectoryData:
     """A trajectory file opened once (lazily: its header, its lengths) and, once the run's sizes are known, split by
-    episodes (the last 10% are the test set)."""
+    episodes into training, validation and test episodes (the last 10% test, the 10% before them validation: at
+    least one each)."""
 
     def __init__(self, path: str, device: torch.device) -> None:
         self.path, self.device = path, device
@@ -519,12 +532,12 @@ class TrajectoryData:
                                 " or lower --context / --predict"))
         window = config.context + config.predict
         eligible = int((self.file.lengths + 1 >= window).sum())
-        if eligible < 2:
-            raise ValueError(f"{config.data} has {eligible} episode of at least context + predict = {window} frames; a "
-                             "--data run trains on some episodes and reports its test metrics on others it never "
-                             "trained on, so it needs at least 2: collect more episodes (--episodes) or lower "
-                             "--context / --predict")
-        self.parts = dict(zip(("train", "test"), self.file.split(0.1, min_steps=window)))
+        if eligible < 3:
+            raise ValueError(f"{config.data} has {eligible} episode(s) of at least context + predict = {window} frames; "
+                             "a --data run trains on some episodes, selects its checkpoint on others and reports its "
+                             "test metrics on others still, none of them trained on, so it needs at least 3: collect "
+                             "more episodes (--episodes) or lower --context / --predict")
+        self.parts = dict(zip(("train", "val", "test"), self.file.train_val_test(0.1, min_steps=window)))
         short = int((self.file.lengths + 1 < window).sum())
         if short:
             self.notes.append(f"{short} of {len(self.file.lengths)} episodes of {config.data} are shorter than "
@@ -539,8 +552,14 @@ class TrajectoryData:
                 raise ValueError(f"{name} must be <= {(side - 1) // 2} for the {self.frame_hw[0]}x{self.frame_hw[1]} "
                                  f"frames of {config.data}; got {getattr(config, name)}")
 
+    def split_sizes(self) -> dict[str, int]:
+        """Episodes in each part: ``{"train", "val", "test"}``."""
+        return {name: len(part.lengths) for name, part in self.parts.items()}
+
     def dataset(self, config: TrainConfig, split: str, seed: int, seq_len: int | None = None) -> TrajectoryDataset:
-        part = self.parts["test" if split in ("val", "test") else "train"]
+        if split not in self.parts:
+            raise ValueError(f"split must be one of {', '.join(self.parts)}, got {split!r}")
+        part = self.parts[split]
         wanted = seq_len or config.context + config.predict
         longest = int(part.lengths.max()) + 1
         part.windows(max(min(wanted, longest), config.context + 1))

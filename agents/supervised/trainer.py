@@ -273,7 +273,8 @@ def _train_locked(run: RunDir, config: TrainConfig, group: Distributed, device: 
             (lambda done, total: reporter({"split": "evaluation", "done": done, "total": total}))
         with progress_hook(counter):
             result.results.update(evaluate(task, model, run, seed=TEST_SEED))
-        result.results.update({"config": task.recorded_config(), "steps": state["step"], "best_" + metric_name: state["best"]})
+        result.results.update({"config": task.recorded_config(), "steps": state["step"], "best_" + metric_name: state["best"],
+                               "splits": task.split_record()})
         write_json(run.path / "results.json", result.results)
     group.barrier()
     return result
