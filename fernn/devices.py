@@ -7,6 +7,8 @@ device and what the machine has, before anything is allocated.
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 
 import torch
@@ -42,3 +44,12 @@ def resolve_device(value: str | torch.device, local_rank: int = 0, name: str = "
             raise ValueError(f"{name} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
+
+
+def describe_machine(device: str | torch.device = "cpu") -> dict[str, object]:
+    """What a measurement ran on, for the results that record it: the device's name, the CPU, its cores, torch's
+    threads and version."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    return {"device": name, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from fernn.agents.cli.console import console, fail, guarded, parse_int_list
-from fernn.agents.runs import write_json
+from fernn.agents.cli.console import check_json_path, console, fail, guarded, parse_int_list, write_json_flag
 from fernn.flows import grid_velocities
 
 bench_app = typer.Typer(help="Benchmarks: figures as ratios against baselines measured in the same run.",
@@ -25,36 +22,6 @@ def keep_benchmarks_warm() -> None:
     from fernn.allocator import keep_allocations_warm
 
     keep_allocations_warm()
-
-
-def _check_json_path(path: Optional[Path]) -> None:
-    """Fail before a benchmark runs when ``--json`` cannot be written (a file where a folder must be)."""
-    if path is None:
-        return
-    if path.is_dir():
-        fail(f"--json {path} is a directory; give a file path such as {path / 'bench.json'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                fail(f"--json {path} cannot be written: {parent} is a file, not a directory")
-            try:  # the write is a temporary file in the folder, renamed: probe exactly that
-                handle, probe = tempfile.mkstemp(dir=parent, prefix=".fernn-probe.")
-                os.close(handle)
-                os.unlink(probe)
-            except OSError as error:
-                fail(f"--json {path} cannot be written: {parent} does not take new files ({error.strerror})")
-            break
-
-
-def _write_json(path: Optional[Path], payload: dict) -> None:
-    """Write ``--json`` (nothing when it was not given) and say so; a failure is one error line."""
-    if path is None:
-        return
-    try:
-        write_json(path, payload)
-    except OSError as error:
-        fail(f"cannot write --json {path}: {error.strerror or error}")
-    console.print(f"wrote {path}")
 
 
 def _ratio(numerator: float, denominator: float) -> str:
@@ -89,7 +56,7 @@ def _report_timings(title: str, results: list, note: str, json_out: Optional[Pat
                       f"{r.final_loss:.4f}", _ratio(r.train_s, ours[r.group]))
     console.print(table)
     console.print(f"[dim]{note}[/]")
-    _write_json(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
+    write_json_flag(json_out, {**meta, "torch": torch.__version__, "results": timings_as_dicts(results)})
 
 
 def _resolved(value: str) -> str:
@@ -135,7 +102,7 @@ def bench_step_command(
     Compares the FERNN predictor with the paper's roll-loop implementation and with two floors, all
     measured in this run; prints seconds, memory saved for backward and ratios.
     """
-    _check_json_path(json_out)
+    check_json_path(json_out)
     from fernn.agents.bench.models import bench_step
 
     vmaxes = parse_int_list("--vmax", vmax)
@@ -178,7 +145,7 @@ def bench_rotation_command(
 ) -> None:
     """Rotation predictor: our batched rotation step against the per-velocity grid_sample loop, and the
     transport alone."""
-    _check_json_path(json_out)
+    check_json_path(json_out)
     from fernn.agents.bench.models import bench_rotation
 
     velocities = parse_int_list("--angular-velocities", angular_velocities)
@@ -223,7 +190,7 @@ def bench_world_model_command(
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """FloWM world model: our fused velocity+action gather against the per-sample roll loop."""
-    _check_json_path(json_out)
+    check_json_path(json_out)
     from fernn.agents.bench.models import bench_world_model
 
     if window_size > world_size:
@@ -253,7 +220,7 @@ def bench_scenes_command(
 ) -> None:
     """Scene generation: the dataset adapters against the reference's frame-by-frame generators, and env
     steps per second (single env, SyncVectorEnv, native vector env), measured in one run on the CPU."""
-    _check_json_path(json_out)
+    check_json_path(json_out)
     import torch
 
     from fernn.agents.bench.scenes import bench_env_steps, bench_generators, throughputs_as_dicts
@@ -279,7 +246,7 @@ def bench_scenes_command(
             envs.add_row(row["env"], f"{row['single']:,.0f}", f"{row['sync_vector']:,.0f}",
                          f"{row['native_vector']:,.0f}", f"{row['native_vector'] / row['sync_vector']:.1f}x")
         console.print(envs)
-    _write_json(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
+    write_json_flag(json_out, {"benchmark": "scenes", "device": device, "torch": torch.__version__,
                            "batch_size": batch_size, "generators": throughputs_as_dicts(generators),
                            "env_steps": steps})
 
@@ -295,7 +262,7 @@ def bench_rl_command(
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """RL on MNISTWorldTrack-v0: environment steps/s while collecting rollouts and PPO updates/s, per policy."""
-    _check_json_path(json_out)
+    check_json_path(json_out)
     import torch
 
     from fernn.agents.bench.rl import bench_rl
@@ -311,7 +278,7 @@ def bench_rl_command(
         table.add_row(row["policy"], f"{row['collect_steps_per_s']:,.0f}", f"{row['updates_per_s']:.3f}",
                       f"{row['parameters']:,}")
     console.print(table)
-    _write_json(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
+    write_json_flag(json_out, {"benchmark": "rl", "device": device, "n_envs": n_envs, "n_steps": n_steps,
                            "rows": rows})
 
 
@@ -329,7 +296,7 @@ def bench_plan_command(
     json_out: Optional[Path] = JSON_OPTION,
 ) -> None:
     """Planning: decisions/s of the batched CEM planner against one that imagines one candidate at a time."""
-    _check_json_path(json_out)
+    check_json_path(json_out)
     import torch
 
     from fernn.agents.bench.planning import bench_plan
@@ -348,7 +315,7 @@ def bench_plan_command(
     for row in rows:
         table.add_row(row["planner"], f"{row['decisions_per_s']:.3f}", _ratio(row["speed_vs_naive"], 1.0))
     console.print(table)
-    _write_json(json_out, {"benchmark": "plan", "device": device, "candidates": candidates, "horizon": horizon,
+    write_json_flag(json_out, {"benchmark": "plan", "device": device, "candidates": candidates, "horizon": horizon,
                            "iterations": iterations, "world_size": world_size, "hidden": hidden, "vmax": vmax,
                            "torch": torch.__version__, "rows": rows})
 
@@ -367,7 +334,7 @@ def bench_block_world_command(
 ) -> None:
     """The first-person block world: env steps/s of its native vector env and single env against MiniWorld's
     PutNext at the same image size, in one process, headless (PYGLET_HEADLESS=1), measured in the same run."""
-    _check_json_path(json_out)
+    check_json_path(json_out)
     import torch
 
     from fernn.agents.bench.block_world import bench_block_world
@@ -388,4 +355,4 @@ def bench_block_world_command(
                       "-" if rate is None or peer_rate is None else _ratio(rate, peer_rate))
     console.print(table)
     console.print("[dim]Target: the native vector env >= 10x MiniWorld's steps/s.[/]")
-    _write_json(json_out, {"benchmark": "block-world", "device_name": name, "torch": torch.__version__, **result})
+    write_json_flag(json_out, {"benchmark": "block-world", "device_name": name, "torch": torch.__version__, **result})

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import tempfile
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -154,3 +157,35 @@ def parse_json_object(name: str, text: str | None) -> dict:
     if not isinstance(value, dict):
         fail(f"{name} must be a JSON object (keyword arguments), got {text!r}")
     return value
+
+
+def check_json_path(path: Optional[Path]) -> None:
+    """Fail before the work when ``--json`` cannot be written (a file where a folder must be)."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"--json {path} is a directory; give a file path such as {path / 'bench.json'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                fail(f"--json {path} cannot be written: {parent} is a file, not a directory")
+            try:  # the write is a temporary file in the folder, renamed: probe exactly that
+                handle, probe = tempfile.mkstemp(dir=parent, prefix=".fernn-probe.")
+                os.close(handle)
+                os.unlink(probe)
+            except OSError as error:
+                fail(f"--json {path} cannot be written: {parent} does not take new files ({error.strerror})")
+            break
+
+
+def write_json_flag(path: Optional[Path], payload: dict) -> None:
+    """Write ``--json`` (nothing when it was not given) and say so; a failure is one error line."""
+    if path is None:
+        return
+    from fernn.agents.runs import write_json
+
+    try:
+        write_json(path, payload)
+    except OSError as error:
+        fail(f"cannot write --json {path}: {error.strerror or error}")
+    console.print(f"wrote {path}")

@@ -3,10 +3,13 @@ the README's demo."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 from rich.table import Table
 
-from fernn.agents.cli.console import checked_device, console, fail
+from fernn.agents.cli.console import check_json_path, checked_device, console, fail, write_json_flag
 
 SAFE_TO_OPEN = """
 
@@ -78,12 +81,16 @@ rollout.__doc__ += SAFE_TO_OPEN
 
 def demo(
     out: str = typer.Option("runs", "--out", help="Parent directory; the demo writes <out>/demo/."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary to this JSON file "
+                                                                 "(atomically), e.g. experiments/results/demo.json."),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No progress display."),
 ) -> None:
     """The main job: G-RNN vs FERNN-V2 on Flowing MNIST (embedded digits), trained on |v| <= 1 and tested on
     |v| <= 2 and on longer rollouts; prints a table and writes <out>/demo/ (results.json, heat maps, strips)."""
     from fernn.agents.progress import progress_display
     from fernn.agents.supervised.demo import DEMO_MODELS, run_demo
+
+    check_json_path(json_out)
 
     with progress_display(console, quiet=quiet) as reporter_for:
         summary = run_demo(out, reporter_for=reporter_for)
@@ -101,3 +108,4 @@ def demo(
     console.print(f"FERNN / G-RNN on unseen velocities: rollout {summary['unseen_rollout_mse_ratio_fernn_over_grnn']:.2f}x, "
                   f"one-step {summary['unseen_one_step_mse_ratio_fernn_over_grnn']:.2f}x (target <= 0.5x)")
     console.print(f"wrote {out}/demo/: results.json, " + ", ".join(summary["files"]))
+    write_json_flag(json_out, summary)

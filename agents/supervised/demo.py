@@ -57,7 +57,9 @@ def run_demo(out: str = "runs", *, reporter_for: Callable[[str], Any] | None = N
         reporter = reporter_for(label) if reporter_for is not None else None
         runs[model] = train(config, overwrite=True, reporter=reporter)
     folder = Path(out) / "demo"
-    summary = {"models": {}, "settings": {**DEMO_SETTINGS, **overrides}}
+    from fernn.devices import describe_machine
+
+    summary = {"models": {}, "settings": {**DEMO_SETTINGS, **overrides}, "hardware": describe_machine()}
     for model, result in runs.items():
         r = result.results
         velocity = r["velocity_generalization"]

@@ -1,0 +1,133 @@
+"""The results tables of README.md and docs/*.md, each rendered from its stored source under experiments/results/.
+
+    python experiments/doc_tables.py            # check every marked table against its source (what CI does)
+    python experiments/doc_tables.py --write    # rewrite the marked tables from their sources, after a re-run
+
+A table in a page is marked by the line ``<!-- results: NAME -->`` right above it; it ends at the first blank line.
+:data:`TABLES` maps each name to its source (a JSON file under ``experiments/results/``), the command that writes
+that source, and the function that renders the table from it. ``tests/test_doc_tables.py`` runs the check for
+every marked table of every page: a table that differs from its source, or names no registered source, fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results"
+MARK = re.compile(r"^<!-- results: (?P<name>[\w-]+) -->$", re.M)
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """A table of the docs: its source file under ``experiments/results/``, the command that writes it, and the
+    renderer ``source -> markdown lines`` (no trailing newline)."""
+
+    source: str
+    command: str
+    render: Callable[[dict[str, Any]], str]
+
+    def load(self, results: Path = RESULTS) -> dict[str, Any]:
+        return json.loads((results / self.source).read_text())
+
+
+def demo_table(summary: dict[str, Any]) -> str:
+    """The demo's table: rollout and one-step MSE of both models on seen and unseen velocities, at 2x length, and
+    their training time; the better model's unseen figures in bold."""
+    rows = ["| model | rollout MSE, seen velocities | rollout MSE, **unseen** velocities | one-step MSE seen | "
+            "one-step MSE unseen | rollout MSE at 2× length | training time |", "|---|---|---|---|---|---|---|"]
+    models = summary["models"]
+    best_seen = min(m["rollout_mse_seen"] for m in models.values())
+    best_unseen = min(m["rollout_mse_unseen"] for m in models.values())
+    for model in ("grnn", "fernn"):
+        m = models[model]
+        seen, unseen = f"{m['rollout_mse_seen']:.4f}", f"{m['rollout_mse_unseen']:.4f}"
+        seen = f"**{seen}**" if m["rollout_mse_seen"] == best_seen else seen
+        unseen = f"**{unseen}**" if m["rollout_mse_unseen"] == best_unseen else unseen
+        longest = list(m["length_generalization_mse"].values())[0]
+        rows.append(f"| {m['label']} | {seen} | {unseen} | {m['one_step_mse_seen']:.4f} | "
+                    f"{m['one_step_mse_unseen']:.4f} | {longest:.3f} | {m['train_seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
+def demo_ratio(summary: dict[str, Any]) -> str:
+    """The demo's headline: FERNN's error on unseen velocities as a multiple of G-RNN's."""
+    return (f"**FERNN / G-RNN on unseen velocities: {summary['unseen_rollout_mse_ratio_fernn_over_grnn']:.2f}× "
+            f"(rollout), {summary['unseen_one_step_mse_ratio_fernn_over_grnn']:.2f}× (one-step).**")
+
+
+DEMO = "fernn-rl demo --json experiments/results/demo.json"
+TABLES: dict[str, ResultsTable] = {
+    "demo": ResultsTable("demo.json", DEMO, demo_table),
+    "demo-ratio": ResultsTable("demo.json", DEMO, demo_ratio),
+}
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages whose tables are checked: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def marked(text: str) -> list[tuple[str, int, int]]:
+    """``(name, start, end)`` of each marked table of a page: the block's character span after its marker line."""
+    blocks = []
+    for match in MARK.finditer(text):
+        start = match.end() + 1
+        end = text.find("\n\n", start)
+        blocks.append((match["name"], start, len(text) if end < 0 else end))
+    return blocks
+
+
+def differences(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
+    """One line per marked table that differs from its source or names none (empty: every table is its source's)."""
+    problems = []
+    for page in pages(root):
+        text = page.read_text()
+        for name, start, end in marked(text):
+            where = f"{page.relative_to(root)}: table {name!r}"
+            if name not in TABLES:
+                problems.append(f"{where} names no registered source (experiments/doc_tables.py TABLES)")
+                continue
+            if text[start:end] != TABLES[name].render(TABLES[name].load(results)):
+                problems.append(f"{where} differs from experiments/results/{TABLES[name].source} (written by "
+                                f"{TABLES[name].command}): python experiments/doc_tables.py --write")
+    return problems
+
+
+def write(root: Path = ROOT, results: Path = RESULTS) -> list[Path]:
+    """Rewrite every marked table from its source; the pages that changed."""
+    changed = []
+    for page in pages(root):
+        text = page.read_text()
+        for name, start, end in reversed(marked(text)):
+            if name in TABLES:
+                text = text[:start] + TABLES[name].render(TABLES[name].load(results)) + text[end:]
+        if text != page.read_text():
+            page.write_text(text)
+            changed.append(page)
+    return changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the marked tables from their sources")
+    args = parser.parse_args()
+    if args.write:
+        for page in write():
+            print(f"rewrote the tables of {page.relative_to(ROOT)}")
+        return
+    problems = differences()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
