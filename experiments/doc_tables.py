@@ -63,10 +63,27 @@ def demo_ratio(summary: dict[str, Any]) -> str:
             f"(rollout), {summary['unseen_one_step_mse_ratio_fernn_over_grnn']:.2f}× (one-step).**")
 
 
+def block_world_table(figures: dict[str, Any]) -> str:
+    """The block world against MiniWorld: equal envs and cores first, then one core each, then one env each."""
+    n, cores, side = figures["num_envs"], figures["cores"], figures["obs_size"]
+    rows = [f"| comparison ({side} × {side} px) | block world (env steps/s) | MiniWorld (env steps/s) | ratio |",
+            "|---|---|---|---|"]
+    for label, ours, theirs, ratio in (
+            (f"**{n} envs on the same {cores} cores**: the vector env on every core; MiniWorld in {n} worker processes",
+             "vector_all_cores_steps_per_s", "miniworld_workers_steps_per_s", "equal_envs_and_cores"),
+            (f"one core each: the vector env of {n} scenes on one thread; one MiniWorld env", "vector_steps_per_s",
+             "miniworld_steps_per_s", "vector_vs_miniworld"),
+            ("one env each", "single_steps_per_s", "miniworld_steps_per_s", "single_vs_miniworld")):
+        rows.append(f"| {label} | {figures[ours]:,.0f} | {figures[theirs]:,.0f} | {figures[ratio]:.1f}× |")
+    return "\n".join(rows)
+
+
 DEMO = "fernn-rl demo --json experiments/results/demo.json"
 TABLES: dict[str, ResultsTable] = {
     "demo": ResultsTable("demo.json", DEMO, demo_table),
     "demo-ratio": ResultsTable("demo.json", DEMO, demo_ratio),
+    "block-world": ResultsTable("bench_block_world.json", "fernn-rl bench block-world --rounds 5 --json "
+                                "experiments/results/bench_block_world.json", block_world_table),
 }
 
 

@@ -46,7 +46,7 @@ def test_a_peer_that_fails_while_measured_is_left_out_and_our_figures_kept(monke
         return 100.0
 
     monkeypatch.setattr(block_world, "peer_timer", lambda obs_size, seed: (failing, "MiniWorld (stub)"))
-    result = block_world.bench_block_world(num_envs=2, obs_size=16, steps=4, rounds=2)
+    result = block_world.bench_block_world(num_envs=2, obs_size=16, steps=4, rounds=2, workers=False)
     assert result["vector_steps_per_s"] > 0 and result["single_steps_per_s"] > 0
     assert result["miniworld_steps_per_s"] is None and result["vector_vs_miniworld"] is None
     assert "failed during round 2" in result["peer"] and "GL context lost" in result["peer"]

@@ -127,6 +127,10 @@ def test_block_world_benchmark_runs_tiny(tmp_path):
     report = json.loads(out.read_text())
     assert report["vector_steps_per_s"] > 0 and report["miniworld_steps_per_s"] > 0
     assert report["vector_vs_miniworld"] == report["vector_steps_per_s"] / report["miniworld_steps_per_s"]
+    assert report["equal_envs_and_cores"] == report["vector_all_cores_steps_per_s"] / \
+        report["miniworld_workers_steps_per_s"]  # MiniWorld's 2 envs in worker processes, the vector env on every core
+    assert report["single_vs_miniworld"] == report["single_steps_per_s"] / report["miniworld_steps_per_s"]
+    assert report["cores"] >= 1 and "2 envs on" in " ".join(result.output.split())
 
 
 def test_median_timing_takes_the_median_of_rounds():

@@ -152,15 +152,15 @@ def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path
 
 
 
-def test_the_block_world_benchmark_table_is_the_recorded_run():
+def test_the_block_world_benchmark_is_the_documented_command():
+    """The stored figures (their table is tests/test_doc_tables.py's) were measured with the settings docs/benchmarks.md
+    names, equal envs and cores included."""
     import json
 
     root = EXPERIMENTS.parent
     figures = json.loads((root / "experiments/results/bench_block_world.json").read_text())
-    page = (root / "docs/benchmarks.md").read_text()
-    assert f"| {figures['vector_steps_per_s']:,.0f} | **{figures['vector_vs_miniworld']:.1f}×** |" in page
-    assert f"| {figures['single_steps_per_s']:,.0f} |" in page and f"| {figures['miniworld_steps_per_s']:,.0f} |" in page
     assert figures["num_envs"] == 16 and figures["obs_size"] == 64 and figures["rounds"] == 5
+    assert figures["miniworld_workers_steps_per_s"] and figures["equal_envs_and_cores"] is not None
 
 
 def _approximate_equivariance():

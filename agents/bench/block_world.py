@@ -2,9 +2,17 @@
 every scene stepped and rendered in one batched call, and the single env) against MiniWorld, the renderer FloWM's
 block world was made with (pyglet + OpenGL, one env per process), measured in the same run, rounds interleaved.
 
-The peer is ``MiniWorld-PutNext-v0`` at the same image size, stepped with random actions in one process as its
-users run it, rendering headless (``PYGLET_HEADLESS=1``: EGL, Mesa's software rasteriser without a GPU). It is
-measured only when the ``miniworld`` package is installed and can render; otherwise its row says why.
+Three comparisons, on equal resources first:
+
+* **equal envs and cores**: the vector env of ``num_envs`` scenes with torch on every core, against ``num_envs``
+  MiniWorld envs in worker processes (Gymnasium's ``AsyncVectorEnv``, one process per env, as SB3's
+  ``SubprocVecEnv`` runs them) on the same cores;
+* **one core each**: the vector env on one thread against one MiniWorld env in one process;
+* **one env each**: the single block-world env against one MiniWorld env.
+
+The peer is ``MiniWorld-PutNext-v0`` at the same image size, stepped with random actions, rendering headless
+(``PYGLET_HEADLESS=1``: EGL, Mesa's software rasteriser without a GPU). It is measured only when the ``miniworld``
+package is installed and can render; otherwise its rows say why.
 """
 
 from __future__ import annotations
@@ -92,34 +100,88 @@ def peer_timer(obs_size: int, seed: int) -> tuple[Callable[[int], float] | None,
     return measure, f"MiniWorld {version} {PEER_ID}, one env, headless EGL"
 
 
+def _with_threads(timer: Callable[[int], float], threads: int) -> Callable[[int], float]:
+    """``timer`` run with torch on ``threads`` threads (the previous count restored after)."""
+    import torch
+
+    def measure(steps: int) -> float:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return timer(steps)
+        finally:
+            torch.set_num_threads(before)
+
+    return measure
+
+
+def _peer_workers(num_envs: int, obs_size: int, seed: int) -> Callable[[int], float]:
+    """A timer of ``num_envs`` MiniWorld envs in worker processes (``AsyncVectorEnv``, spawned: an OpenGL context
+    is never forked)."""
+    vector = gym.vector.AsyncVectorEnv([lambda: gym.make(f"miniworld:{PEER_ID}", obs_width=obs_size,
+                                                         obs_height=obs_size)
+                                        for _ in range(num_envs)], context="spawn")
+    vector.reset(seed=seed)
+    vector.action_space.seed(seed)
+
+    def measure(steps: int) -> float:
+        return _steps_per_second(lambda: vector.step(vector.action_space.sample()), steps, num_envs)
+
+    measure(5)
+    measure.close = vector.close
+    return measure
+
+
 def bench_block_world(*, num_envs: int = 16, obs_size: int = 64, device: str = "cpu", steps: int = 200,
-                      rounds: int = 3, seed: int = 0, peer: bool = True,
+                      rounds: int = 3, seed: int = 0, peer: bool = True, workers: bool = True,
                       progress: Callable[[str], None] | None = None) -> dict:
-    """Env steps per second of the vector env, the single env and MiniWorld (when measurable), measured in
-    ``rounds`` interleaved rounds; the medians and the ratio of the vector env to MiniWorld."""
+    """Env steps per second of the vector env (on one thread and on every core), the single env and MiniWorld
+    (when measurable: one env, and ``num_envs`` in worker processes unless ``workers=False``), measured in
+    ``rounds`` interleaved rounds; the medians and the ratios of the module docstring's comparisons."""
     say = progress or (lambda _message: None)
-    timers = {"vector": _ours(num_envs, obs_size, device, seed), "single": _single(obs_size, device, seed)}
+    cores = os.cpu_count() or 1
+    vector = _ours(num_envs, obs_size, device, seed)
+    timers = {"vector": _with_threads(vector, 1), "vector_all_cores": _with_threads(vector, cores),
+              "single": _with_threads(_single(obs_size, device, seed), 1)}
     peer_note = "not measured (--no-peer)"
     if peer:
         timer, peer_note = peer_timer(obs_size, seed)
         if timer is not None:
             timers["miniworld"] = timer
-    counts = {"vector": max(1, steps // 4), "single": steps, "miniworld": steps}
+            if workers:
+                say(f"starting {num_envs} MiniWorld worker processes")
+                timers["miniworld_workers"] = _peer_workers(num_envs, obs_size, seed)
+    counts = {"vector": max(1, steps // 4), "vector_all_cores": max(1, steps // 4), "single": steps,
+              "miniworld": steps, "miniworld_workers": max(1, steps // 4)}
     rates: dict[str, list[float]] = {name: [] for name in timers}
     for round_index in range(rounds):
         for name, timer in list(timers.items()):
+            if name not in timers:  # a peer that failed earlier in this round
+                continue
             say(f"round {round_index + 1}/{rounds}: {name}")
             try:
                 rates[name].append(timer(counts[name]))
             except Exception as error:  # noqa: BLE001 - the peer is someone else's code: its failure is reported
-                if name != "miniworld":
+                if not name.startswith("miniworld"):
                     raise
-                del timers[name], rates[name]  # the block world's own figures are kept
+                for peer_name in [n for n in timers if n.startswith("miniworld")]:
+                    getattr(timers[peer_name], "close", lambda: None)()
+                    del timers[peer_name], rates[peer_name]  # the block world's own figures are kept
                 peer_note = (f"MiniWorld failed during round {round_index + 1} ({type(error).__name__}: "
                              f"{str(error).splitlines()[0][:120] if str(error) else 'no message'}); not measured")
+    for timer in timers.values():
+        getattr(timer, "close", lambda: None)()
     median = {name: statistics.median(values) for name, values in rates.items()}
-    result = {"num_envs": num_envs, "obs_size": obs_size, "device": device, "rounds": rounds,
-              "vector_steps_per_s": median["vector"], "single_steps_per_s": median["single"],
-              "miniworld_steps_per_s": median.get("miniworld"), "peer": peer_note, "all_rounds": rates}
-    result["vector_vs_miniworld"] = median["vector"] / median["miniworld"] if "miniworld" in median else None
+
+    def ratio(ours: str, theirs: str) -> float | None:
+        return median[ours] / median[theirs] if theirs in median else None
+
+    result = {"num_envs": num_envs, "obs_size": obs_size, "device": device, "rounds": rounds, "cores": cores,
+              "vector_steps_per_s": median["vector"], "vector_all_cores_steps_per_s": median["vector_all_cores"],
+              "single_steps_per_s": median["single"], "miniworld_steps_per_s": median.get("miniworld"),
+              "miniworld_workers_steps_per_s": median.get("miniworld_workers"), "peer": peer_note,
+              "all_rounds": rates}
+    result.update({"equal_envs_and_cores": ratio("vector_all_cores", "miniworld_workers"),
+                   "vector_vs_miniworld": ratio("vector", "miniworld"), "single_vs_miniworld": ratio("single",
+                                                                                                   "miniworld")})
     return result
