@@ -3,7 +3,7 @@
     python experiments/doc_tables.py            # check every marked table against its source (what CI does)
     python experiments/doc_tables.py --write    # rewrite the marked tables from their sources, after a re-run
 
-A table in a page is marked by the line ``<!-- results: NAME -->`` right above it; it ends at the first blank line.
+A table in a page sits between the lines ``<!-- results: NAME -->`` and ``<!-- /results -->``.
 :data:`TABLES` maps each name to its source (a JSON file under ``experiments/results/``), the command that writes
 that source, and the function that renders the table from it. ``tests/test_doc_tables.py`` runs the check for
 every marked table of every page: a table that differs from its source, or names no registered source, fails.
@@ -22,7 +22,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
-MARK = re.compile(r"^<!-- results: (?P<name>[\w-]+) -->$", re.M)
+MARK = re.compile(r"^<!-- results: (?P<name>[\w-]+) -->\n(?P<block>.*?)\n<!-- /results -->$", re.M | re.S)
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,23 @@ def block_world_table(figures: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _rl_occlusion(summary: dict[str, Any]) -> str:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import rl_occlusion
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    return rl_occlusion.markdown_table(summary["policies"], summary["bounds"])
+
+
 DEMO = "fernn-rl demo --json experiments/results/demo.json"
 TABLES: dict[str, ResultsTable] = {
     "demo": ResultsTable("demo.json", DEMO, demo_table),
     "demo-ratio": ResultsTable("demo.json", DEMO, demo_ratio),
     "block-world": ResultsTable("bench_block_world.json", "fernn-rl bench block-world --rounds 5 --json "
                                 "experiments/results/bench_block_world.json", block_world_table),
+    "rl-occlusion": ResultsTable("rl_occlusion.json", "python experiments/rl_occlusion.py report (writes "
+                                 "experiments/results/rl_occlusion.json)", _rl_occlusion),
 }
 
 
@@ -93,13 +104,8 @@ def pages(root: Path = ROOT) -> list[Path]:
 
 
 def marked(text: str) -> list[tuple[str, int, int]]:
-    """``(name, start, end)`` of each marked table of a page: the block's character span after its marker line."""
-    blocks = []
-    for match in MARK.finditer(text):
-        start = match.end() + 1
-        end = text.find("\n\n", start)
-        blocks.append((match["name"], start, len(text) if end < 0 else end))
-    return blocks
+    """``(name, start, end)`` of each marked table of a page: the character span between its two marker lines."""
+    return [(match["name"], match.start("block"), match.end("block")) for match in MARK.finditer(text)]
 
 
 def differences(root: Path = ROOT, results: Path = RESULTS) -> list[str]:

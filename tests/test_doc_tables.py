@@ -40,8 +40,8 @@ def test_a_stale_or_unregistered_table_is_named(tmp_path):
     source = doc_tables.TABLES["demo"].load()
     (results / "demo.json").write_text(__import__("json").dumps(source))
     table = doc_tables.TABLES["demo"].render(source)
-    (tmp_path / "README.md").write_text(f"# x\n\n<!-- results: demo -->\n{table}\n\ntext\n")
-    (tmp_path / "docs" / "a.md").write_text("<!-- results: nowhere -->\n| a |\n")
+    (tmp_path / "README.md").write_text(f"# x\n\n<!-- results: demo -->\n{table}\n<!-- /results -->\n\ntext\n")
+    (tmp_path / "docs" / "a.md").write_text("<!-- results: nowhere -->\n| a |\n<!-- /results -->\n")
     problems = doc_tables.differences(tmp_path, results)
     assert problems == ["docs/a.md: table 'nowhere' names no registered source (experiments/doc_tables.py TABLES)"]
     stale = dict(source, unseen_rollout_mse_ratio_fernn_over_grnn=0.5)
