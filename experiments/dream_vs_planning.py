@@ -82,6 +82,18 @@ def plan(args: argparse.Namespace) -> None:
             print(f"wm-fernn-s{seed} {setting}: planned", flush=True)
 
 
+def world_model_steps(dreams: list[dict]) -> int:
+    """The environment steps of the random episodes the dreams' world model was trained on, read from its data file
+    (the world model of the first dream; every dream here shares the recipe)."""
+    from fernn.envs import TrajectoryDataset
+
+    if not dreams:
+        return 0
+    world = Path(dreams[0]["config"]["world_model"])  # recorded absolute
+    data = json.loads((world / "config.json").read_text())["data"]
+    return int(TrajectoryDataset.load(data, window=1).lengths.sum())
+
+
 def report(args: argparse.Namespace) -> None:
     from fernn.agents.runs import write_json
 
@@ -93,7 +105,7 @@ def report(args: argparse.Namespace) -> None:
     def cell(values: list[float]) -> str:
         return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})" if values else "-"
 
-    data_steps = 300 * 100
+    data_steps = world_model_steps(dreams)
     if dreams:
         returns = {s: [d["final"][s]["mean_return"] for d in dreams] for s in SETTINGS}
         speed = [np.mean([d["final"][s]["decisions_per_second"] for s in SETTINGS]) for d in dreams]
@@ -120,7 +132,7 @@ def report(args: argparse.Namespace) -> None:
             returns = {s: policy["cells"][cells[s]]["per_seed"] for s in SETTINGS if cells[s] in policy["cells"]}
             summary["rl"][name] = returns
             rows.append([f"RL: {policy['label']}", *[cell(returns.get(s, [])) for s in SETTINGS], "-",
-                         f"{grid.get('timesteps', 32_768):,} (on the occluded env)"])
+                         f"{policy['timesteps']:,} (on the occluded env)"])
     header = "| method | seen | unseen | unseen, gaps of 4 | decisions/s | environment steps |\n|---|---|---|---|---|---|\n"
     table = header + "".join("| " + " | ".join(row) + " |\n" for row in rows)
     args.docs.mkdir(parents=True, exist_ok=True)
