@@ -4,6 +4,7 @@ eval, rollout, plan to the red block)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -222,3 +223,36 @@ def test_a_policy_dreamed_in_first_person_world_models(tmp_path):
         assert results["updates"] == 1 and results["reward_head_fit"]["steps"] > 0 and "env" in results["final"]
     result = runner.invoke(app, [*dream, "--score", "target-ink", "--name", "ink"])
     assert result.exit_code == 2 and "first-person world: use --score reward-head" in result.output, result.output
+
+
+def test_predicted_block_pixels_split_into_in_view_memory_and_never_seen(tmp_path):
+    """The memory-aware evaluation's classes partition the predicted pixels and agree, pixel by pixel, with a plain
+    reference: a block pixel is *in view* if its block was in the last context view, *memory* if in an earlier one
+    only, *never seen* otherwise."""
+    from fernn.agents.collect import collect_file
+    from fernn.agents.supervised.config import TrainConfig
+    from fernn.agents.supervised.evaluation_3d import truth_state, view_masks
+    from fernn.agents.supervised.tasks import TEST_SEED, make_task
+    from fernn.envs.first_person import FirstPersonRenderer
+
+    data = tmp_path / "blocks.npz"
+    collect_file("DynamicBlockWorld-v0", data, episodes=6, max_steps=24, policy="biased-walk",
+                 env_kwargs={"obs_size": 16, "room_size": 6, "num_blocks": [3, 4]})
+    task = make_task(TrainConfig.from_dict({"env": "trajectories", "data": str(data), "model": "fernn-3d",
+                                            "context": 8, "predict": 8}), torch.device("cpu"))
+    batch = task.dataset("test", TEST_SEED, seq_len=16).sample_batch(6)
+    context = 8
+    masks = view_masks(task, batch, context)
+    classes = [masks[name].int() for name in ("in_view", "memory", "never_seen", "background")]
+    assert torch.equal(sum(classes), torch.ones_like(classes[0]))  # a partition of the predicted pixels
+    assert torch.equal(masks["out_of_view"], masks["memory"] | masks["never_seen"])
+    spec = task.model_spec()
+    renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
+    ids = renderer.block_ids(truth_state(batch, slice(0, 16))).view(6, 16, 16, 16)
+    for b in range(6):
+        last, earlier = set(ids[b, context - 1].flatten().tolist()), set(ids[b, :context].flatten().tolist())
+        for t in range(8):
+            for (y, x), block in np.ndenumerate(ids[b, context + t].numpy()):
+                kind = "background" if block < 0 else "in_view" if block in last else \
+                    "memory" if block in earlier else "never_seen"
+                assert masks[kind][b, t, y, x], (b, t, y, x, kind)

@@ -98,6 +98,14 @@ def print_results(results: dict, where: str) -> None:
     table = Table(title=f"Results ({where})")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    test = results.get("test", {})
+    if "mse_memory" in test:  # a first-person world model: memory first (blocks seen, then out of view)
+        shares = test.get("block_pixel_shares") or {}
+        share = {key: "-" if value is None else f"{100 * value:.0f}%" for key, value in shares.items()}
+        table.add_row("memory MSE (blocks seen, then out of view)",
+                      "none predicted" if test["mse_memory"] is None else f"{test['mse_memory']:.5f}")
+        table.add_row("predicted block pixels: in view / memory / never seen",
+                      " / ".join(share.get(key, "-") for key in ("in_view", "memory", "never_seen")))
     for section in ("test", "velocity_generalization"):
         for key, value in results.get(section, {}).items():
             if isinstance(value, float):

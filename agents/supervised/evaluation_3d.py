@@ -4,9 +4,11 @@ Held-out episodes: ``eval_context`` views observed (default ``context``), then f
 the recorded motions for each of ``eval_horizons`` (default ``predict``, the trained horizon, and ``4 predict``,
 length generalisation; FloWM's protocol is 70 and 210 views after 70), as far as the episodes are long enough.
 Per predicted step: MSE, PSNR and SSIM; the shortest horizon is the test, each longer one a length cell. With the episodes' ground truth (the block world records it),
-each predicted block pixel is told apart by whether its block was in view at the end of the context (*in view*)
-or not (*out of view*: a block the model had to remember and move while unseen, or had never seen), from the
-same ray casting that draws the views; the rest of the picture is *background*. Files: the curves per step and
+each predicted block pixel is told apart by where its block was during the context, from the same ray casting
+that draws the views: *in view* at the context's end; *memory*, seen earlier and out of view at the end (the block
+FloWM's map must remember and move while unseen: ``mse_memory`` is the headline of memory); *never seen* in the
+context (no model can know it; ``block_pixel_shares`` says how much of the prediction a protocol leaves to it);
+the rest of the picture is *background*. Files: the curves per step and
 a GIF of real | predicted views beside the true map and the model's map, both egocentric (the agent in the
 middle facing right).
 """
@@ -28,6 +30,8 @@ from fernn.agents.supervised.tasks_3d import WorldModel3DTask
 from fernn.egocentric import motion_ids
 
 CHUNK = 16  # sequences per forward pass
+#: the classes of predicted block pixels (:func:`view_masks`); ``memory`` is the 3-D table's headline
+BLOCK_CLASSES = ("in_view", "memory", "never_seen")
 
 
 def _rollouts(task: WorldModel3DTask, model, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor:
@@ -63,21 +67,30 @@ def truth_state(batch: dict[str, torch.Tensor], steps: slice) -> BlockState:
 
 
 def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: int) -> dict[str, torch.Tensor]:
-    """Pixel masks ``(B, T', H, W)`` of the views after ``context``: blocks in view at the end of the context,
-    blocks out of view then, and the background."""
+    """Pixel masks ``(B, T', H, W)`` of the views after ``context``, from the ground truth's ray casting: the
+    pixels of blocks *in view* at the end of the context; of blocks seen earlier in the context and out of view at
+    its end (*memory*: what the model had to remember and move while unseen); of blocks *never seen* in the context
+    (no model can know them); *out of view* (memory and never seen together); and the *background*."""
     spec = task.model_spec()
     renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
     frames = batch["frames"]
     count, total = frames.shape[:2]
-    ids = renderer.block_ids(truth_state(batch, slice(context - 1, total))).view(count, total - context + 1,
-                                                                                 *frames.shape[-2:])
+    ids = renderer.block_ids(truth_state(batch, slice(0, total))).view(count, total, *frames.shape[-2:])
     slots = batch["truth_block_color"].shape[-1]
-    last = ids[:, 0].flatten(1)
-    seen = torch.zeros(count, slots + 1, dtype=torch.bool)
-    seen.scatter_(1, (last + 1).clamp_min(0), True)  # slot s -> column s + 1; column 0 collects "no block"
-    future = ids[:, 1:]
-    kept = seen.gather(1, (future + 1).flatten(1)).view_as(future) & (future >= 0)
-    return {"in_view": kept, "out_of_view": (future >= 0) & ~kept, "background": future < 0}
+
+    def seen_in(views: torch.Tensor) -> torch.Tensor:  # (B, t, H, W) block ids -> (B, slots + 1) bool
+        seen = torch.zeros(count, slots + 1, dtype=torch.bool)
+        return seen.scatter_(1, (views.flatten(1) + 1).clamp_min(0), True)  # slot s -> column s + 1 (0: no block)
+
+    future = ids[:, context:]
+    block = future >= 0
+
+    def holds(seen: torch.Tensor) -> torch.Tensor:
+        return seen.gather(1, (future + 1).flatten(1)).view_as(future) & block
+
+    at_end, anywhere = holds(seen_in(ids[:, context - 1])), holds(seen_in(ids[:, :context]))
+    return {"in_view": at_end, "memory": anywhere & ~at_end, "never_seen": block & ~anywhere,
+            "out_of_view": block & ~at_end, "background": ~block}
 
 
 def _masked(error: torch.Tensor, mask: torch.Tensor) -> tuple[list[float | None], float | None]:
@@ -112,9 +125,13 @@ def evaluate_world_model_3d(task: WorldModel3DTask, model, run: RunDir, seed: in
         test.update(sequences=len(targets), context=context, predicted=first)
         if "truth_block_color" in batch:
             error = (predictions - targets).pow(2).mean(2)
-            for label, mask in view_masks(task, batch, context).items():
+            masks = view_masks(task, batch, context)
+            for label, mask in masks.items():
                 curve, mean = _masked(error[:, :first], mask[:, :first])
                 test[f"mse_{label}"], test[f"mse_{label}_per_step"] = mean, curve
+            blocks = float(sum(masks[label][:, :first].sum() for label in BLOCK_CLASSES))
+            test["block_pixel_shares"] = {label: float(masks[label][:, :first].sum()) / blocks if blocks else None
+                                          for label in BLOCK_CLASSES}
         results["test"] = test
         files.append(plots.curves(run.path / "rollout_metrics.png",
                                   {"MSE x 100": [100 * v for v in per_step["mse"][:first]],
