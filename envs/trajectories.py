@@ -192,6 +192,21 @@ def _batched_info(info: dict[str, Any], vector: bool) -> dict[str, np.ndarray]:
     return {key: np.asarray(value)[None] for key, value in info.items()}
 
 
+def _restart(env: gym.vector.VectorEnv, mask: np.ndarray, obs: np.ndarray, info: dict[str, np.ndarray],
+             current: list, begin: Callable[[np.ndarray, dict], Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Reset the envs ``mask`` of a vector env (Gymnasium's ``reset_mask``) and begin their new episodes in
+    ``current``: the observations and infos with theirs laid over the others'."""
+    fresh, fresh_info = env.reset(options={"reset_mask": mask})
+    fresh_info = _batched_info(fresh_info, True)
+    obs = np.where(mask.reshape(-1, *[1] * (obs.ndim - 1)), fresh, obs)
+    for key, value in fresh_info.items():
+        if key in info and np.shape(value) == np.shape(info[key]):
+            info[key] = np.where(mask.reshape(-1, *[1] * (np.ndim(value) - 1)), value, info[key])
+    for i in np.flatnonzero(mask):
+        current[i] = begin(obs[i], {key: value[i] for key, value in fresh_info.items()})
+    return obs, info
+
+
 def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *, max_steps: int | None = None,
                      policy: Any = None, seed: int | None = None, moves: str | Callable | None = None,
                      env_kwargs: dict[str, Any] | None = None, ground_truth: bool | None = None,
@@ -279,6 +294,7 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
         if not vector:
             step_obs, rewards, terminated, truncated = step_obs[None], [rewards], [terminated], [truncated]
         infos = [{key: value[i] for key, value in info.items()} for i in range(count)]
+        restart = np.zeros(count, bool)  # a vector env's episodes cut here, which the env itself has not ended
         for i in range(count):
             if current[i] is None:  # a vector env's autoreset step: the new episode's first observation
                 current[i] = begin(step_obs[i], infos[i])
@@ -293,10 +309,13 @@ def collect_episodes(env: str | gym.Env | gym.vector.VectorEnv, episodes: int, *
                     if progress is not None:
                         progress(len(done), episodes)
                 current[i] = None
+                restart[i] = vector and not (terminated[i] or truncated[i])
                 if not vector:
                     step_obs[0], reset_info = env.reset()
                     info = _batched_info(reset_info, False)
                     current[0] = begin(step_obs[0], reset_info)
+        if restart.any():  # a cut episode's env starts a new one now, not where the cut one stood
+            step_obs, info = _restart(env, restart, step_obs, info, current, begin)
         obs = step_obs
     from fernn.envs.first_person_world import first_person_geometry
 

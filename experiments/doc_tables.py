@@ -87,12 +87,29 @@ def _rl_occlusion(summary: dict[str, Any]) -> str:
     return rl_occlusion.markdown_table(summary["policies"], summary["bounds"])
 
 
+def protocol_shares(stored: dict[str, Any]) -> str:
+    """Each first-person protocol's predicted block pixels by class (experiments/flowm3d_protocol.py)."""
+    rows = ["| protocol | data | observed + predicted views | in view | **memory** | never seen | block pixels |",
+            "|---|---|---|---|---|---|---|"]
+    for name, entry in stored["protocols"].items():
+        kwargs = entry["env_kwargs"] or {}
+        data = f"room {kwargs.get('room_size', 16)}, {kwargs.get('obs_size', 64)} px, {entry['policy']}"
+        for horizon, share in entry["shares"].items():
+            rows.append(f"| `{name}` | {data} | {entry['context']} + {horizon} | {100 * share['in_view']:.1f}% | "
+                        f"**{100 * share['memory']:.1f}%** | {100 * share['never_seen']:.1f}% | "
+                        f"{share['block_pixels']:,} |")
+    return "\n".join(rows)
+
+
 DEMO = "fernn-rl demo --json experiments/results/demo.json"
 TABLES: dict[str, ResultsTable] = {
     "demo": ResultsTable("demo.json", DEMO, demo_table),
     "demo-ratio": ResultsTable("demo.json", DEMO, demo_ratio),
     "block-world": ResultsTable("bench_block_world.json", "fernn-rl bench block-world --rounds 5 --json "
                                 "experiments/results/bench_block_world.json", block_world_table),
+    "flowm3d-protocol": ResultsTable("flowm3d_protocol.json", "python experiments/flowm3d_protocol.py --data FILE "
+                                     "--context C --horizons H --name NAME --json "
+                                     "experiments/results/flowm3d_protocol.json", protocol_shares),
     "rl-occlusion": ResultsTable("rl_occlusion.json", "python experiments/rl_occlusion.py report (writes "
                                  "experiments/results/rl_occlusion.json)", _rl_occlusion),
 }

@@ -194,3 +194,22 @@ def test_a_saved_rl_policy_collects_through_the_cli(tmp_path):
     result = runner.invoke(app, ["collect", "--env", "mnist-world", "--episodes", "1", "--policy",
                                  str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npz"), "--quiet"])
     assert result.exit_code == 2 and "--policy must be 'random' or an RL run directory" in result.output
+
+
+def test_a_vector_env_starts_a_fresh_episode_after_one_it_cut():
+    """collect cuts episodes at max_steps; in a native vector env the cut env is reset (Gymnasium's reset_mask), so
+    every episode starts from a reset, and none is shortened by the env's own time limit running on underneath (8
+    envs x 10 episodes of 60 steps each pass the block world's 500-step limit)."""
+    import gymnasium as gym
+
+    from fernn.envs import collect_episodes
+
+    vector = gym.make_vec("DynamicBlockWorld-v0", num_envs=8, vectorization_mode="vector_entry_point", obs_size=16,
+                          room_size=6)
+    data = collect_episodes(vector, 80, max_steps=60, policy="biased-walk", seed=0)
+    assert set(data.lengths.tolist()) == {60}
+    first_positions = [tuple(data.field("truth_agent_pos", i)[0]) for i in range(80)]
+    last_positions = [tuple(data.field("truth_agent_pos", i)[-1]) for i in range(80)]
+    # an episode that continued the previous one would start where it stopped
+    following = [first_positions[i + 8] == last_positions[i] for i in range(72)]
+    assert sum(following) < 72 // 2

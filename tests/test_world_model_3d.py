@@ -256,3 +256,31 @@ def test_predicted_block_pixels_split_into_in_view_memory_and_never_seen(tmp_pat
                 kind = "background" if block < 0 else "in_view" if block in last else \
                     "memory" if block in earlier else "never_seen"
                 assert masks[kind][b, t, y, x], (b, t, y, x, kind)
+
+
+def test_the_cpu_protocol_presets_ask_for_their_data_and_measure_memory(tmp_path):
+    """--preset flowm-3d-cpu and its twins name the collect command of their data; the protocol's shares of the
+    predicted block pixels (experiments/flowm3d_protocol.py) are measured from the ground truth and add up."""
+    import sys
+    from pathlib import Path
+
+    from fernn.agents.supervised.presets import PRESETS
+
+    runner = CliRunner()
+    for name in ("flowm-3d-cpu", "flowm-3d-cpu-no-velocities", "flowm-3d-cpu-no-self-motion", "flowm-3d-cpu-rssm"):
+        assert PRESETS[name].settings["context"] == 32 and PRESETS[name].settings["eval_horizons"] == [32, 96]
+        result = runner.invoke(app, ["train", "--preset", name, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and '"room_size": 8' in result.output and "blocks8.npz" in result.output
+    data = tmp_path / "blocks8.npz"
+    assert runner.invoke(app, ["collect", "--env", "dynamic-block-world", "--env-kwargs",
+                               '{"obs_size": 16, "room_size": 8}', "--policy", "biased-walk", "--episodes", "8",
+                               "--max-steps", "30", "--out", str(data), "-q"]).exit_code == 0
+    experiments = Path(__file__).resolve().parent.parent / "experiments"
+    sys.path.insert(0, str(experiments))
+    try:
+        import flowm3d_protocol
+    finally:
+        sys.path.remove(str(experiments))
+    shares = flowm3d_protocol.shares(data, 10, [8, 16], sequences=16)
+    for row in shares.values():
+        assert row["block_pixels"] > 0 and abs(row["in_view"] + row["memory"] + row["never_seen"] - 1) < 1e-9

@@ -56,6 +56,20 @@ BLOCKS_128 = ("fernn-rl collect --env dynamic-block-world --env-kwargs '{\"obs_s
               "--episodes 1000 --max-steps 500 --out blocks128.npz")
 
 
+#: the CPU protocol's data: a room of 8 cells at 32 px, episodes long enough for 32 observed + 96 predicted views
+BLOCKS_8 = ("fernn-rl collect --env dynamic-block-world --env-kwargs '{\"obs_size\": 32, \"room_size\": 8}' "
+            "--policy biased-walk --episodes 200 --max-steps 140 --out blocks8.npz")
+
+
+def _flowm_3d_cpu(model: str, what: str) -> Preset:
+    """FloWM's 3-D protocol at a scale a CPU trains, chosen so that memory is measurable: after 32 observed views of
+    a room of 8 cells, most of the 32 predicted views' block pixels belong to blocks seen earlier and out of view
+    (docs/world_model_3d.md measures the shares); evaluated at 32 + 32 and 32 + 96."""
+    return Preset(what, {"model": model, "context": 32, "predict": 32, "eval_context": 32, "eval_horizons": [32, 96],
+                         "hidden": 16, "batch_size": 8, "epochs": 10, "steps_per_epoch": 80, "lr": 2e-3,
+                         "teacher_forcing": 0.125}, collect=BLOCKS_8)
+
+
 def _flowm_3d(model: str, what: str) -> Preset:
     return Preset(what, {"model": model, "context": 50, "predict": 90, "eval_context": 70, "eval_horizons": [70, 210],
                          "hidden": 64, "batch_size": 8, "epochs": 50, "steps_per_epoch": 1000, "lr": 1e-4,
@@ -128,6 +142,13 @@ PRESETS: dict[str, Preset] = {
     "flowm-3d-no-velocities": _flowm_3d("fernn-3d-no-velocities", "FloWM 3-D ablation: no velocity channels"),
     "flowm-3d-no-self-motion": _flowm_3d("fernn-3d-no-self-motion", "FloWM 3-D ablation: no self-motion equivariance"),
     "flowm-3d-rssm": _flowm_3d("rssm", "FloWM 3-D baseline: a DreamerV3-style RSSM"),
+    "flowm-3d-cpu": _flowm_3d_cpu("fernn-3d", "FloWM 3-D at CPU scale where memory is measurable: FloWM (room 8, "
+                                  "32 px, 32 + 32 views; evaluated at 32 and 96 after 32)"),
+    "flowm-3d-cpu-no-velocities": _flowm_3d_cpu("fernn-3d-no-velocities", "FloWM 3-D at CPU scale: no velocity "
+                                                "channels"),
+    "flowm-3d-cpu-no-self-motion": _flowm_3d_cpu("fernn-3d-no-self-motion", "FloWM 3-D at CPU scale: no self-motion "
+                                                 "equivariance"),
+    "flowm-3d-cpu-rssm": _flowm_3d_cpu("rssm", "FloWM 3-D at CPU scale: a DreamerV3-style RSSM"),
     **{f"approx-{task}-{model}": _approx(task, model) for task in APPROX_TASKS for model in APPROX_MODELS},
 }
 
