@@ -255,3 +255,17 @@ def test_the_approximate_equivariance_prose_figures_are_the_stored_results():
                 f"{unseen['grnn'] / unseen['relaxed-a1']:.0f}× below G-RNN's {unseen['grnn']:.3f}"]
     for figure in figures:
         assert figure in text, figure
+
+
+def test_the_stage_zero_check_compares_drawn_blocks_with_the_room_without_them(tmp_path, monkeypatch, capsys):
+    """experiments/flowm3d_stage0.py on a tiny budget: static episodes collected, FloWM-3D trained one step ahead,
+    its in-view block error against the room drawn without blocks written as a ratio with its verdict."""
+    import json
+
+    out, summary = tmp_path / "stage0", tmp_path / "stage0.json"
+    monkeypatch.setattr(sys, "argv", ["flowm3d_stage0.py", "--out", str(out), "--episodes", "6", "--epochs", "1",
+                                      "--steps-per-epoch", "2", "--hidden", "2", "--json", str(summary)])
+    runpy.run_path(str(EXPERIMENTS / "flowm3d_stage0.py"), run_name="__main__")
+    result = json.loads(summary.read_text())
+    assert result["ratio"] == result["mse_in_view"] / result["painted_over_in_view"] and result["target"] == 0.3
+    assert result["passed"] == (result["ratio"] <= 0.3) and "ratio" in capsys.readouterr().out

@@ -231,7 +231,7 @@ def test_predicted_block_pixels_split_into_in_view_memory_and_never_seen(tmp_pat
     only, *never seen* otherwise."""
     from fernn.agents.collect import collect_file
     from fernn.agents.supervised.config import TrainConfig
-    from fernn.agents.supervised.evaluation_3d import truth_state, view_masks
+    from fernn.agents.supervised.evaluation_3d import painted_over, truth_state, view_masks
     from fernn.agents.supervised.tasks import TEST_SEED, make_task
     from fernn.envs.first_person import FirstPersonRenderer
 
@@ -246,6 +246,13 @@ def test_predicted_block_pixels_split_into_in_view_memory_and_never_seen(tmp_pat
     classes = [masks[name].int() for name in ("in_view", "memory", "never_seen", "background")]
     assert torch.equal(sum(classes), torch.ones_like(classes[0]))  # a partition of the predicted pixels
     assert torch.equal(masks["out_of_view"], masks["memory"] | masks["never_seen"])
+    room = painted_over(task, batch, context)  # the room without its blocks: the recorded views off the blocks
+    targets = batch["frames"][:, context:]
+    assert room is not None
+    pixels = {name: (room.permute(0, 1, 3, 4, 2)[masks[name]], targets.permute(0, 1, 3, 4, 2)[masks[name]])
+              for name in ("background", "in_view")}
+    torch.testing.assert_close(*pixels["background"], rtol=0, atol=1.5 / 255)
+    assert (pixels["in_view"][0] - pixels["in_view"][1]).abs().amax() > 0.1  # a block's pixels show the room behind
     spec = task.model_spec()
     renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
     ids = renderer.block_ids(truth_state(batch, slice(0, 16))).view(6, 16, 16, 16)

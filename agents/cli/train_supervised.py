@@ -106,6 +106,11 @@ def print_results(results: dict, where: str) -> None:
                       "none predicted" if test["mse_memory"] is None else f"{test['mse_memory']:.5f}")
         table.add_row("predicted block pixels: in view / memory / never seen",
                       " / ".join(share.get(key, "-") for key in ("in_view", "memory", "never_seen")))
+        painted = test.get("painted_over") or {}
+        if painted:
+            table.add_row("the room without blocks, MSE: in view / memory / never seen",
+                          " / ".join("-" if painted.get(key) is None else f"{painted[key]:.4f}"
+                                     for key in ("in_view", "memory", "never_seen")))
     for section in ("test", "velocity_generalization"):
         for key, value in results.get(section, {}).items():
             if isinstance(value, float):

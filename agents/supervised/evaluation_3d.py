@@ -8,7 +8,8 @@ each predicted block pixel is told apart by where its block was during the conte
 that draws the views: *in view* at the context's end; *memory*, seen earlier and out of view at the end (the block
 FloWM's map must remember and move while unseen: ``mse_memory`` is the headline of memory); *never seen* in the
 context (no model can know it; ``block_pixel_shares`` says how much of the prediction a protocol leaves to it);
-the rest of the picture is *background*. Files: the curves per step and
+the rest of the picture is *background*. ``painted_over`` gives each class's MSE for the room drawn perfectly with
+no block (:func:`painted_over`): a model's block pixels beat it only by drawing blocks. Files: the curves per step and
 a GIF of real | predicted views beside the true map and the model's map, both egocentric (the agent in the
 middle facing right).
 """
@@ -93,6 +94,27 @@ def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: 
             "out_of_view": block & ~at_end, "background": ~block}
 
 
+def painted_over(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor | None:
+    """The views after ``context`` with every block painted over by what lies behind it (the room rendered from the
+    ground truth without its blocks), ``(B, T', C, H, W)`` in [0, 1]: the prediction of a model that draws the room
+    perfectly and no block, the level a model's block pixels must beat. ``None`` where that rendering does not
+    reproduce the recorded background (views of other colours or textures than the block world's plain RGB)."""
+    frames = batch["frames"]
+    if frames.shape[2] != 3:
+        return None
+    spec = task.model_spec()
+    renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
+    state = truth_state(batch, slice(context, frames.shape[1]))
+    empty = BlockState(state.agent_pos, state.agent_dir, state.block_pos, state.block_vel, state.block_color,
+                       torch.zeros_like(state.active))
+    views = renderer.render(empty).permute(0, 3, 1, 2).float().div(255).view(frames[:, context:].shape)
+    background = (renderer.block_ids(state) < 0).view(*frames[:, context:].shape[:2], *frames.shape[-2:])
+    target = frames[:, context:].float().cpu()
+    if (views - target).abs().amax(2)[background].max() > 1.5 / 255:
+        return None
+    return views
+
+
 def _masked(error: torch.Tensor, mask: torch.Tensor) -> tuple[list[float | None], float | None]:
     """Mean of ``error (B, T', H, W)`` over ``mask`` per step, and over all steps (``None`` where empty)."""
     counts = mask.sum((0, 2, 3))
@@ -132,6 +154,11 @@ def evaluate_world_model_3d(task: WorldModel3DTask, model, run: RunDir, seed: in
             blocks = float(sum(masks[label][:, :first].sum() for label in BLOCK_CLASSES))
             test["block_pixel_shares"] = {label: float(masks[label][:, :first].sum()) / blocks if blocks else None
                                           for label in BLOCK_CLASSES}
+            painted = painted_over(task, batch, context)
+            if painted is not None:  # the error of drawing the room perfectly and no block, per class
+                floor = (painted[:, :first] - targets[:, :first].cpu()).pow(2).mean(2)
+                test["painted_over"] = {label: _masked(floor, masks[label][:, :first].cpu())[1]
+                                        for label in (*BLOCK_CLASSES, "out_of_view")}
         results["test"] = test
         files.append(plots.curves(run.path / "rollout_metrics.png",
                                   {"MSE x 100": [100 * v for v in per_step["mse"][:first]],
