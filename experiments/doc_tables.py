@@ -101,6 +101,16 @@ def protocol_shares(stored: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def stage_zero(stored: dict[str, Any]) -> str:
+    """The stage-0 check per training budget (experiments/flowm3d_stage0.py)."""
+    rows = ["| training steps | MSE, in-view block pixels | the room without blocks | ratio (target ≤ 0.3) |",
+            "|---|---|---|---|"]
+    for entry in sorted(stored["runs"].values(), key=lambda entry: entry["steps"]):
+        rows.append(f"| {entry['steps']:,} | {entry['mse_in_view']:.4f} | {entry['painted_over_in_view']:.4f} | "
+                    f"**{entry['ratio']:.2f}** ({'passed' if entry['passed'] else 'not passed'}) |")
+    return "\n".join(rows)
+
+
 DEMO = "fernn-rl demo --json experiments/results/demo.json"
 TABLES: dict[str, ResultsTable] = {
     "demo": ResultsTable("demo.json", DEMO, demo_table),
@@ -110,6 +120,8 @@ TABLES: dict[str, ResultsTable] = {
     "flowm3d-protocol": ResultsTable("flowm3d_protocol.json", "python experiments/flowm3d_protocol.py --data FILE "
                                      "--context C --horizons H --name NAME --json "
                                      "experiments/results/flowm3d_protocol.json", protocol_shares),
+    "flowm3d-stage0": ResultsTable("flowm3d_stage0.json", "python experiments/flowm3d_stage0.py --epochs E --json "
+                                   "experiments/results/flowm3d_stage0.json", stage_zero),
     "rl-occlusion": ResultsTable("rl_occlusion.json", "python experiments/rl_occlusion.py report (writes "
                                  "experiments/results/rl_occlusion.json)", _rl_occlusion),
 }

@@ -8,7 +8,7 @@ is a real one), and its error on the pixels of blocks in view is compared with t
 perfectly without its blocks (``painted_over``, from the ground truth). The check passes at a ratio of at most 0.3:
 below it, the lift and readout draw blocks, and memory over many steps is what the four-model comparison of
 ``--preset flowm-3d-cpu`` tests; above it, the lift or readout is the bottleneck, to be fixed first. Runs resume
-(``--resume`` per run): call it again after an interruption.
+(``--resume`` per run): call it again after an interruption. The JSON keeps one entry per training budget.
 """
 
 from __future__ import annotations
@@ -49,15 +49,19 @@ def main() -> None:
         "lr": 2e-3, "teacher_forcing": 1.0, "out": str(args.out), "name": "fernn-3d-one-step", "device": "cpu"})
     started = time.perf_counter()
     run = args.out / "fernn-3d-one-step"
-    result = train(config, resume=(run / "run.json").is_file() and not (run / "results.json").is_file())
-    results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else result.results
+    if not (run / "results.json").is_file():  # a finished run is read, an interrupted one resumed
+        train(config, resume=(run / "run.json").is_file())
+    results = json.loads((run / "results.json").read_text())
     test = results["test"]
     ratio = test["mse_in_view"] / test["painted_over"]["in_view"]
-    summary = {"env": STATIC[0], "env_kwargs": STATIC[1], "context": args.context, "steps": results["steps"],
-               "mse_in_view": test["mse_in_view"], "painted_over_in_view": test["painted_over"]["in_view"],
-               "ratio": ratio, "target": TARGET, "passed": ratio <= TARGET,
-               "seconds_this_call": time.perf_counter() - started}
-    write_json(args.json, summary)
+    summary = {"env": STATIC[0], "env_kwargs": STATIC[1], "context": args.context, "hidden": args.hidden,
+               "steps": results["steps"], "mse_in_view": test["mse_in_view"],
+               "painted_over_in_view": test["painted_over"]["in_view"], "ratio": ratio, "target": TARGET,
+               "passed": ratio <= TARGET, "seconds_this_call": time.perf_counter() - started}
+    stored = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    runs = stored.get("runs", {})
+    runs[f"{results['steps']} steps"] = summary  # one entry per training budget, the others kept
+    write_json(args.json, {"runs": runs})
     print(f"in-view block pixels: MSE {test['mse_in_view']:.4f}, the room without blocks "
           f"{test['painted_over']['in_view']:.4f}: ratio {ratio:.2f} (target <= {TARGET}): "
           f"{'passed' if ratio <= TARGET else 'not passed'}")
