@@ -64,9 +64,10 @@ BLOCKS_8 = ("fernn-rl collect --env dynamic-block-world --env-kwargs '{\"obs_siz
 def _flowm_3d_cpu(model: str, what: str) -> Preset:
     """FloWM's 3-D protocol at a scale a CPU trains, chosen so that memory is measurable: after 32 observed views of
     a room of 8 cells, most of the 32 predicted views' block pixels belong to blocks seen earlier and out of view
-    (docs/world_model_3d.md measures the shares); evaluated at 32 + 32 and 32 + 96."""
+    (docs/world_model_3d.md measures the shares); evaluated at 32 + 32 and 32 + 96. 4,000 steps: the budget at which
+    the stage-0 check (experiments/flowm3d_stage0.py) finds FloWM-3D drawing the blocks it sees."""
     return Preset(what, {"model": model, "context": 32, "predict": 32, "eval_context": 32, "eval_horizons": [32, 96],
-                         "hidden": 16, "batch_size": 8, "epochs": 10, "steps_per_epoch": 80, "lr": 2e-3,
+                         "hidden": 16, "batch_size": 8, "epochs": 50, "steps_per_epoch": 80, "lr": 2e-3,
                          "teacher_forcing": 0.125}, collect=BLOCKS_8)
 
 
