@@ -78,13 +78,21 @@ def block_world_table(figures: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _rl_occlusion(summary: dict[str, Any]) -> str:
+def _experiment(name: str):
+    """The module of ``experiments/<name>.py`` (the report that renders its tables)."""
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        import rl_occlusion
+        return __import__(name)
     finally:
         sys.path.remove(str(ROOT / "experiments"))
-    return rl_occlusion.markdown_table(summary["policies"], summary["bounds"])
+
+
+def _reproduction(table: str) -> Callable[[dict[str, Any]], str]:
+    return lambda results: _experiment("reproduction_tables").table(table, results)
+
+
+def _rl_occlusion(summary: dict[str, Any]) -> str:
+    return _experiment("rl_occlusion").markdown_table(summary["policies"], summary["bounds"])
 
 
 def protocol_shares(stored: dict[str, Any]) -> str:
@@ -122,6 +130,10 @@ TABLES: dict[str, ResultsTable] = {
                                      "experiments/results/flowm3d_protocol.json", protocol_shares),
     "flowm3d-stage0": ResultsTable("flowm3d_stage0.json", "python experiments/flowm3d_stage0.py --epochs E --json "
                                    "experiments/results/flowm3d_stage0.json", stage_zero),
+    **{f"reproduction-{name}": ResultsTable("reproduction.json", "bash experiments/reproduce_cpu.sh, then python "
+                                            "experiments/reproduction_tables.py --json "
+                                            "experiments/results/reproduction.json", _reproduction(name))
+       for name in ("translation", "rotation", "world", "kth")},
     "rl-occlusion": ResultsTable("rl_occlusion.json", "python experiments/rl_occlusion.py report (writes "
                                  "experiments/results/rl_occlusion.json)", _rl_occlusion),
 }
