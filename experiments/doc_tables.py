@@ -91,6 +91,10 @@ def _reproduction(table: str) -> Callable[[dict[str, Any]], str]:
     return lambda results: _experiment("reproduction_tables").table(table, results)
 
 
+def _planning(summary: dict[str, Any]) -> str:
+    return _experiment("planning_grid").planning_table(summary, json.loads((RESULTS / "rl_occlusion.json").read_text()))
+
+
 def _rl_occlusion(summary: dict[str, Any]) -> str:
     return _experiment("rl_occlusion").markdown_table(summary["policies"], summary["bounds"])
 
@@ -134,6 +138,8 @@ TABLES: dict[str, ResultsTable] = {
                                             "experiments/reproduction_tables.py --json "
                                             "experiments/results/reproduction.json", _reproduction(name))
        for name in ("translation", "rotation", "world", "kth")},
+    "planning": ResultsTable("planning.json", "python experiments/planning_grid.py report (writes "
+                             "experiments/results/planning.json; its RL rows: rl_occlusion.json)", _planning),
     "rl-occlusion": ResultsTable("rl_occlusion.json", "python experiments/rl_occlusion.py report (writes "
                                  "experiments/results/rl_occlusion.json)", _rl_occlusion),
 }

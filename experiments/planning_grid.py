@@ -1,7 +1,8 @@
 """Planning with the world models of experiments/planning_world_models.sh: the measurements of docs/planning.md.
 
     python experiments/planning_grid.py run [--world-models runs/planning] [--horizon 3 --candidates 16 --iterations 1]
-    python experiments/planning_grid.py report [--world-models runs/planning] [--rl-runs runs/occlusion] [--docs docs] [--results experiments/results]
+    python experiments/planning_grid.py report [--world-models runs/planning] [--docs docs] [--results experiments/results]
+        [--rl-results experiments/results/rl_occlusion.json]
 
 ``run`` plans with every world model (FloWM and its ablations, every seed) in every setting -- seen and unseen
 target velocities, with and without occlusion gaps -- over seeded episodes (``fernn-rl plan``), one setting's
@@ -69,20 +70,31 @@ def read(root: Path) -> dict[str, dict[str, list[dict]]]:
     return found
 
 
-def rl_cells(root: Path) -> dict[str, dict[str, list[float]]]:
-    """The RL policies' returns on the same settings (experiments/rl_occlusion.py's grid.json; same episode seeds)."""
+def planning_table(summary: dict, rl_summary: dict | None) -> str:
+    """The table of docs/planning.md from ``planning.json``'s summary: every planner's returns per setting (mean ±
+    std over seeds, the seed count), decisions/s and imagined error per step; the RL policies of the occlusion grid
+    on the same settings and episode seeds (``rl_occlusion.json``: every policy it holds, the equivariant actor
+    included); random and oracle."""
     from fernn.envs.tracking_studies import STUDY_CELLS
 
-    cells: dict[str, dict[str, list[float]]] = {}
-    for grid in sorted(root.glob("*-s*/grid.json")):
-        policy = grid.parent.name.rsplit("-s", 1)[0]
-        evaluations = json.loads(grid.read_text())
-        for setting in SETTINGS:
-            velocities, gap = STUDY_CELLS[setting]
-            cell = evaluations.get(f"{velocities}/gap={gap}")
-            if cell is not None:
-                cells.setdefault(policy, {}).setdefault(setting, []).append(cell["mean_return"])
-    return cells
+    settings = list(summary["settings"])
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})" if values else ""
+
+    lines = ["| planner / policy | " + " | ".join(settings) + " | decisions/s | imagined MSE (h = 1 .. H) |",
+             "|" + "---|" * (len(settings) + 3)]
+    for entry in summary["models"].values():
+        lines.append(f"| planner, {entry['label']} | " + " | ".join(cell(entry["returns"].get(s, [])) for s in settings)
+                     + f" | {entry['decisions_per_second']:.1f} | "
+                     + ", ".join(f"{e:.4f}" for e in entry["imagined_mse_per_step"]) + " |")
+    for policy in (rl_summary or {}).get("policies", {}).values():
+        cells = [policy["cells"].get("{}/gap={}".format(*STUDY_CELLS[s]), {}).get("per_seed", []) for s in settings]
+        lines.append(f"| RL: {policy['label']} | " + " | ".join(cell(c) for c in cells) + " | | |")
+    for bound in ("random", "oracle"):
+        lines.append(f"| {bound} | " + " | ".join(f"{summary['bounds'][s][bound]['mean']:.1f}" for s in settings)
+                     + " | | |")
+    return "\n".join(lines)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -97,32 +109,17 @@ def report(args: argparse.Namespace) -> None:
                 if any(s in by_setting for by_setting in found.values())]
     bounds = {s: policy_bounds(RLConfig(env="MNISTWorldTrack-v0", env_kwargs=env_kwargs(s)), args.bound_episodes)
               for s in settings}
-    rl = rl_cells(args.rl_runs) if args.rl_runs.is_dir() else {}
-    header = "| planner / policy | " + " | ".join(settings) + " | decisions/s | imagined MSE (h = 1 .. H) |"
-    lines = [header, "|" + "---|" * (len(settings) + 3)]
-    summary = {"settings": {s: env_kwargs(s) for s in settings}, "bounds": bounds, "models": {}, "rl": rl}
+    summary = {"settings": {s: env_kwargs(s) for s in settings}, "bounds": bounds, "models": {}}
     for model, by_setting in found.items():
-        cells, speeds, errors = [], [], []
-        for setting in settings:
-            runs = by_setting.get(setting, [])
-            means = [r["mean_return"] for r in runs]
-            cells.append(f"{np.mean(means):.1f} ± {np.std(means):.1f} ({len(runs)})" if runs else "")
-            speeds += [r["decisions_per_second"] for r in runs]
-            errors += [r["imagined_mse_per_step"] for r in runs if setting in ("seen", "unseen")]
+        speeds = [r["decisions_per_second"] for s in settings for r in by_setting.get(s, [])]
+        errors = [r["imagined_mse_per_step"] for s in ("seen", "unseen") for r in by_setting.get(s, [])]
         error = np.nanmean(np.array(errors), 0) if errors else []
-        lines.append(f"| planner, {MODELS[model]} | " + " | ".join(cells) + f" | {np.mean(speeds):.1f} | "
-                     + ", ".join(f"{e:.4f}" for e in error) + " |")
         summary["models"][model] = {"label": MODELS[model], "imagined_mse_per_step": list(map(float, error)),
                                     "decisions_per_second": float(np.mean(speeds)),
                                     "returns": {s: [r["mean_return"] for r in by_setting.get(s, [])] for s in settings},
                                     "settings": next(iter(by_setting.values()))[0]["settings"]}
-    for policy, by_setting in rl.items():
-        cells = [f"{np.mean(by_setting[s]):.1f} ± {np.std(by_setting[s]):.1f} ({len(by_setting[s])})"
-                 if s in by_setting else "" for s in settings]
-        lines.append(f"| RL: {policy} | " + " | ".join(cells) + " | | |")
-    for bound in ("random", "oracle"):
-        lines.append(f"| {bound} | " + " | ".join(f"{bounds[s][bound]['mean']:.1f}" for s in settings) + " | | |")
-    table = "\n".join(lines)
+    rl_summary = json.loads(args.rl_results.read_text()) if args.rl_results.is_file() else None
+    table = planning_table(summary, rl_summary)
     args.docs.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "planning.json", summary)
@@ -173,7 +170,8 @@ def main() -> None:
     go.add_argument("--threads", type=int, default=1)
     rep = commands.add_parser("report", help="the table, the error figure and planning.json")
     rep.add_argument("--world-models", type=Path, default=Path("runs/planning"))
-    rep.add_argument("--rl-runs", type=Path, default=Path("runs/occlusion"))
+    rep.add_argument("--rl-results", type=Path, default=Path("experiments/results/rl_occlusion.json"),
+                     help="the occlusion grid's results (experiments/rl_occlusion.py report): its RL policies' rows")
     rep.add_argument("--docs", type=Path, default=Path("docs"))
     rep.add_argument("--results", type=Path, default=Path("experiments/results"))
     rep.add_argument("--bound-episodes", type=int, default=20)

@@ -141,8 +141,8 @@ def test_planning_grid_plans_with_every_trained_world_model_and_reports(tmp_path
     assert (tmp_path / "wm-grnn-s0" / "plan-unseen-gap4" / "episode.gif").is_file()
     runpy.run_path(str(EXPERIMENTS / "planning_grid.py"), run_name="__main__")
     assert (tmp_path / "wm-grnn-s0" / "plan-seen" / "results.json").stat().st_mtime_ns == first
-    monkeypatch.setattr(sys, "argv", ["planning_grid.py", "report", "--world-models", str(tmp_path), "--rl-runs",
-                                      str(tmp_path / "no-rl"), "--docs", str(tmp_path / "docs"),
+    monkeypatch.setattr(sys, "argv", ["planning_grid.py", "report", "--world-models", str(tmp_path), "--rl-results",
+                                      str(tmp_path / "no-rl.json"), "--docs", str(tmp_path / "docs"),
                                       "--results", str(tmp_path / "results"), "--bound-episodes", "2"])
     runpy.run_path(str(EXPERIMENTS / "planning_grid.py"), run_name="__main__")
     assert "| planner, no velocity channels (V = 1) |" in capsys.readouterr().out
