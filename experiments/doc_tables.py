@@ -95,6 +95,10 @@ def _planning(summary: dict[str, Any]) -> str:
     return _experiment("planning_grid").planning_table(summary, json.loads((RESULTS / "rl_occlusion.json").read_text()))
 
 
+def _approximate_equivariance(summary: dict[str, Any]) -> str:
+    return _experiment("approximate_equivariance").tables(summary).rstrip("\n")
+
+
 def _rl_occlusion(summary: dict[str, Any]) -> str:
     return _experiment("rl_occlusion").markdown_table(summary["policies"], summary["bounds"])
 
@@ -138,6 +142,10 @@ TABLES: dict[str, ResultsTable] = {
                                             "experiments/reproduction_tables.py --json "
                                             "experiments/results/reproduction.json", _reproduction(name))
        for name in ("translation", "rotation", "world", "kth")},
+    "approximate-equivariance": ResultsTable("approximate_equivariance.json", "python "
+                                             "experiments/approximate_equivariance.py report (writes "
+                                             "experiments/results/approximate_equivariance.json)",
+                                             _approximate_equivariance),
     "planning": ResultsTable("planning.json", "python experiments/planning_grid.py report (writes "
                              "experiments/results/planning.json; its RL rows: rl_occlusion.json)", _planning),
     "rl-occlusion": ResultsTable("rl_occlusion.json", "python experiments/rl_occlusion.py report (writes "
