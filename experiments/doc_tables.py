@@ -78,6 +78,20 @@ def block_world_table(figures: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def relaxed_step_table(figures: dict[str, Any]) -> str:
+    """The relaxed FERNN's training step against the strict one, the no-flow floor and the paper's roll loop."""
+    rows = {row["name"]: row for row in figures["results"]}
+    strict = rows["fernn"]["train_s"]
+    lines = ["| implementation | train step (s) | saved for backward (MiB) | vs strict FERNN |", "|---|---|---|---|"]
+    relaxed = f"relaxed L={figures['relaxed']}"
+    for name, label in (("fernn", "fernn (strict)"), (relaxed, relaxed), ("no-flow floor", "no-flow floor"),
+                        ("roll-loop (paper)", "roll loop (paper)")):
+        ratio = f"{rows[name]['train_s'] / strict:.2f}×"
+        ratio = f"**{ratio}**" if name.startswith("relaxed") else ratio
+        lines.append(f"| {label} | {rows[name]['train_s']:.3f} | {rows[name]['saved_mib']:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def _experiment(name: str):
     """The module of ``experiments/<name>.py`` (the report that renders its tables)."""
     sys.path.insert(0, str(ROOT / "experiments"))
@@ -142,6 +156,9 @@ TABLES: dict[str, ResultsTable] = {
                                             "experiments/reproduction_tables.py --json "
                                             "experiments/results/reproduction.json", _reproduction(name))
        for name in ("translation", "rotation", "world", "kth")},
+    "relaxed-step": ResultsTable("bench_step_relaxed.json", "fernn-rl bench step --hidden 16 --vmax 2 --relaxed 2 "
+                                 "--no-bf16 --no-grnn-floor --repeats 1 --rounds 3 --json "
+                                 "experiments/results/bench_step_relaxed.json", relaxed_step_table),
     "approximate-equivariance": ResultsTable("approximate_equivariance.json", "python "
                                              "experiments/approximate_equivariance.py report (writes "
                                              "experiments/results/approximate_equivariance.json)",
