@@ -78,6 +78,35 @@ def block_world_table(figures: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+#: the step benchmark's implementations as the table names them
+STEP_LABELS = {"fernn": "fernn (ours)", "roll-loop (paper)": "roll loop (paper)", "no-flow floor": "no-flow floor",
+               "fernn bf16 autocast": "fernn, bf16 autocast"}
+
+
+def step_table(figures: dict[str, Any]) -> str:
+    """The predictor step per velocity count: every implementation measured, its time against ours of the same V;
+    at the largest V, our step and the roll loop's and bf16's ratios in bold."""
+    lines = ["| V | implementation | batch | train step (s) | forward (s) | saved for backward (MiB) | vs ours |",
+             "|---|---|---|---|---|---|---|"]
+    def group(row: dict[str, Any]) -> int:  # the V of the comparison a row belongs to (G-RNN's own is 1)
+        return int(row["group"].removeprefix("V="))
+
+    largest = max(map(group, figures["results"]))
+    ours = {group(row): row["train_s"] for row in figures["results"] if row["name"] == "fernn"}
+    for row in figures["results"]:
+        v = group(row)
+        label = STEP_LABELS.get(row["name"], f"G-RNN at batch {figures['batch_size']} × {v}"
+                                if row["name"].startswith("G-RNN") else row["name"])
+        train, ratio = f"{row['train_s']:.3f}", f"{row['train_s'] / ours[v]:.2f}×"
+        if v == largest and row["name"] == "fernn":
+            train = f"**{train}**"
+        if v == largest and row["name"] in ("roll-loop (paper)", "fernn bf16 autocast"):
+            ratio = f"**{ratio}**"
+        forward = "-" if row["forward_s"] is None else f"{row['forward_s']:.3f}"
+        lines.append(f"| {v} | {label} | {row['batch']} | {train} | {forward} | {row['saved_mib']:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def relaxed_step_table(figures: dict[str, Any]) -> str:
     """The relaxed FERNN's training step against the strict one, the no-flow floor and the paper's roll loop."""
     rows = {row["name"]: row for row in figures["results"]}
@@ -156,6 +185,8 @@ TABLES: dict[str, ResultsTable] = {
                                             "experiments/reproduction_tables.py --json "
                                             "experiments/results/reproduction.json", _reproduction(name))
        for name in ("translation", "rotation", "world", "kth")},
+    "step": ResultsTable("bench_step_h32.json", "fernn-rl bench step --repeats 1 --rounds 3 --json "
+                         "experiments/results/bench_step_h32.json", step_table),
     "relaxed-step": ResultsTable("bench_step_relaxed.json", "fernn-rl bench step --hidden 16 --vmax 2 --relaxed 2 "
                                  "--no-bf16 --no-grnn-floor --repeats 1 --rounds 3 --json "
                                  "experiments/results/bench_step_relaxed.json", relaxed_step_table),
