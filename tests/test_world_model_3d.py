@@ -246,7 +246,7 @@ def test_predicted_block_pixels_split_into_in_view_memory_and_never_seen(tmp_pat
     classes = [masks[name].int() for name in ("in_view", "memory", "never_seen", "background")]
     assert torch.equal(sum(classes), torch.ones_like(classes[0]))  # a partition of the predicted pixels
     assert torch.equal(masks["out_of_view"], masks["memory"] | masks["never_seen"])
-    room = painted_over(task, batch, context)  # the room without its blocks: the recorded views off the blocks
+    room = painted_over(task, batch, context, masks["background"])  # the room without its blocks
     targets = batch["frames"][:, context:]
     assert room is not None
     pixels = {name: (room.permute(0, 1, 3, 4, 2)[masks[name]], targets.permute(0, 1, 3, 4, 2)[masks[name]])

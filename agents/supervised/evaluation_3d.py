@@ -67,16 +67,20 @@ def truth_state(batch: dict[str, torch.Tensor], steps: slice) -> BlockState:
                       color, color >= 0)
 
 
+def _renderer(task: WorldModel3DTask) -> FirstPersonRenderer:
+    """The ray caster of the task's world (room, view size, field of view), on the CPU."""
+    spec = task.model_spec()
+    return FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
+
+
 def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: int) -> dict[str, torch.Tensor]:
     """Pixel masks ``(B, T', H, W)`` of the views after ``context``, from the ground truth's ray casting: the
     pixels of blocks *in view* at the end of the context; of blocks seen earlier in the context and out of view at
     its end (*memory*: what the model had to remember and move while unseen); of blocks *never seen* in the context
     (no model can know them); *out of view* (memory and never seen together); and the *background*."""
-    spec = task.model_spec()
-    renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
     frames = batch["frames"]
     count, total = frames.shape[:2]
-    ids = renderer.block_ids(truth_state(batch, slice(0, total))).view(count, total, *frames.shape[-2:])
+    ids = _renderer(task).block_ids(truth_state(batch, slice(0, total))).view(count, total, *frames.shape[-2:])
     slots = batch["truth_block_color"].shape[-1]
 
     def seen_in(views: torch.Tensor) -> torch.Tensor:  # (B, t, H, W) block ids -> (B, slots + 1) bool
@@ -94,21 +98,20 @@ def view_masks(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: 
             "out_of_view": block & ~at_end, "background": ~block}
 
 
-def painted_over(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor | None:
+def painted_over(task: WorldModel3DTask, batch: dict[str, torch.Tensor], context: int,
+                 background: torch.Tensor) -> torch.Tensor | None:
     """The views after ``context`` with every block painted over by what lies behind it (the room rendered from the
     ground truth without its blocks), ``(B, T', C, H, W)`` in [0, 1]: the prediction of a model that draws the room
     perfectly and no block, the level a model's block pixels must beat. ``None`` where that rendering does not
-    reproduce the recorded background (views of other colours or textures than the block world's plain RGB)."""
+    reproduce the recorded background (views of other colours or textures than the block world's plain RGB), checked
+    on the ``background`` pixels ``(B, T', H, W)`` (:func:`view_masks`'s)."""
     frames = batch["frames"]
     if frames.shape[2] != 3:
         return None
-    spec = task.model_spec()
-    renderer = FirstPersonRenderer(spec["room_size"], spec["view_size"], spec["fov"], "cpu")
     state = truth_state(batch, slice(context, frames.shape[1]))
     empty = BlockState(state.agent_pos, state.agent_dir, state.block_pos, state.block_vel, state.block_color,
                        torch.zeros_like(state.active))
-    views = renderer.render(empty).permute(0, 3, 1, 2).float().div(255).view(frames[:, context:].shape)
-    background = (renderer.block_ids(state) < 0).view(*frames[:, context:].shape[:2], *frames.shape[-2:])
+    views = _renderer(task).render(empty).permute(0, 3, 1, 2).float().div(255).view(frames[:, context:].shape)
     target = frames[:, context:].float().cpu()
     if (views - target).abs().amax(2)[background].max() > 1.5 / 255:
         return None
@@ -154,7 +157,7 @@ def evaluate_world_model_3d(task: WorldModel3DTask, model, run: RunDir, seed: in
             blocks = float(sum(masks[label][:, :first].sum() for label in BLOCK_CLASSES))
             test["block_pixel_shares"] = {label: float(masks[label][:, :first].sum()) / blocks if blocks else None
                                           for label in BLOCK_CLASSES}
-            painted = painted_over(task, batch, context)
+            painted = painted_over(task, batch, context, masks["background"])
             if painted is not None:  # the error of drawing the room perfectly and no block, per class
                 floor = (painted[:, :first] - targets[:, :first].cpu()).pow(2).mean(2)
                 test["painted_over"] = {label: _masked(floor, masks[label][:, :first].cpu())[1]
